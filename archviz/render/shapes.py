@@ -1,0 +1,48 @@
+"""The `shapes` view of a trace: one row per block at a chosen depth, then parameter totals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archviz.render import Format
+from archviz.render.tables import human, render_rows
+from archviz.shape import format_shape
+from archviz.trace.record import Trace
+
+
+def shapes_report(trace: Trace, depth: int = 1) -> dict[str, Any]:
+    """The JSON contract of `archviz shapes` (stable: other tools read it)."""
+    return {
+        "arch": trace.arch,
+        "input_shape": list(trace.input_shape),
+        "output_shape": list(trace.output_shape),
+        "depth": depth,
+        "blocks": [
+            {
+                "name": n.path,
+                "type": n.type,
+                "depth": n.depth,
+                "output_shape": list(n.output_shape),
+                "params": n.params,
+                "trainable_params": n.trainable_params,
+            }
+            for n in trace.blocks(depth)
+        ],
+        "total_params": trace.total_params,
+        "trainable_params": trace.trainable_params,
+        "non_trainable_params": trace.non_trainable_params,
+    }
+
+
+def render_shapes(trace: Trace, depth: int = 1, fmt: Format = Format.table) -> str:
+    report = shapes_report(trace, depth)
+    rows = [dict(b, name=("  " * (b["depth"] - 1)) + b["name"] if fmt is Format.table else b["name"]) for b in report["blocks"]]
+    columns = [("name", "Name"), ("type", "Type"), ("output_shape", "Output shape"), ("params", "Params")]
+    footer = [
+        ("Input", format_shape(trace.input_shape)),
+        ("Total params", human(trace.total_params)),
+        ("Trainable params", human(trace.trainable_params)),
+        ("Non-trainable params", human(trace.non_trainable_params)),
+    ]
+    title = f"{trace.arch} @ {format_shape(trace.input_shape)}"
+    return render_rows(rows, columns, fmt, title=title, footer=footer, payload=report)
