@@ -22,7 +22,7 @@ class Block(nn.Sequential):
 
     def __init__(self, layers: OrderedDict[str, nn.Module], kind: str | None = None):
         super().__init__(layers)
-        self._archviz_kind = kind
+        self._archviz_kind = kind or "Sequential"
 
 
 class Concat(nn.Module):
