@@ -110,7 +110,10 @@ def _torchvision(name: str, kwargs: dict[str, Any]) -> Arch:
 
     available = models.list_models(module=models)
     if name not in available:
-        raise UsageError(f"torchvision has no classification model {name!r}{suggest(name, available)}; `python -c \"import torchvision; print(torchvision.models.list_models())\"` lists them.")
+        raise UsageError(
+            f"torchvision has no classification model {name!r}{suggest(name, available)} "
+            f"(torchvision.models.list_models() lists the {len(available)} it has)."
+        )
     factory = _checked_factory(lambda: models.get_model(name, weights=None, **kwargs), f"torchvision:{name}", kwargs)
     return Arch(f"torchvision:{name}", "torchvision", TORCHVISION_DEFAULT_INPUT, f"torchvision.models.{name}", factory=factory, params=kwargs)
 
@@ -129,7 +132,9 @@ def _callable(text: str, kwargs: dict[str, Any]) -> Arch:
     if not callable(target):
         raise UsageError(f"{text!r} is a {type(target).__name__}, not a callable; point at a function or class that returns an nn.Module.")
     factory = _checked_factory(lambda: target(**kwargs), text, kwargs)
-    return Arch(text, "callable", TORCHVISION_DEFAULT_INPUT, (target.__doc__ or "").strip().splitlines()[0] if target.__doc__ else text, factory=factory, params=kwargs)
+    return Arch(
+        text, "callable", TORCHVISION_DEFAULT_INPUT, (target.__doc__ or "").strip().splitlines()[0] if target.__doc__ else text, factory=factory, params=kwargs
+    )
 
 
 def _checked_factory(make: Callable[[], Any], name: str, kwargs: dict[str, Any]) -> Callable[[], nn.Module]:

@@ -15,12 +15,14 @@ app = typer.Typer(
     name="archviz",
     help=(
         "See inside convolutional networks before you train them: shapes, cost, diagrams, training.\n\n"
-        "Examples:\n\n"
-        "  archviz list\n\n"
-        "  archviz shapes googlenet --input 1x1x96x96\n\n"
-        "  archviz shapes vgg11 -p ratio=8 --depth 2\n\n"
+        "\b\nExamples:\n"
+        "  archviz list\n"
+        "  archviz shapes googlenet --input 1x1x96x96\n"
+        "  archviz shapes vgg11 -p ratio=8 --depth 2\n"
         "  archviz spec lenet > my_lenet.yaml && archviz shapes my_lenet.yaml"
     ),
+    # Plain click output: usage errors stay a short plain message instead of a box.
+    rich_markup_mode=None,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -57,7 +59,7 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
                 raise fail(f"unexpected {type(exc).__name__}: {exc} (set ARCHVIZ_DEBUG=1 to see the traceback).", 1) from None
 
         doc = (fn.__doc__ or "").strip()
-        wrapper.__doc__ = doc + "\n\nExamples:\n\n" + "\n\n".join(f"  {e}" for e in examples)
+        wrapper.__doc__ = doc + "\n\n\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples)
         return app.command(name, **kwargs)(wrapper)
 
     return decorator

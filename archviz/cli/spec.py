@@ -21,4 +21,11 @@ def spec(name: str, param: ParamOpt = None) -> None:
         return
     original = zoo.get_spec(name)
     values = resolve(original, param).params
-    print(dump_spec(Spec(original.name, original.layers, original.description, original.default_input[:1] + (values["in_channels"],) + original.default_input[2:], values)), end="")
+    print(
+        dump_spec(
+            Spec(
+                original.name, original.layers, original.description, original.default_input[:1] + (values["in_channels"],) + original.default_input[2:], values
+            )
+        ),
+        end="",
+    )

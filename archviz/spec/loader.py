@@ -58,9 +58,12 @@ class _Parser:
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
+            # The context mark is where the broken construct starts (an unclosed '{', say).
+            mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            if getattr(exc, "context", None):
+                problem = f"{exc.context}: {problem}"
             raise UsageError(f"{self.source}{where}: not valid YAML ({problem}); check indentation and brackets there.") from None
         if not isinstance(root, yaml.MappingNode):
             raise self.fail(root, "a spec must be a mapping with at least a 'layers' list")
@@ -171,7 +174,7 @@ class _Parser:
                 return None
             choices = O.ACTIVATIONS if kind is O.ACT else O.NORMS
             if value not in choices:
-                raise self.fail(node, f"field {key!r} of {op!r} is {value!r}{suggest(value, choices)}; it must be {kind.describe}")
+                raise self.fail(node, f"field {key!r} of {op!r} is {value!r}, not {kind.describe}{suggest(value, choices)}")
             return value
         if not isinstance(value, str):
             raise bad

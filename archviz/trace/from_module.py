@@ -132,7 +132,13 @@ class _Recorder(TorchFunctionMode):
         self.seen: set[int] = set()
         self.calls: dict[str, int] = {}
         self.in_leaf = 0
-        self.failed_in: tuple[str, nn.Module, tuple[Shape, ...]] | None = None
+
+    def failed_in(self) -> tuple[str, nn.Module, tuple[Shape, ...]] | None:
+        """The innermost module still running: where an exception was raised."""
+        if not self.stack:
+            return None
+        module, _, _, shapes = self.stack[-1]
+        return self.paths[id(module)], module, shapes
 
     def _op_id(self, base: str) -> str:
         count = self.calls.get(base, 0)
@@ -160,8 +166,6 @@ class _Recorder(TorchFunctionMode):
         if mid in self.leaves:
             self.in_leaf += 1
         self.stack.append((module, index, self.counter.get_total_flops(), shapes))
-        if self.failed_in is None:
-            self.failed_in = (self.paths[mid], module, shapes)
 
     def post(self, module: nn.Module, args: tuple, output: Any) -> None:
         mid = id(module)
@@ -169,7 +173,6 @@ class _Recorder(TorchFunctionMode):
             return
         _, index, flops_before, shapes = self.stack.pop()
         path = self.paths[mid]
-        self.failed_in = None
         outs = _flat_tensors(output)
         out_shape = tuple(outs[0].shape) if outs else ()
         is_leaf = mid in self.leaves
@@ -230,7 +233,7 @@ def _run(meta: nn.Module, input_shape: Shape, arch: str) -> Trace:
         with torch.no_grad(), counter, recorder:
             Y = meta(X)
     except Exception as exc:
-        exc.archviz_failed_in = recorder.failed_in  # type: ignore[attr-defined]
+        exc.archviz_failed_in = recorder.failed_in()  # type: ignore[attr-defined]
         raise
     finally:
         pre.remove()

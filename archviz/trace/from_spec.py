@@ -165,7 +165,9 @@ class _Walker:
             k, p = _pair(a["kernel"]), _pair(a["padding"])
             s = _pair(a["stride"] if a["stride"] is not None else a["kernel"])
             if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
-                raise RunError(f"{self.arch}: layer {path!r} ({type_}) has padding {p} larger than half its kernel {k}; PyTorch requires padding <= kernel / 2.")
+                raise RunError(
+                    f"{self.arch}: layer {path!r} ({type_}) has padding {p} larger than half its kernel {k}; PyTorch requires padding <= kernel / 2."
+                )
             out = (*shape[:2], *(self.spatial(path, type_, size, k[i], s[i], p[i], 1) for i, size in enumerate(shape[2:])))
             attrs = dict(kernel_size=k, stride=s, padding=p)
         elif op == "gap":
