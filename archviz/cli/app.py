@@ -49,6 +49,9 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
                 return fn(*args, **kw)
             except ArchvizError as exc:
                 raise fail(str(exc), exc.exit_code) from None
+            except BrokenPipeError:  # `archviz shapes ... | head`: the reader left, nothing is wrong
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise typer.Exit(0) from None
             except KeyboardInterrupt:
                 raise fail("interrupted.", 130) from None
             except (typer.Exit, typer.Abort, SystemExit):

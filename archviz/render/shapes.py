@@ -36,7 +36,16 @@ def shapes_report(trace: Trace, depth: int = 1) -> dict[str, Any]:
 
 def render_shapes(trace: Trace, depth: int = 1, fmt: Format = Format.table) -> str:
     report = shapes_report(trace, depth)
-    rows = [dict(b, name=("  " * (b["depth"] - 1)) + b["name"] if fmt is Format.table else b["name"]) for b in report["blocks"]]
+    if fmt is Format.table:
+        # The table shows the enclosing blocks too, indented like a tree (as torchinfo does);
+        # JSON and CSV list only the blocks at ``depth``, so their params add up to the total.
+        rows = [
+            {"name": "  " * (n.depth - 1) + n.name, "type": n.type, "output_shape": n.output_shape, "params": n.params}
+            for n in trace.nodes
+            if 1 <= n.depth <= depth
+        ]
+    else:
+        rows = report["blocks"]
     columns = [("name", "Name"), ("type", "Type"), ("output_shape", "Output shape"), ("params", "Params")]
     footer = [
         ("Input", format_shape(trace.input_shape)),
