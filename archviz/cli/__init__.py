@@ -1,5 +1,7 @@
 """The command-line interface: every command is registered here, one module per command."""
 
+from archviz.cli import diagram as _diagram  # noqa: F401
+from archviz.cli import gallery as _gallery  # noqa: F401
 from archviz.cli import list as _list  # noqa: F401
 from archviz.cli import shapes as _shapes  # noqa: F401
 from archviz.cli import spec as _spec  # noqa: F401

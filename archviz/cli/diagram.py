@@ -1,0 +1,65 @@
+"""`archviz diagram`: a graphviz drawing of the dataflow, as SVG, PNG, PDF or DOT source."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from archviz.arch import load_arch
+from archviz.cli.app import command
+from archviz.cli.options import ArchArg, DepthOpt, InputOpt, ParamOpt
+from archviz.render.dot import DiagramFormat, Direction, check_writable, default_filename, output_format, render, save_diagram, to_dot
+from archviz.shape import parse_shape
+
+OutputOpt = Annotated[
+    str | None,
+    typer.Option("--output", "-o", metavar="PATH", help="File to write; its extension picks the format. '-' writes to stdout. Default: ARCH.svg."),
+]
+DiagramFormatOpt = Annotated[
+    DiagramFormat | None,
+    typer.Option("--format", "-f", help="Output format. Default: from the extension of -o, else svg.", show_default=False),
+]
+DirectionOpt = Annotated[Direction, typer.Option("--direction", help="TB draws top to bottom, LR left to right.")]
+FoldOpt = Annotated[
+    bool,
+    typer.Option("--fold/--no-fold", help="Draw identical consecutive blocks (e.g. ResNet's repeated basic blocks) once, marked 'x N'."),
+]
+
+
+@command(
+    "diagram",
+    [
+        "archviz diagram googlenet                      # googlenet.svg, top-level blocks",
+        "archviz diagram googlenet --depth 4 -o googlenet.png   # every layer, Inception paths side by side",
+        "archviz diagram resnet18 --depth 2 --no-fold   # both basic blocks of every stage",
+        "archviz diagram lenet -f dot -o -              # DOT source on stdout",
+        "archviz diagram torchvision:resnet18 -o resnet18.pdf",
+    ],
+)
+def diagram(
+    arch: ArchArg,
+    input: InputOpt = None,
+    output: OutputOpt = None,
+    format: DiagramFormatOpt = None,
+    depth: DepthOpt = 1,
+    direction: DirectionOpt = Direction.TB,
+    fold: FoldOpt = True,
+    param: ParamOpt = None,
+) -> None:
+    """Draw the dataflow with graphviz: blocks (--depth 1) or layers, their settings and params, shapes on the edges."""
+    shape = parse_shape(input) if input is not None else None
+    if output and output != "-":
+        check_writable(Path(output))
+    fmt = output_format(output, format)
+    loaded = load_arch(arch, param)
+    if output == "-":
+        sys.stdout.buffer.write(render(to_dot(loaded.trace(shape), depth, direction, fold), fmt))
+        sys.stdout.buffer.flush()
+        return
+    path = Path(output) if output else Path(default_filename(loaded.name, fmt))
+    check_writable(path)  # before tracing, which can take seconds for a torch model
+    written = save_diagram(loaded.trace(shape), path, fmt, depth, direction, fold)
+    print(f"wrote {written}")

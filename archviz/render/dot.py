@@ -1,0 +1,597 @@
+"""The diagram view of a trace: graphviz DOT text drawn from the dataflow graph (``Trace.ops``).
+
+The graph is the real dataflow, not a chain of modules: GoogLeNet's four Inception paths
+fan out from one producer and meet at the ``cat`` op, ResNet's shortcut joins at ``add``.
+
+``depth`` picks the level of detail with one mechanism: every op is mapped to its
+enclosing module at ``depth`` (or drawn itself when it sits shallower), and edges that
+fall inside one such block disappear. Blocks shallower than ``depth`` become clusters.
+``fold`` draws a run of identical consecutive blocks (same type, attributes, shapes and
+parameters, all the way down, fed one into the next) once, marked "x N".
+
+DOT generation is pure text and deterministic: same trace and options, same bytes.
+Rendering calls graphviz's ``dot`` program.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from archviz.errors import RunError, UsageError
+from archviz.trace.record import Node, Op, Shape, Trace
+
+
+class DiagramFormat(StrEnum):
+    """What ``archviz diagram`` writes: rendered by graphviz, or the DOT source itself."""
+
+    svg = "svg"
+    png = "png"
+    pdf = "pdf"
+    dot = "dot"
+
+
+class Direction(StrEnum):
+    """Graphviz ``rankdir``: top to bottom or left to right."""
+
+    TB = "TB"
+    LR = "LR"
+
+
+INSTALL_HINT = "install graphviz (apt-get install graphviz, brew install graphviz or conda install graphviz)"
+
+# Kinds of layer, in legend order, with their fill colours (pastel, readable in print).
+KIND_COLOURS: dict[str, str] = {
+    "conv": "#c6dbef",
+    "pool": "#c7e9c0",
+    "norm": "#fff2b2",
+    "activation": "#fdd9b5",
+    "linear": "#dadaeb",
+    "dropout": "#e0e0e0",
+    "reshape": "#f7f7f7",
+    "merge": "#fcbba1",
+    "block": "#d9f0f3",
+    "other": "#ffffff",
+}
+_MODULE_KINDS = (  # substrings of a module's class name, first match wins
+    ("conv", "conv"),
+    ("pool", "pool"),
+    ("norm", "norm"),
+    ("dropout", "dropout"),
+    ("linear", "linear"),
+    ("flatten", "reshape"),
+    ("unflatten", "reshape"),
+    ("relu", "activation"),
+    ("sigmoid", "activation"),
+    ("tanh", "activation"),
+    ("gelu", "activation"),
+    ("silu", "activation"),
+    ("swish", "activation"),
+    ("elu", "activation"),
+    ("mish", "activation"),
+    ("softmax", "activation"),
+    ("softplus", "activation"),
+    ("hardtanh", "activation"),
+)
+_FUNCTION_KINDS = {
+    **dict.fromkeys(("cat", "concat", "concatenate", "stack", "add", "sub", "mul", "div"), "merge"),
+    **dict.fromkeys(("relu", "relu_", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "softmax", "log_softmax"), "activation"),
+    **dict.fromkeys(("flatten", "view", "reshape", "squeeze", "unsqueeze", "permute", "transpose", "getitem", "chunk", "split"), "reshape"),
+    **dict.fromkeys(("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"), "pool"),
+    **dict.fromkeys(("linear", "matmul", "mm", "bmm", "addmm"), "linear"),
+    **dict.fromkeys(("conv2d", "conv1d"), "conv"),
+    **dict.fromkeys(("dropout",), "dropout"),
+    **dict.fromkeys(("batch_norm", "layer_norm", "group_norm"), "norm"),
+}
+_MERGE_SYMBOLS = {"cat": "concat", "add": "+", "sub": "\u2212", "mul": "\u00d7", "div": "\u00f7"}
+# Cluster fills by nesting level, lightest outside.
+_CLUSTER_FILLS = ("#f8f8f8", "#f0f0f0", "#e8e8e8", "#e0e0e0")
+_FONT = "Helvetica"
+
+
+def layer_kind(op_kind: str, type_: str) -> str:
+    """The colour category of a module class or function name."""
+    if op_kind == "function":
+        return _FUNCTION_KINDS.get(type_.lower(), "other")
+    lowered = type_.lower()
+    for needle, kind in _MODULE_KINDS:
+        if needle in lowered:
+            return kind
+    return "other"
+
+
+# ---------------------------------------------------------------------------------------
+# The graph to draw: vertices (ops or collapsed blocks), clusters, edges.
+
+
+@dataclass
+class _Run:
+    """Identical consecutive blocks drawn once: ``paths[0]`` stands for all of them."""
+
+    paths: list[str]
+
+    def instance(self, module: str) -> int | None:
+        for i, p in enumerate(self.paths):
+            if module == p or module.startswith(p + "."):
+                return i
+        return None
+
+    def to_first(self, op_id: str, index: int) -> str:
+        return self.paths[0] + op_id[len(self.paths[index]) :]
+
+
+@dataclass
+class Vertex:
+    """One drawn node: an op (layer call, function, input, output) or a collapsed block."""
+
+    id: str
+    kind: str  # colour category, or "io"
+    op: Op | None = None  # set for ops drawn themselves
+    node: Node | None = None  # the module record (leaf module ops and blocks)
+    clusters: tuple[str, ...] = ()  # enclosing block paths, outermost first
+    count: int = 1  # > 1 when it stands for a folded run
+    last: str = ""  # path of the last block of the folded run
+
+
+@dataclass
+class Graph:
+    """What a diagram shows, before any DOT syntax: the data behind ``to_dot``."""
+
+    trace: Trace
+    depth: int
+    vertices: list[Vertex]
+    edges: list[tuple[str, str, Shape]]  # (from vertex, to vertex, tensor shape)
+    clusters: dict[str, Node]  # block path -> record, for every cluster drawn (that the trace knows)
+    folds: dict[str, _Run] = field(default_factory=dict)  # first block path -> its run
+
+    @property
+    def kinds(self) -> list[str]:
+        """Colour categories present, in legend order."""
+        present = {v.kind for v in self.vertices}
+        return [k for k in KIND_COLOURS if k in present]
+
+
+def build_graph(trace: Trace, depth: int = 1, fold: bool = True) -> Graph:
+    """Collapse ``trace.ops`` to the blocks at ``depth``; fold identical runs if ``fold``."""
+    if depth < 1:
+        raise UsageError(f"--depth must be at least 1 (1 = top-level blocks), got {depth}.")
+    nodes = {n.path: n for n in trace.nodes}
+    ops = {o.id: o for o in trace.ops}
+    runs = _find_runs(trace, nodes, depth) if fold else []
+
+    def canonical(op_id: str) -> str:
+        for run in runs:
+            index = run.instance(ops[op_id].module)
+            if index:
+                op_id = run.to_first(op_id, index)
+        return op_id
+
+    vertices: dict[str, Vertex] = {}
+    where: dict[str, str] = {}  # op id -> vertex id
+    for op in trace.ops:
+        if canonical(op.id) != op.id:
+            continue  # a later copy in a folded run
+        vertex = _vertex(op, nodes, depth)
+        where[op.id] = vertex.id
+        vertices.setdefault(vertex.id, vertex)
+
+    edges: dict[tuple[str, str, str], Shape] = {}
+    for op in trace.ops:
+        for src in op.inputs:
+            dst = op.id
+            for run in runs:
+                i, j = run.instance(ops[src].module), run.instance(ops[dst].module)
+                if i is not None and j is not None and i != j:
+                    break  # from one copy into the next: inside the folded run
+                src = run.to_first(src, i) if i else src
+                dst = run.to_first(dst, j) if j else dst
+            else:
+                a, b = where[src], where[dst]
+                if a != b:
+                    edges.setdefault((a, b, src), ops[src].output_shape)
+
+    folds = {run.paths[0]: run for run in runs}
+    for vertex in vertices.values():
+        run = folds.get(vertex.node.path) if vertex.node is not None and vertex.op is None else None
+        if run:
+            vertex.count, vertex.last = len(run.paths), run.paths[-1]
+    cluster_paths = {c for v in vertices.values() for c in v.clusters}
+    clusters = {p: nodes[p] for p in nodes if p in cluster_paths}
+    return Graph(trace, depth, list(vertices.values()), [(a, b, s) for (a, b, _), s in edges.items()], clusters, folds)
+
+
+def _ancestors(path: str, upto: int) -> tuple[str, ...]:
+    """``"b3.0.p1.0", 2 -> ("b3", "b3.0")``: enclosing paths at depths 1..upto."""
+    parts = path.split(".") if path else []
+    return tuple(".".join(parts[:k]) for k in range(1, min(upto, len(parts)) + 1))
+
+
+def _vertex(op: Op, nodes: Mapping[str, Node], depth: int) -> Vertex:
+    if op.kind in ("input", "output"):
+        return Vertex(f"@{op.kind}", "io", op=op)
+    module = nodes.get(op.module)
+    level = module.depth if module is not None else len(op.module.split(".")) if op.module else 0
+    if op.kind == "function":
+        if level < depth:  # drawn itself, inside the module whose forward called it
+            return Vertex(op.id, layer_kind(op.kind, op.type), op=op, clusters=_ancestors(op.module, level))
+    elif level <= depth:
+        return Vertex(op.id, layer_kind(op.kind, op.type), op=op, node=module, clusters=_ancestors(op.module, level - 1))
+    block = ".".join(op.module.split(".")[:depth])
+    if block not in nodes:  # a module the trace does not know: draw the op itself
+        return Vertex(op.id, layer_kind(op.kind, op.type), op=op, node=module)
+    return Vertex(block, "block", node=nodes[block], clusters=_ancestors(block, depth - 1))
+
+
+def _find_runs(trace: Trace, nodes: Mapping[str, Node], depth: int) -> list[_Run]:
+    """Runs of identical consecutive sibling blocks at depths 1..depth, outer runs first."""
+    children: dict[str, list[Node]] = {}
+    for n in trace.nodes[1:]:
+        children.setdefault(n.path.rpartition(".")[0], []).append(n)
+    consumers: dict[str, list[Op]] = {}
+    for op in trace.ops:
+        for src in op.inputs:
+            consumers.setdefault(src, []).append(op)
+    module_of = {o.id: o.module for o in trace.ops}
+    op_list = trace.ops
+
+    def inside(module: str, path: str) -> bool:
+        return module == path or module.startswith(path + ".")
+
+    def signature(path: str) -> tuple:
+        cut = len(path)
+        sub = [n for n in trace.nodes if inside(n.path, path)]
+        sub_ops = [o for o in op_list if inside(o.module, path)]
+        return (
+            tuple((n.path[cut:], n.type, n.is_leaf, n.input_shapes, n.output_shape, n.params, n.trainable_params, repr(sorted(n.attrs.items()))) for n in sub),
+            tuple((o.id[cut:], o.type, tuple(i[cut:] if inside(module_of[i], path) else "^" for i in o.inputs)) for o in sub_ops),
+        )
+
+    def chained(prev: str, nxt: str) -> bool:
+        """Everything entering ``nxt`` comes from ``prev``, everything leaving ``prev`` goes to ``nxt``."""
+        for op in op_list:
+            if inside(op.module, nxt) and any(not inside(module_of[i], nxt) and not inside(module_of[i], prev) for i in op.inputs):
+                return False
+            if inside(op.module, prev):
+                for user in consumers.get(op.id, ()):
+                    if not inside(user.module, prev) and not inside(user.module, nxt):
+                        return False
+        return True
+
+    runs: list[_Run] = []
+    dropped: list[str] = []  # later copies: nothing inside them is drawn
+    for parent in trace.nodes:
+        if parent.is_leaf or parent.depth >= depth or any(inside(parent.path, d) for d in dropped):
+            continue
+        current: list[Node] = []
+        current_sig = None
+        for child in children.get(parent.path, []) + [None]:
+            sig = signature(child.path) if child is not None and not child.is_leaf else None
+            if sig is not None and sig == current_sig and chained(current[-1].path, child.path):
+                current.append(child)
+                continue
+            if len(current) > 1:
+                runs.append(_Run([n.path for n in current]))
+                dropped += [n.path for n in current[1:]]
+            current, current_sig = ([child], sig) if child is not None else ([], None)
+    return runs
+
+
+# ---------------------------------------------------------------------------------------
+# DOT text.
+
+
+def to_dot(trace: Trace, depth: int = 1, direction: Direction = Direction.TB, fold: bool = True) -> str:
+    """The graphviz DOT source of ``trace`` at ``depth`` (1 = top-level blocks)."""
+    return graph_to_dot(build_graph(trace, depth, fold), Direction(direction))
+
+
+def graph_to_dot(graph: Graph, direction: Direction = Direction.TB) -> str:
+    trace = graph.trace
+    lines = [
+        f"digraph {_q(trace.arch)} {{",
+        f'  graph [rankdir={direction.value}, newrank=true, nodesep=0.2, ranksep=0.28, fontname="{_FONT}", fontsize=12,'
+        f' labelloc=t, labeljust=c, pad=0.2, bgcolor="white", label={_title(trace)}];',
+        f'  node [shape=box, style="rounded,filled", fontname="{_FONT}", fontsize=10, margin="0.1,0.03", height=0.3, penwidth=0.8, color="#555555"];',
+        f'  edge [fontname="{_FONT}", fontsize=8, fontcolor="#444444", color="#666666", arrowsize=0.6, penwidth=0.8];',
+    ]
+    tree: dict[str, list[str | Vertex]] = {}  # cluster path ("" = top) -> members in order
+    for vertex in graph.vertices:
+        parent = ""
+        for path in vertex.clusters:
+            members = tree.setdefault(parent, [])
+            if path not in members:
+                members.append(path)
+            parent = path
+        tree.setdefault(parent, []).append(vertex)
+
+    def emit(parent: str, indent: str, level: int) -> None:
+        for member in tree.get(parent, []):
+            if isinstance(member, Vertex):
+                lines.append(f"{indent}{_q(member.id)} [{_vertex_attrs(member, trace)}];")
+                continue
+            node, run = graph.clusters.get(member), graph.folds.get(member)
+            fill = _CLUSTER_FILLS[min(level, len(_CLUSTER_FILLS) - 1)]
+            lines.append(f"{indent}subgraph {_q('cluster_' + member)} {{")
+            lines.append(
+                f'{indent}  graph [label={_cluster_label(node, run)}, labeljust=l, style="rounded,filled", fillcolor="{fill}",'
+                f' color="#aaaaaa", penwidth=0.8, fontsize=9, margin=6];'
+            )
+            emit(member, indent + "  ", level + 1)
+            lines.append(f"{indent}}}")
+
+    emit("", "  ", 0)
+    labelled: set[tuple[str, Shape]] = set()
+    for a, b, shape in graph.edges:
+        # A tensor fanning out (Inception's four paths, a shortcut) is labelled once, on its first edge.
+        label = "" if (a, shape) in labelled else " " + _shape(shape)
+        labelled.add((a, shape))
+        lines.append(f"  {_q(a)} -> {_q(b)}" + (f" [label={_q(label)}];" if label else ";"))
+    lines.append(f"  legend [shape=plain, style=solid, label={_legend(graph.kinds, direction)}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _shape(shape: Shape) -> str:
+    return "\u00d7".join(str(d) for d in shape)
+
+
+def _dim(value: object) -> str:
+    """``(3, 3) -> "3\u00d73"``, ``(2, 2)`` -> ``"2"`` for strides and padding, ints as is."""
+    if isinstance(value, list | tuple):
+        return str(value[0]) if len(set(value)) == 1 else "\u00d7".join(str(v) for v in value)
+    return str(value)
+
+
+def hyperparameters(node: Node) -> str:
+    """The settings that matter for a layer, e.g. ``1\u21926 \u00b7 5\u00d75 s1 p0``."""
+    a = node.attrs
+    parts = []
+    if "in_channels" in a and "out_channels" in a:
+        parts.append(f"{a['in_channels']}\u2192{a['out_channels']}")
+    elif "in_features" in a and "out_features" in a:
+        parts.append(f"{a['in_features']}\u2192{a['out_features']}")
+    elif "num_features" in a:
+        parts.append(f"{a['num_features']} ch")
+    if "kernel_size" in a:
+        k = a["kernel_size"]
+        kernel = "\u00d7".join(str(v) for v in k) if isinstance(k, list | tuple) else f"{k}\u00d7{k}"
+        window = f"{kernel} s{_dim(a.get('stride', 1))} p{_dim(a.get('padding', 0))}"
+        if _dim(a.get("dilation", 1)) != "1":
+            window += f" d{_dim(a['dilation'])}"
+        if a.get("groups", 1) != 1:
+            window += f" g{a['groups']}"
+        parts.append(window)
+    if "output_size" in a:
+        size = a["output_size"]
+        parts.append("\u2192 " + ("\u00d7".join(str(v) for v in size) if isinstance(size, list | tuple) else f"{size}\u00d7{size}"))
+    if "p" in a and "dropout" in node.type.lower():
+        parts.append(f"p={a['p']}")
+    return " \u00b7 ".join(parts)
+
+
+_PLAIN_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+
+
+def _composition(trace: Trace, path: str) -> str:
+    """What a block is made of, e.g. ``Inception\u00d72 \u00b7 MaxPool2d``: its children, seen through plain containers."""
+    counts: Counter[str] = Counter()
+
+    def visit(parent: str) -> None:
+        for child in trace.children(parent):
+            if child.type in _PLAIN_CONTAINERS and not child.is_leaf:
+                visit(child.path)
+            else:
+                counts[child.type] += 1
+
+    visit(path)
+    return " \u00b7 ".join(t if c == 1 else f"{t}\u00d7{c}" for t, c in counts.items())
+
+
+def _params(n: int, each: bool = False) -> str:
+    return f"{n:,} params" + (" each" if each else "") if n else ""
+
+
+def _rows(*rows: str) -> str:
+    cells = "".join(f"<TR><TD>{r}</TD></TR>" for r in rows if r)
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{cells}</TABLE>>'
+
+
+def _small(text: str, colour: str = "#555555") -> str:
+    return f'<FONT POINT-SIZE="8" COLOR="{colour}">{_e(text)}</FONT>' if text else ""
+
+
+def _vertex_attrs(v: Vertex, trace: Trace) -> str:
+    fill = KIND_COLOURS.get(v.kind, "#ffffff")
+    if v.op is not None and v.op.kind in ("input", "output"):
+        title = "Input" if v.op.kind == "input" else "Output"
+        label = _rows(f"<B>{title}</B>", _small(_shape(v.op.output_shape)))
+        return f'label={label}, fillcolor="#ffffff", penwidth=1.2'
+    if v.op is not None and v.op.kind == "function":
+        if v.kind == "merge":
+            symbol = _MERGE_SYMBOLS.get(v.op.type, v.op.type)
+            return f'label={_rows(f"<B>{_e(symbol)}</B>")}, shape=ellipse, style=filled, fillcolor="{fill}", margin="0.02,0.02"'
+        return f'label={_rows(f"<B>{_e(v.op.type)}</B>  " + _small(v.op.id))}, fillcolor="{fill}"'
+    node = v.node
+    if v.op is not None:  # a layer
+        if node is None:  # a module the trace has no record of: name and type only
+            return f'label={_rows(f"<B>{_e(v.op.type)}</B>  " + _small(v.op.module))}, fillcolor="{fill}"'
+        label = _rows(f"<B>{_e(node.type)}</B>  " + _small(node.path), _e(hyperparameters(node)), _small(_params(node.params)))
+        return f'label={label}, fillcolor="{fill}"'
+    assert node is not None
+    name = node.path if v.count == 1 else f"{node.path} \u2013 {v.last}"
+    times = f" \u00d7 {v.count}" if v.count > 1 else ""
+    label = _rows(
+        f"<B>{_e(node.type)}{times}</B>  " + _small(name),
+        _small(_composition(trace, node.path), "#333333"),
+        _small(_params(node.params, each=v.count > 1)),
+    )
+    return f'label={label}, fillcolor="{fill}", penwidth=1.2'
+
+
+def _cluster_label(node: Node | None, run: _Run | None) -> str:
+    if node is None:  # a container the trace has no record of
+        return "<>"
+    name = node.path if run is None else f"{node.path} \u2013 {run.paths[-1]}"
+    times = f" \u00d7 {len(run.paths)}" if run else ""
+    params = _params(node.params, each=run is not None)
+    return f"<<B>{_e(name)}</B>  {_e(node.type)}{times}" + (f"  <FONT COLOR='#555555'>{_e(params)}</FONT>" if params else "") + ">"
+
+
+def _title(trace: Trace) -> str:
+    macs = trace.flops // 2
+    cost = f"{_si(macs)}MACs ({_si(trace.flops)}FLOPs)" if trace.flops else ""
+    facts = " \u00b7 ".join(x for x in (f"input {_shape(trace.input_shape)}", f"{trace.total_params:,} params", cost) if x)
+    return f'<<B>{_e(trace.arch)}</B><BR/><FONT POINT-SIZE="9">{_e(facts)}</FONT>>'
+
+
+def _si(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} "
+
+
+def _legend(kinds: list[str], direction: Direction) -> str:
+    """One swatch per kind of layer drawn: a row beside the input (TB), a column above it (LR)."""
+    cells = [f'<TD BGCOLOR="{KIND_COLOURS[k]}" BORDER="1" COLOR="#888888">{_e(k)}</TD>' for k in kinds]
+    cells.insert(0, '<TD><FONT POINT-SIZE="9">layers:</FONT></TD>')
+    rows = "<TR>" + "".join(cells) + "</TR>" if direction is Direction.TB else "".join(f"<TR>{c}</TR>" for c in cells)
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="3" CELLPADDING="3">{rows}</TABLE>>'
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering and writing files.
+
+
+_PDF_DATE = re.compile(rb"(/(?:CreationDate|ModDate) \(D:)\d{14}")
+
+
+class GraphvizMissing(RunError):
+    """graphviz's ``dot`` program is not on PATH."""
+
+
+def find_dot() -> str | None:
+    """Where graphviz's ``dot`` program is, or None (tests replace this to simulate its absence)."""
+    return shutil.which("dot")
+
+
+def graphviz_version() -> str | None:
+    """``"2.43.0"`` for the installed ``dot``, or None when there is none."""
+    dot = find_dot()
+    if dot is None:
+        return None
+    out = subprocess.run([dot, "-V"], capture_output=True, text=True, check=False).stderr
+    words = out.split()
+    return words[words.index("version") + 1] if "version" in words else None
+
+
+RENDER_TIMEOUT_S = 180
+
+
+def render(source: str, fmt: DiagramFormat, timeout_s: float = RENDER_TIMEOUT_S) -> bytes:
+    """DOT source -> file contents in ``fmt``; GraphvizMissing when ``dot`` is not installed.
+
+    Laying out a very dense graph (DenseNet at full depth: each layer reads every earlier
+    one) can take graphviz many minutes, so it gets ``timeout_s`` and then a RunError.
+    """
+    fmt = DiagramFormat(fmt)
+    if fmt is DiagramFormat.dot:
+        return source.encode()
+    dot = find_dot()
+    if dot is None:
+        raise GraphvizMissing(f"graphviz's `dot` program was not found on PATH; {INSTALL_HINT}.")
+    try:
+        proc = subprocess.run([dot, f"-T{fmt.value}"], input=source.encode(), capture_output=True, check=False, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RunError(
+            f"graphviz's dot did not finish laying out the diagram within {timeout_s:g} s; "
+            "draw fewer boxes with a smaller --depth, or write the DOT source with --format dot."
+        ) from None
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise RunError(f"graphviz's dot failed to render {fmt.value} ({detail[-1] if detail else f'exit code {proc.returncode}'}).")
+    if fmt is DiagramFormat.pdf:
+        # cairo stamps PDFs with the current time; a fixed date of the same length keeps the
+        # file byte-identical from run to run without moving the offsets of the xref table.
+        return _PDF_DATE.sub(rb"\g<1>19700101000000", proc.stdout)
+    return proc.stdout
+
+
+def output_format(path: str | Path | None, fmt: DiagramFormat | str | None) -> DiagramFormat:
+    """``--format`` if given, else the extension of ``-o``, else SVG."""
+    if fmt is not None:
+        return DiagramFormat(fmt)
+    if path is None or str(path) == "-":
+        return DiagramFormat.svg
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix == "gv":
+        return DiagramFormat.dot
+    try:
+        return DiagramFormat(suffix)
+    except ValueError:
+        choices = ", ".join(f".{f.value}" for f in DiagramFormat)
+        raise UsageError(f"cannot tell the diagram format from {str(path)!r}; end the file name with {choices} or pass --format.") from None
+
+
+def default_filename(arch: str, fmt: DiagramFormat) -> str:
+    """``torchvision:resnet18`` -> ``torchvision_resnet18.svg``."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in arch).strip("._") or "diagram"
+    return f"{stem}.{DiagramFormat(fmt).value}"
+
+
+def check_writable(path: Path) -> None:
+    """UsageError unless ``path`` can be created: its folder exists and it is not a folder."""
+    if path.is_dir():
+        raise UsageError(f"-o {str(path)!r} is a directory; give a file name such as {str(path / 'diagram.svg')!r}.")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {str(path)!r}: the directory {str(parent)!r} does not exist (create it first).")
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise RunError(f"cannot write {str(path)!r}: {exc.strerror or exc}.") from None
+
+
+def save_diagram(
+    trace: Trace,
+    path: Path,
+    fmt: DiagramFormat,
+    depth: int = 1,
+    direction: Direction = Direction.TB,
+    fold: bool = True,
+) -> Path:
+    """Draw ``trace`` into ``path``; when ``dot`` is missing, write ``path`` with a .dot suffix and raise.
+
+    Returns the path written.
+    """
+    check_writable(path)
+    source = to_dot(trace, depth, direction, fold)
+    try:
+        data = render(source, fmt)
+    except GraphvizMissing:
+        dot_path = path.with_suffix(".dot")
+        write_bytes(dot_path, source.encode())
+        raise GraphvizMissing(
+            f"graphviz's `dot` program was not found, so only the DOT source was written to {str(dot_path)!r}; "
+            f"{INSTALL_HINT}, then run `dot -T{DiagramFormat(fmt).value} {dot_path} -o {path}` or rerun this command."
+        ) from None
+    write_bytes(path, data)
+    return path
