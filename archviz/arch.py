@@ -111,8 +111,7 @@ def _torchvision(name: str, kwargs: dict[str, Any]) -> Arch:
     available = models.list_models(module=models)
     if name not in available:
         raise UsageError(
-            f"torchvision has no classification model {name!r}{suggest(name, available)} "
-            f"(torchvision.models.list_models() lists the {len(available)} it has)."
+            f"torchvision has no classification model {name!r}{suggest(name, available)} (torchvision.models.list_models() lists the {len(available)} it has)."
         )
     factory = _checked_factory(lambda: models.get_model(name, weights=None, **kwargs), f"torchvision:{name}", kwargs)
     return Arch(f"torchvision:{name}", "torchvision", TORCHVISION_DEFAULT_INPUT, f"torchvision.models.{name}", factory=factory, params=kwargs)

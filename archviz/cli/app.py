@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -61,7 +62,7 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
                     raise
                 raise fail(f"unexpected {type(exc).__name__}: {exc} (set ARCHVIZ_DEBUG=1 to see the traceback).", 1) from None
 
-        doc = (fn.__doc__ or "").strip()
+        doc = inspect.cleandoc(fn.__doc__ or "")
         wrapper.__doc__ = doc + "\n\n\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples)
         return app.command(name, **kwargs)(wrapper)
 

@@ -1,0 +1,63 @@
+"""`archviz compare`: several architectures side by side."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+
+from archviz.arch import load_arch
+from archviz.cli.app import command
+from archviz.cli.cost import DeviceOpt, OptimizerOpt
+from archviz.cli.options import FormatOpt, InputOpt, ParamOpt
+from archviz.cost.memory import TargetDevice
+from archviz.errors import UsageError
+from archviz.render import Format
+from archviz.shape import parse_shape
+from archviz.train.config import Optimizer
+
+_WITH_PARAMS = re.compile(r"^(?P<arch>[^\[\]]+)\[(?P<params>[^\[\]]*)\]$")
+
+
+def split_arch(text: str) -> tuple[str, list[str]]:
+    """``'vgg11[ratio=8,num_classes=100]'`` -> ``('vgg11', ['ratio=8', 'num_classes=100'])``."""
+    text = text.strip()
+    if "[" not in text and "]" not in text:
+        return text, []
+    match = _WITH_PARAMS.match(text)
+    if not match:
+        raise UsageError(f"cannot read {text!r}; write ARCH or ARCH[KEY=VALUE,...], e.g. 'vgg11[ratio=8]'.")
+    return match["arch"].strip(), [p.strip() for p in match["params"].split(",") if p.strip()]
+
+
+@command(
+    "compare",
+    [
+        "archviz compare lenet lenet_bn",
+        "archviz compare vgg11 'vgg11[ratio=8]' --batch 128 --device cuda",
+        "archviz compare resnet18 torchvision:resnet18 --input 1x3x96x96 --format markdown",
+    ],
+)
+def compare(
+    archs: Annotated[list[str], typer.Argument(metavar="ARCH...", help="Architectures, each optionally with parameters: 'vgg11[ratio=8]'.")],
+    input: InputOpt = None,
+    batch: Annotated[int | None, typer.Option("--batch", "-b", min=1, help="Batch size for the training peak (default: the input's).")] = None,
+    optimizer: OptimizerOpt = Optimizer.sgd,
+    device: DeviceOpt = TargetDevice.cpu,
+    format: FormatOpt = Format.table,
+    param: ParamOpt = None,
+) -> None:
+    """Compare params, MACs, training FLOPs, training memory, output and smallest input."""
+    if len(archs) < 2:
+        raise UsageError("compare needs at least two architectures, e.g. `archviz compare lenet lenet_bn`.")
+    shape = parse_shape(input) if input is not None else None
+    loaded = []
+    for text in archs:
+        name, params = split_arch(text)
+        loaded.append(load_arch(name, [*(param or []), *params]))
+    from archviz.cost.report import compare_report
+    from archviz.render.cost import render_compare
+
+    report = compare_report(loaded, shape, labels=[a.strip() for a in archs], batch=batch, optimizer=optimizer, device=device)
+    print(render_compare(report, format))

@@ -1,0 +1,67 @@
+"""`archviz cost`: FLOPs, memory of a training step, receptive fields, and the batch that fits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from archviz.arch import load_arch
+from archviz.cli.app import command
+from archviz.cli.options import ArchArg, DepthOpt, FormatOpt, InputOpt, ParamOpt
+from archviz.cost.memory import DType, Mode, TargetDevice
+from archviz.cost.units import format_bytes, parse_size
+from archviz.errors import RunError
+from archviz.render import Format
+from archviz.shape import format_shape, parse_shape
+from archviz.train.config import Optimizer
+
+# Shared with `archviz compare`.
+OptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", "-o", help="Optimizer of the training step (momentum = SGD with 0.9).")]
+DeviceOpt = Annotated[
+    TargetDevice,
+    typer.Option("--device", help="Device to predict for: cuda rounds blocks to 512 bytes and uses the GPU optimizers; no GPU is needed."),
+]
+
+
+@command(
+    "cost",
+    [
+        "archviz cost lenet",
+        "archviz cost resnet18 --input 256x1x96x96 --optimizer adam --device cuda",
+        "archviz cost vgg11 -p ratio=8 --budget 24GiB --device cuda --amp",
+        "archviz cost torchvision:resnet50 --format json",
+    ],
+)
+def cost(
+    arch: ArchArg,
+    input: InputOpt = None,
+    optimizer: OptimizerOpt = Optimizer.sgd,
+    dtype: Annotated[DType, typer.Option("--dtype", help="Weights' dtype; with --amp, the autocast dtype (fp32 means bf16).")] = DType.fp32,
+    amp: Annotated[bool, typer.Option("--amp", help="fp32 weights with autocast (bf16 unless --dtype fp16).")] = False,
+    mode: Annotated[Mode, typer.Option("--mode", help="train: a training step; eval: a forward pass under no_grad.")] = Mode.train,
+    device: DeviceOpt = TargetDevice.cpu,
+    budget: Annotated[
+        str | None, typer.Option("--budget", metavar="SIZE", help="Find the largest batch that fits, e.g. 80GiB (2^30 bytes) or 512MB (10^6 bytes).")
+    ] = None,
+    depth: DepthOpt = 1,
+    format: FormatOpt = Format.table,
+    param: ParamOpt = None,
+) -> None:
+    """FLOPs and receptive field per block, and the predicted memory of a training step."""
+    budget_bytes = parse_size(budget) if budget is not None else None
+    shape = parse_shape(input) if input is not None else None
+    from archviz.cost.report import cost_report
+    from archviz.render.cost import render_cost
+
+    report = cost_report(
+        load_arch(arch, param), shape, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth
+    )
+    found = report["budget"]
+    if found is not None and found["largest_batch"] is None:
+        one = format_shape([1, *report["input_shape"][1:]])
+        raise RunError(
+            f"{report['arch']} needs {format_bytes(found['batch1_peak_bytes'])} at batch 1 ({one}, {mode}, {optimizer}, {dtype}"
+            f"{' + autocast' if amp else ''}, {device}), more than the budget of {format_bytes(budget_bytes)}."
+        )
+    print(render_cost(report, format))

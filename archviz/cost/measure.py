@@ -1,0 +1,137 @@
+"""Measure the peak of a real training step, to check :func:`archviz.cost.memory.predict_memory`.
+
+- CPU: ``torch.profiler`` with ``profile_memory=True`` reports every allocation and free of
+  the CPU allocator (c10's ProfiledCPUMemoryReporter) with its pointer and size. The whole
+  run (building the model, step 1, step 2) is profiled, so every live byte is seen; the
+  live-bytes curve is summed from those events and its maximum inside step 2 is the peak.
+- CUDA: ``torch.cuda.reset_peak_memory_stats()`` before step 2, then
+  ``torch.cuda.max_memory_allocated()`` after it.
+
+Both run the same two steps as the prediction (:func:`archviz.cost.simulate.training_step`)
+with real weights and random data. This costs a real training step: use small batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from archviz.cost.memory import DType, TargetDevice, choice, torch_dtype
+from archviz.cost.simulate import classification_loss, make_optimizer, training_step
+from archviz.errors import RunError
+from archviz.train.config import Optimizer
+
+if TYPE_CHECKING:
+    from archviz.arch import Arch
+
+_STEP = "archviz::measured_step"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    peak_bytes: int  # the most bytes alive at once during step 2
+    start_bytes: int  # bytes alive when step 2 started (weights, optimizer state, batch, last gradients)
+    seconds: float  # wall time of the whole measurement
+    device: str
+
+
+def measure_training_peak(
+    arch: Arch | str,
+    input_shape: tuple[int, ...] | None = None,
+    optimizer: Optimizer | str = "sgd",
+    dtype: DType | str = "fp32",
+    amp: bool = False,
+    device: TargetDevice | str = "cpu",
+    weight_decay: float = 0.0,
+    seed: int = 0,
+) -> Measurement:
+    """Run two real training steps and return the second one's peak (see the module docstring)."""
+    from archviz.arch import load_arch
+
+    arch = load_arch(arch) if isinstance(arch, str) else arch
+    optimizer = choice(Optimizer, optimizer, "optimizer")
+    dtype = choice(DType, dtype, "dtype")
+    device = choice(TargetDevice, device, "device")
+    shape = tuple(input_shape or arch.default_input)
+    classes = arch.trace(shape).output_shape[-1]
+    weights_dtype = torch_dtype(DType.fp32 if amp else dtype)
+    amp_dtype = torch_dtype(DType.fp16 if dtype is DType.fp16 else DType.bf16) if amp else None
+    on_gpu = device is TargetDevice.cuda
+    if on_gpu and not torch.cuda.is_available():
+        raise RunError("measuring on CUDA needs a GPU, and torch sees none; measure on the CPU or predict without measuring.")
+    torch.manual_seed(seed)
+    gc.collect()
+    began = time.perf_counter()
+
+    def run(phase_of_step2) -> None:
+        net = arch.build(shape).to(device=str(device), dtype=weights_dtype).train()
+        X = torch.randn(shape, device=str(device), dtype=weights_dtype)
+        y = torch.randint(0, max(int(classes), 1), (shape[0],), device=str(device))
+        opt = make_optimizer(optimizer, [p for p in net.parameters() if p.requires_grad], on_gpu, weight_decay)
+        autocast = (lambda: torch.autocast(str(device), dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
+        state = training_step(net, classification_loss, opt, X, y, autocast)
+        with phase_of_step2():
+            state = training_step(net, classification_loss, opt, X, y, autocast)
+        del state
+
+    if on_gpu:
+        marks = {}
+
+        @contextlib.contextmanager
+        def window():
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            marks["start"] = torch.cuda.memory_allocated()
+            yield
+            torch.cuda.synchronize()
+            marks["peak"] = torch.cuda.max_memory_allocated()
+
+        run(window)
+        return Measurement(marks["peak"], marks["start"], time.perf_counter() - began, torch.cuda.get_device_name())
+
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run(lambda: record_function(_STEP))
+    peak, start = _cpu_peak(prof)
+    return Measurement(peak, start, time.perf_counter() - began, "cpu")
+
+
+def _cpu_peak(prof) -> tuple[int, int]:
+    """(peak, start) of live CPU bytes inside the marked step, from the profiler's allocation events."""
+    try:
+        roots = prof.profiler.kineto_results.experimental_event_tree()
+    except AttributeError as exc:  # a private API: say so plainly if a torch release moves it
+        raise RunError(f"this torch's profiler does not expose allocation events ({exc}); the CPU measurement needs torch 2.1-2.14.") from None
+    events: list[tuple[int, int, int, int]] = []  # (time, order, ptr, size)
+    window = None
+    stack = list(reversed(roots))
+    while stack:
+        node = stack.pop()
+        if node.name == _STEP:
+            window = (node.start_time_ns, node.end_time_ns)
+        if str(node.tag).endswith("Allocation"):
+            events.append((node.start_time_ns, len(events), node.extra_fields.ptr, node.extra_fields.alloc_size))
+        stack.extend(reversed(node.children))
+    if window is None:
+        raise RunError("the profiler recorded no training step; nothing to measure.")
+    events.sort()
+    live: dict[int, int] = {}
+    current = peak = 0
+    start = None
+    for when, _, ptr, size in events:
+        if start is None and when >= window[0]:
+            start = peak = current
+        if size > 0:
+            live[ptr] = size
+            current += size
+        elif ptr in live:  # frees of memory allocated before profiling are not ours
+            current -= live.pop(ptr)
+        if window[0] <= when <= window[1]:
+            peak = max(peak, current)
+    return peak, start or 0

@@ -1,0 +1,262 @@
+"""Predict the memory of a training step, and of an eval forward pass, before running either.
+
+**The peak, precisely.** The steady-state training step is the *second* step of the loop
+`archviz train` runs (forward under optional autocast, ``optimizer.zero_grad(set_to_none=True)``,
+``backward``, ``optimizer.step()``): the optimizer state exists, and the previous step's
+gradients are alive during the forward pass until ``zero_grad`` frees them. The peak is
+the most bytes alive at once from the start of that step to its end:
+
+- on a GPU, what ``torch.cuda.max_memory_allocated()`` reports after
+  ``torch.cuda.reset_peak_memory_stats()`` at the start of the step: every block rounded
+  up to a multiple of 512 bytes, as the caching allocator does;
+- on a CPU, the allocator's live bytes (no rounding), as ``torch.profiler``'s memory
+  events count them.
+
+It includes the weights, buffers, input batch, gradients, optimizer state, the tensors
+autograd keeps for backward, temporaries, and the scratch memory of CPU kernels
+(:mod:`archviz.cost.workspace`). Memory outside PyTorch's allocator (the CUDA context,
+cuDNN/cuBLAS workspaces, the caching allocator's reserved-but-free blocks) is not included.
+
+How: :mod:`archviz.cost.simulate` runs the real step on meta tensors (nothing is computed
+or allocated) and accounts for every storage it creates. The user's model is never
+touched: a fresh meta model is built from the architecture each time.
+
+Sizes are bytes; rendered in KiB/MiB/GiB (powers of 1024).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from archviz.errors import UsageError
+from archviz.train.config import Optimizer
+
+if TYPE_CHECKING:
+    from archviz.arch import Arch
+
+__all__ = ["DType", "MemoryEstimate", "Mode", "Optimizer", "TargetDevice", "largest_batch", "predict_memory"]
+
+
+class DType(StrEnum):
+    """The weights' dtype; with ``amp`` the weights stay fp32 and this is the autocast dtype."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Mode(StrEnum):
+    """``train``: the training step; ``eval``: one forward pass under ``torch.no_grad()``."""
+
+    train = "train"
+    eval = "eval"
+
+
+class TargetDevice(StrEnum):
+    """The device the prediction is *for* (no GPU is needed to predict for ``cuda``)."""
+
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def choice(enum: type[StrEnum], value: Any, option: str) -> Any:
+    """``enum(value)``, or a UsageError naming the choices."""
+    try:
+        return enum(value)
+    except ValueError:
+        names = ", ".join(e.value for e in enum)
+        raise UsageError(f"unknown {option} {value!r}; choose one of {names}.") from None
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Predicted memory of one steady-state training step (or eval forward), in bytes."""
+
+    arch: str
+    input_shape: tuple[int, ...]
+    optimizer: str
+    dtype: str
+    amp: bool
+    mode: str
+    device: str
+    params_bytes: int  # parameters
+    buffers_bytes: int  # batch-norm running statistics and other buffers
+    grads_bytes: int  # one gradient per trainable parameter
+    optimizer_bytes: int  # momentum buffers, Adam's two moments, step counters on the device
+    activations_bytes: int  # tensors alive at the end of the forward pass: what autograd keeps for backward
+    largest_temporary_bytes: int  # the largest single temporary, kernel scratch included
+    input_bytes: int  # the batch X and its labels y
+    peak_bytes: int  # training step (or eval forward with mode=eval), as defined in the module docstring
+    inference_peak_bytes: int  # an eval-mode forward under torch.no_grad() at the same batch size
+    peak_phase: str = ""  # forward, zero_grad, backward or optimizer
+    peak_breakdown: dict[str, int] = field(default_factory=dict)  # what was alive at the peak, by category
+    kept_by_module: dict[str, int] = field(default_factory=dict)  # activations kept for backward, by the module that made them
+
+    @property
+    def batch(self) -> int:
+        return self.input_shape[0]
+
+    def kept_for(self, path: str) -> int:
+        """Bytes kept for backward that were produced inside the module at ``path``."""
+        prefix = f"{path}." if path else ""
+        return sum(v for k, v in self.kept_by_module.items() if k == path or k.startswith(prefix) or not path)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_shape"] = list(self.input_shape)
+        return data
+
+
+def torch_dtype(dtype: DType) -> Any:
+    import torch
+
+    return {DType.fp32: torch.float32, DType.bf16: torch.bfloat16, DType.fp16: torch.float16}[dtype]
+
+
+def predict_memory(
+    arch: Arch | str,
+    input_shape: tuple[int, ...] | None = None,
+    optimizer: Optimizer | str = "sgd",
+    dtype: DType | str = "fp32",
+    amp: bool = False,
+    mode: Mode | str = "train",
+    device: TargetDevice | str = "cpu",
+    weight_decay: float = 0.0,
+) -> MemoryEstimate:
+    """Predict the peak memory of a training step (``mode="train"``) or an eval forward.
+
+    ``amp=True``: fp32 weights with autocast to bf16 (or to fp16 with ``dtype="fp16"``).
+    Raises UsageError for unknown choices and RunError when the network cannot run on
+    ``input_shape``.
+    """
+    from archviz.arch import load_arch
+
+    arch = load_arch(arch) if isinstance(arch, str) else arch
+    optimizer = choice(Optimizer, optimizer, "optimizer")
+    dtype = choice(DType, dtype, "dtype")
+    mode = choice(Mode, mode, "mode")
+    device = choice(TargetDevice, device, "device")
+    shape = tuple(input_shape or arch.default_input)
+    arch.trace(shape)  # a network that cannot run on this input fails here, with the layer named
+
+    from archviz.cost import simulate, workspace
+
+    on_gpu = device is TargetDevice.cuda
+    kernel_scratch = None if on_gpu else workspace.cpu_workspace
+    weights_dtype = torch_dtype(DType.fp32 if amp else dtype)
+    amp_dtype = torch_dtype(DType.fp16 if dtype is DType.fp16 else DType.bf16) if amp else None
+    inference = simulate.simulate_inference(
+        arch.build(shape, device="meta"), shape, dtype=weights_dtype, amp_dtype=amp_dtype, on_gpu=on_gpu, workspace=kernel_scratch
+    )
+    common = dict(arch=arch.name, input_shape=shape, optimizer=str(optimizer), dtype=str(dtype), amp=amp, mode=str(mode), device=str(device))
+    if mode is Mode.eval:
+        return MemoryEstimate(
+            **common,
+            params_bytes=inference.params_bytes,
+            buffers_bytes=inference.buffers_bytes,
+            grads_bytes=0,
+            optimizer_bytes=0,
+            activations_bytes=0,
+            largest_temporary_bytes=inference.largest_temporary_bytes,
+            input_bytes=inference.input_bytes,
+            peak_bytes=inference.peak.bytes,
+            inference_peak_bytes=inference.peak.bytes,
+            peak_phase=inference.peak.phase,
+            peak_breakdown=inference.breakdown,
+        )
+    step = simulate.simulate_training(
+        arch.build(shape, device="meta"),
+        shape,
+        optimizer,
+        dtype=weights_dtype,
+        amp_dtype=amp_dtype,
+        on_gpu=on_gpu,
+        weight_decay=weight_decay,
+        workspace=kernel_scratch,
+    )
+    return MemoryEstimate(
+        **common,
+        params_bytes=step.params_bytes,
+        buffers_bytes=step.buffers_bytes,
+        grads_bytes=step.grads_bytes,
+        optimizer_bytes=step.optimizer_bytes,
+        activations_bytes=step.activations_bytes,
+        largest_temporary_bytes=step.largest_temporary_bytes,
+        input_bytes=step.input_bytes,
+        peak_bytes=step.peak.bytes,
+        inference_peak_bytes=inference.peak.bytes,
+        peak_phase=step.peak.phase,
+        peak_breakdown=step.breakdown,
+        kept_by_module=step.kept_by_module,
+    )
+
+
+def largest_batch(
+    arch: Arch | str,
+    input_shape: tuple[int, ...] | None,
+    budget_bytes: int,
+    optimizer: Optimizer | str = "sgd",
+    amp: bool = False,
+    device: TargetDevice | str = "cuda",
+    dtype: DType | str = "fp32",
+    mode: Mode | str = "train",
+    limit: int = 2**24,
+) -> tuple[int, MemoryEstimate] | None:
+    """The largest batch size whose predicted peak fits in ``budget_bytes``, with its estimate.
+
+    ``None`` when even batch 1 does not fit (``predict_memory`` at batch 1 says what it
+    needs). The peak grows almost linearly with the batch, so a line through batches 2 and
+    4 gives a first guess, which the simulation then checks and corrects, stepping away from
+    the guess by 1, 2, 4, ... and bisecting: a handful of simulations, each exact.
+    """
+    from archviz.arch import load_arch
+
+    arch = load_arch(arch) if isinstance(arch, str) else arch
+    if budget_bytes <= 0:
+        raise UsageError(f"the memory budget must be more than zero bytes, not {budget_bytes}.")
+    shape = tuple(input_shape or arch.default_input)
+    cache: dict[int, MemoryEstimate] = {}
+
+    def at(batch: int) -> MemoryEstimate:
+        if batch not in cache:
+            cache[batch] = predict_memory(arch, (batch, *shape[1:]), optimizer, dtype, amp, mode, device)
+        return cache[batch]
+
+    def fits(batch: int) -> bool:
+        return at(batch).peak_bytes <= budget_bytes
+
+    if not fits(1):
+        return None
+    if not fits(2):
+        return 1, at(1)
+    if not fits(4):
+        return (3, at(3)) if fits(3) else (2, at(2))
+    slope = max((at(4).peak_bytes - at(2).peak_bytes) / 2, 1.0)
+    guess = max(5, min(limit, 4 + int((budget_bytes - at(4).peak_bytes) // slope)))
+    # bracket the answer around the guess (lo fits, hi does not), then bisect
+    step = 1
+    if fits(guess):
+        lo, hi = guess, None
+        while hi is None:
+            if lo + step > limit:
+                return lo, at(lo)
+            if fits(lo + step):
+                lo, step = lo + step, step * 2
+            else:
+                hi = lo + step
+    else:
+        lo, hi = 4, guess
+        while hi - step > lo:
+            if fits(hi - step):
+                lo = hi - step
+                break
+            hi, step = hi - step, step * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, at(lo)

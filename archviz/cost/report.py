@@ -1,0 +1,164 @@
+"""The cost report: per-block FLOPs, bytes and receptive fields, totals, memory, budget.
+
+``cost_report`` returns the stable JSON contract of `archviz cost`; ``compare_report``
+the rows of `archviz compare`. Both return plain data; rendering is archviz.render.cost.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from archviz.cost.flops import training_flops_per_image, uncounted_ops
+from archviz.cost.memory import DType, Mode, TargetDevice, choice, largest_batch, predict_memory
+from archviz.cost.receptive import block_fields, receptive_fields, unknown_ops
+from archviz.train.config import Optimizer
+
+if TYPE_CHECKING:
+    from archviz.arch import Arch
+    from archviz.trace.record import Shape
+
+CONVENTIONS = {
+    "macs": "multiply-accumulates of convolutions, linear layers and matrix products (attention included); "
+    "pooling, normalisation, activations, adds and concatenations count 0",
+    "flops": "2 x MACs (torch.utils.flop_counter's convention; fvcore calls a MAC a flop)",
+    "training_flops_per_image": "3 x forward FLOPs per image: backward computes input and weight gradients, each about one forward",
+    "activation_bytes": "the block's output tensor at the compute dtype (2 bytes under --amp or bf16/fp16, else 4)",
+    "kept_bytes": "tensors made inside the block that autograd keeps for backward (simulated)",
+    "receptive_field": "size/jump/start per axis (h, w) at the block's output; at concat and add the widest input's; "
+    "global pooling, flatten and linear layers see the whole input",
+    "peak_bytes": "most bytes alive at once during a steady-state training step (the second), as "
+    "torch.cuda.max_memory_allocated (512-byte blocks) or the CPU allocator's live bytes would report it",
+    "bytes": "bytes; shown in KiB/MiB/GiB, powers of 1024",
+}
+
+
+def cost_report(
+    arch: Arch,
+    input_shape: Shape | None = None,
+    *,
+    optimizer: Optimizer | str = Optimizer.sgd,
+    dtype: DType | str = DType.fp32,
+    amp: bool = False,
+    mode: Mode | str = Mode.train,
+    device: TargetDevice | str = TargetDevice.cpu,
+    budget_bytes: int | None = None,
+    depth: int = 1,
+) -> dict[str, Any]:
+    """The JSON contract of `archviz cost` (stable: other tools read it)."""
+    optimizer = choice(Optimizer, optimizer, "optimizer")
+    dtype = choice(DType, dtype, "dtype")
+    mode = choice(Mode, mode, "mode")
+    device = choice(TargetDevice, device, "device")
+    trace = arch.trace(input_shape)
+    memory = predict_memory(arch, trace.input_shape, optimizer, dtype, amp, mode, device)
+    fields = receptive_fields(trace)
+    at_block = block_fields(trace, fields)
+    element = 2 if amp or dtype is not DType.fp32 else 4
+    blocks = []
+    for node in trace.blocks(depth):
+        rf = at_block.get(node.path)
+        blocks.append(
+            {
+                "name": node.path,
+                "type": node.type,
+                "depth": node.depth,
+                "output_shape": list(node.output_shape),
+                "params": node.params,
+                "macs": node.macs,
+                "flops": node.flops,
+                "activation_bytes": math.prod(node.output_shape) * element,
+                "kept_bytes": memory.kept_for(node.path) if mode is Mode.train else 0,
+                "receptive_field": rf.to_dict() if rf is not None else None,
+            }
+        )
+    output_rf = at_block.get("")
+    report: dict[str, Any] = {
+        "arch": trace.arch,
+        "input_shape": list(trace.input_shape),
+        "output_shape": list(trace.output_shape),
+        "total_params": trace.total_params,
+        "trainable_params": trace.trainable_params,
+        "macs": trace.flops // 2,
+        "flops": trace.flops,
+        "training_flops_per_image": training_flops_per_image(trace),
+        "receptive_field": output_rf.to_dict() if output_rf is not None else None,
+        "memory": {
+            "params_bytes": memory.params_bytes,
+            "buffers_bytes": memory.buffers_bytes,
+            "grads_bytes": memory.grads_bytes,
+            "optimizer_bytes": memory.optimizer_bytes,
+            "activations_bytes": memory.activations_bytes,
+            "largest_temporary_bytes": memory.largest_temporary_bytes,
+            "input_bytes": memory.input_bytes,
+            "peak_bytes": memory.peak_bytes,
+            "inference_peak_bytes": memory.inference_peak_bytes,
+            "peak_phase": memory.peak_phase,
+            "peak_breakdown": memory.peak_breakdown,
+            "batch": memory.batch,
+            "optimizer": memory.optimizer,
+            "dtype": memory.dtype,
+            "amp": memory.amp,
+            "mode": memory.mode,
+            "device": memory.device,
+        },
+        "budget": None,
+        "blocks": blocks,
+        "uncounted_ops": uncounted_ops(trace),
+        "receptive_field_unknown": unknown_ops(trace) if fields else [],
+        "conventions": CONVENTIONS,
+    }
+    if budget_bytes is not None:
+        found = largest_batch(arch, trace.input_shape, budget_bytes, optimizer, amp, device, dtype, mode)
+        report["budget"] = {
+            "budget_bytes": budget_bytes,
+            "largest_batch": found[0] if found else None,
+            "peak_bytes": found[1].peak_bytes if found else None,
+            "batch1_peak_bytes": None if found else predict_memory(arch, (1, *trace.input_shape[1:]), optimizer, dtype, amp, mode, device).peak_bytes,
+        }
+    return report
+
+
+def smallest_input(arch: Arch, input_shape: Shape) -> Shape | None:
+    """The smallest square NxCxSxS input the network accepts."""
+    if arch.resolved is not None:
+        from archviz.trace.from_spec import smallest_input as spec_smallest
+
+        return spec_smallest(arch.resolved, input_shape)
+    from archviz.trace.from_module import smallest_square_input
+
+    return smallest_square_input(arch.build(device="meta"), input_shape)
+
+
+def compare_report(
+    archs: list[Arch],
+    input_shape: Shape | None = None,
+    *,
+    labels: list[str] | None = None,
+    batch: int | None = None,
+    optimizer: Optimizer | str = Optimizer.sgd,
+    device: TargetDevice | str = TargetDevice.cpu,
+) -> dict[str, Any]:
+    """Side by side: params, MACs, training FLOPs per image, training peak, output, smallest input."""
+    rows = []
+    for i, arch in enumerate(archs):
+        shape = tuple(input_shape or arch.default_input)
+        if batch is not None:
+            shape = (batch, *shape[1:])
+        trace = arch.trace(shape)
+        memory = predict_memory(arch, shape, optimizer, device=device)
+        smallest = smallest_input(arch, shape) if len(shape) == 4 else None
+        rows.append(
+            {
+                "arch": labels[i] if labels else arch.name,
+                "input_shape": list(shape),
+                "total_params": trace.total_params,
+                "macs": trace.flops // 2,
+                "training_flops_per_image": training_flops_per_image(trace),
+                "peak_bytes": memory.peak_bytes,
+                "batch": shape[0],
+                "output_shape": list(trace.output_shape),
+                "smallest_input": list(smallest) if smallest else None,
+            }
+        )
+    return {"optimizer": str(choice(Optimizer, optimizer, "optimizer")), "device": str(choice(TargetDevice, device, "device")), "archs": rows}

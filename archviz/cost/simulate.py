@@ -1,0 +1,481 @@
+"""Run a training step without memory or compute, and account for every byte it allocates.
+
+The mechanism is PyTorch's own MemTracker (torch/distributed/_tools/mem_tracker.py): a
+TorchDispatchMode sees every tensor an operator returns, and a weak reference on its
+untyped storage says when autograd, the optimizer or Python lets go of it. Running the
+real PyTorch code (autograd's saved tensors, the optimizer's own arithmetic) on the meta
+device is what makes the prediction exact, where a formula would be a guess.
+
+What the dispatcher cannot see is the scratch memory a kernel allocates and frees inside
+one operator (oneDNN's reordered copies on a CPU, for instance); ``workspace`` adds it,
+per operator, from :mod:`archviz.cost.workspace`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.weak import WeakIdKeyDictionary
+
+from archviz.train.config import Optimizer
+
+Workspace = Callable[[Any, tuple, dict, Any], int]
+
+PARAMS, BUFFERS, INPUT, GRADS, OPTIMIZER, ACTIVATIONS, TEMPORARIES = (
+    "params",
+    "buffers",
+    "input",
+    "grads",
+    "optimizer",
+    "activations",
+    "temporaries",
+)
+
+
+@dataclass(eq=False)
+class Storage:
+    """One allocation: its size as the allocator counts it, and when it lived."""
+
+    nbytes: int
+    category: str
+    phase: str
+    module: str | None
+    born: int
+    died: int | None = None
+
+    def alive_at(self, clock: int) -> bool:
+        return self.born <= clock and (self.died is None or self.died > clock)
+
+
+@dataclass
+class Peak:
+    bytes: int = 0
+    clock: int = 0
+    phase: str = ""
+    workspace: int = 0  # kernel scratch on top of the live tensors at the peak
+    op: str = ""
+
+
+class StorageTracker(TorchDispatchMode):
+    """Live bytes of every storage operators create, with the peak and what was alive at it.
+
+    ``rounding``: the allocator's granularity (CUDA's caching allocator rounds every block up
+    to a multiple of 512 bytes; the CPU allocator does not round). ``count_host``: whether
+    real CPU tensors count (they do when predicting for a CPU; on a GPU the optimizer's
+    step counters live in host memory and do not).
+    """
+
+    def __init__(self, rounding: int = 1, count_host: bool = True, workspace: Workspace | None = None):
+        super().__init__()
+        self.rounding = rounding
+        self.count_host = count_host
+        self.workspace = workspace
+        self.storages: list[Storage] = []
+        self._index: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.clock = 0
+        self.live = 0
+        self.phase = "setup"
+        self.modules: list[str] = []
+        self.peak = Peak()
+        self.largest_workspace = 0
+        self.measuring = False
+
+    # -- accounting -------------------------------------------------------------------
+    def _counts(self, t: torch.Tensor) -> bool:
+        from torch._subclasses.fake_tensor import FakeTensor
+
+        if isinstance(t, FakeTensor) or t.device.type == "meta":
+            return True
+        return self.count_host and t.device.type == "cpu"
+
+    def _round(self, n: int) -> int:
+        if n == 0 or self.rounding == 1:
+            return n
+        return math.ceil(n / self.rounding) * self.rounding
+
+    def track(self, t: torch.Tensor, category: str | None = None) -> Storage | None:
+        """Count ``t``'s storage (once), or relabel it when it is counted already."""
+        if not isinstance(t, torch.Tensor) or not self._counts(t):
+            return None
+        storage = t.untyped_storage()
+        known = self._index.get(storage)
+        if known is not None:
+            if category:
+                known[0].category = category
+            return known[0]
+        self.clock += 1
+        record = Storage(self._round(storage.nbytes()), category or "", self.phase, self.modules[-1] if self.modules else None, self.clock)
+        ref = weakref.ref(storage, functools.partial(self._release, record))
+        self._index[storage] = (record, ref)
+        self.storages.append(record)
+        self.live += record.nbytes
+        self._observe(0, "")
+        return record
+
+    def _release(self, record: Storage, _ref: Any) -> None:
+        self.clock += 1
+        record.died = self.clock
+        self.live -= record.nbytes
+
+    def _observe(self, workspace: int, op: str) -> None:
+        if not self.measuring:
+            return
+        if workspace > self.largest_workspace:
+            self.largest_workspace = workspace
+        if self.live + workspace > self.peak.bytes:
+            self.peak = Peak(self.live + workspace, self.clock, self.phase, workspace, op)
+
+    def start_window(self) -> None:
+        """From now on, track the peak (it starts at what is alive now)."""
+        self.measuring = True
+        self.peak = Peak(self.live, self.clock, self.phase)
+        self.largest_workspace = 0
+
+    def alive_at(self, clock: int) -> list[Storage]:
+        return [s for s in self.storages if s.alive_at(clock)]
+
+    # -- the dispatcher ---------------------------------------------------------------
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.track(t)
+        if self.workspace is not None and self.measuring:
+            extra = self.workspace(func, args, kwargs, out)
+            if extra:
+                self._observe(self._round(extra), func.overloadpacket.__name__)
+        return out
+
+    @contextlib.contextmanager
+    def in_phase(self, name: str) -> Iterator[None]:
+        self.phase = name
+        yield
+
+
+@contextlib.contextmanager
+def module_scope(model: nn.Module, tracker: StorageTracker) -> Iterator[None]:
+    """Tell the tracker which module is running, so saved tensors can be charged to blocks."""
+    paths = {id(m): p for p, m in model.named_modules()}
+
+    def pre(module: nn.Module, args: Any) -> None:
+        if id(module) in paths:
+            tracker.modules.append(paths[id(module)])
+
+    def post(module: nn.Module, args: Any, output: Any) -> None:
+        if id(module) in paths and tracker.modules:
+            tracker.modules.pop()
+
+    handles = [nn.modules.module.register_module_forward_pre_hook(pre), nn.modules.module.register_module_forward_hook(post)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        tracker.modules.clear()
+
+
+@contextlib.contextmanager
+def attention_backend(on_gpu: bool) -> Iterator[None]:
+    """Run ``scaled_dot_product_attention`` with the kernel the target device would pick.
+
+    On meta tensors torch takes the math path, which keeps the whole (batch, heads, L, L)
+    attention matrix for backward; real devices run fused kernels that keep only the
+    output and a log-sum-exp. Torch's choice (sdp_utils): on a CPU the flash kernel when
+    there is no dropout; on a GPU flash attention for fp16/bf16 without a mask, else the
+    memory-efficient kernel. Anything else keeps the math path. The function is swapped in
+    ``torch.nn.functional`` for the simulation only (that is where nn.MultiheadAttention
+    and most models look it up).
+    """
+    original = nn.functional.scaled_dot_product_attention
+
+    def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if enable_gqa or query.dim() != 4 or (not on_gpu and dropout_p != 0.0):
+            return original(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
+        device = query.device.type
+        if device == "cpu" and torch.is_autocast_enabled(device):  # sdpa is on autocast's lower-precision list
+            low = torch.get_autocast_dtype(device)
+            query, key, value = query.to(low), key.to(low), value.to(low)
+        aten = torch.ops.aten
+        if not on_gpu:
+            return aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, is_causal, attn_mask=attn_mask, scale=scale)[0]
+        if query.dtype in (torch.float16, torch.bfloat16) and attn_mask is None:
+            return aten._scaled_dot_product_flash_attention(query, key, value, dropout_p, is_causal, False, scale=scale)[0]
+        return aten._scaled_dot_product_efficient_attention(query, key, value, attn_mask, True, dropout_p, is_causal, scale=scale)[0]
+
+    nn.functional.scaled_dot_product_attention = fused
+    try:
+        yield
+    finally:
+        nn.functional.scaled_dot_product_attention = original
+
+
+def _no_phase(name: str) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext()
+
+
+def training_step(
+    net: nn.Module,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    phase: Callable[[str], contextlib.AbstractContextManager] = _no_phase,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step `archviz train` runs (archviz/train/loop.py, ``train_step``), phase by phase.
+
+    The previous step's gradients stay alive through this step's forward pass and are
+    freed (``set_to_none``) just before ``backward``; the caller keeps the returned loss and
+    logits until the next step returns, as a training loop does.
+    """
+    with phase("forward"), autocast():
+        y_hat = net(X)
+        l = loss(y_hat, y)
+    with phase("zero_grad"):
+        optimizer.zero_grad(set_to_none=True)
+    with phase("backward"):
+        l.backward()
+    with phase("optimizer"):
+        optimizer.step()
+    return l, y_hat
+
+
+def classification_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for [batch, classes] logits; a plain sum for any other output."""
+    if y_hat.dim() == 2:
+        return nn.functional.cross_entropy(y_hat, y)
+    return y_hat.float().sum()
+
+
+def make_optimizer(kind: Optimizer, params: Any, on_gpu: bool, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The optimizers of `archviz train`, with the implementation torch picks on each device.
+
+    On a GPU, SGD takes torch's default ``foreach`` path (one kernel over all tensors, with
+    temporaries the size of all of them) and Adam/AdamW the ``fused`` kernel `archviz train`
+    asks for; on a CPU both run tensor by tensor (torch's default there).
+    """
+    kind = Optimizer(kind)
+    lr = 0.1  # the learning rate does not change memory
+    if kind in (Optimizer.sgd, Optimizer.momentum):
+        momentum = 0.9 if kind is Optimizer.momentum else 0.0
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=on_gpu)
+    cls = torch.optim.Adam if kind is Optimizer.adam else torch.optim.AdamW
+    if on_gpu:
+        return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
+    return cls(params, lr=lr, weight_decay=weight_decay, foreach=False)
+
+
+@contextlib.contextmanager
+def _fused_on_meta() -> Iterator[None]:
+    """Let fused Adam run on meta tensors: torch checks the device, the meta kernel exists."""
+    import torch.optim.adam as adam_module
+
+    original = adam_module._device_dtype_check_for_fused
+    adam_module._device_dtype_check_for_fused = lambda p, cuda_unsupported=False: None
+    try:
+        yield
+    finally:
+        adam_module._device_dtype_check_for_fused = original
+
+
+@dataclass
+class StepRecord:
+    """What the simulation of two training steps saw (the second one is reported)."""
+
+    peak: Peak
+    breakdown: dict[str, int]
+    params_bytes: int
+    buffers_bytes: int
+    input_bytes: int
+    grads_bytes: int
+    optimizer_bytes: int
+    activations_bytes: int
+    largest_temporary_bytes: int
+    kept_by_module: dict[str, int] = field(default_factory=dict)
+
+
+def _fake_mode() -> Any:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    return FakeTensorMode(allow_non_fake_inputs=True)
+
+
+def simulate_training(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    optimizer: Optimizer,
+    *,
+    dtype: torch.dtype = torch.float32,
+    amp_dtype: torch.dtype | None = None,
+    on_gpu: bool = False,
+    weight_decay: float = 0.0,
+    workspace: Workspace | None = None,
+) -> StepRecord:
+    """Two training steps of ``model`` (on the meta device; it is changed) on a batch of ``input_shape``.
+
+    Without autocast everything runs on meta tensors; autocast needs a real backend, so
+    with ``amp_dtype`` the model becomes CPU FakeTensors (shapes only, CPU dispatch).
+    """
+    tracker = StorageTracker(rounding=512 if on_gpu else 1, count_host=not on_gpu, workspace=workspace)
+    with contextlib.ExitStack() as stack:
+        model.to(dtype)  # on meta: free
+        if amp_dtype is not None:
+            stack.enter_context(_fake_mode())
+            model.to_empty(device="cpu")
+            device = "cpu"
+        else:
+            device = "meta"
+            stack.enter_context(_fused_on_meta())
+        model.train()
+        stack.enter_context(tracker)
+        stack.enter_context(attention_backend(on_gpu))
+        _track_model(model, tracker)
+        X = torch.empty(input_shape, dtype=dtype, device=device)
+        tracker.track(X, INPUT)
+        y = torch.zeros(input_shape[0], dtype=torch.long, device=device)
+        tracker.track(y, INPUT)
+        opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], on_gpu, weight_decay)
+        autocast = (lambda: torch.autocast("cpu", dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
+        state = training_step(model, classification_loss, opt, X, y, autocast, tracker.in_phase)
+        _label_after_step(model, opt, tracker, host_steps=on_gpu)
+        tracker.start_window()
+        window = tracker.clock
+        with module_scope(model, tracker):
+            forward_end = [0]
+
+            def phase(name: str) -> contextlib.AbstractContextManager:
+                if name == "zero_grad":
+                    forward_end[0] = tracker.clock
+                return tracker.in_phase(name)
+
+            state = training_step(model, classification_loss, opt, X, y, autocast, phase)
+        _label_after_step(model, opt, tracker, host_steps=on_gpu)
+        del state
+        return _record(tracker, window, forward_end[0])
+
+
+def _track_model(model: nn.Module, tracker: StorageTracker) -> None:
+    for p in model.parameters():
+        tracker.track(p, PARAMS)
+    for b in model.buffers():
+        tracker.track(b, BUFFERS)
+
+
+def _label_after_step(model: nn.Module, opt: torch.optim.Optimizer, tracker: StorageTracker, host_steps: bool) -> None:
+    for p in model.parameters():
+        if p.grad is not None:
+            tracker.track(p.grad, GRADS)
+    for state in opt.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                record = tracker.track(value, OPTIMIZER)
+                # torch keeps the non-fused optimizers' step counters on the host (a CPU
+                # scalar per parameter): on a GPU they are not device memory.
+                if host_steps and key == "step" and record is not None and record.died is None and not _fused(opt):
+                    tracker.live -= record.nbytes
+                    record.nbytes = 0
+
+
+def _fused(opt: torch.optim.Optimizer) -> bool:
+    return any(group.get("fused") for group in opt.param_groups)
+
+
+def _record(tracker: StorageTracker, window: int, forward_end: int) -> StepRecord:
+    step = [s for s in tracker.storages if s.born > window]
+    for s in step:
+        if not s.category:
+            kept = s.phase == "forward" and s.alive_at(forward_end)
+            s.category = ACTIVATIONS if kept else TEMPORARIES
+    breakdown: dict[str, int] = {}
+    for s in tracker.alive_at(tracker.peak.clock):
+        breakdown[s.category or TEMPORARIES] = breakdown.get(s.category or TEMPORARIES, 0) + s.nbytes
+    if tracker.peak.workspace:
+        breakdown[TEMPORARIES] = breakdown.get(TEMPORARIES, 0) + tracker.peak.workspace
+
+    def total(category: str, storages: list[Storage]) -> int:
+        return sum(s.nbytes for s in storages if s.category == category)
+
+    alive_now = tracker.alive_at(tracker.clock)
+    kept_by_module: dict[str, int] = {}
+    for s in step:
+        if s.category == ACTIVATIONS:
+            kept_by_module[s.module or ""] = kept_by_module.get(s.module or "", 0) + s.nbytes
+    grads_end = [s for s in step if s.category == GRADS]
+    temporaries = [s.nbytes for s in step if s.category == TEMPORARIES]
+    return StepRecord(
+        peak=tracker.peak,
+        breakdown=breakdown,
+        params_bytes=total(PARAMS, alive_now),
+        buffers_bytes=total(BUFFERS, alive_now),
+        input_bytes=total(INPUT, alive_now),
+        grads_bytes=sum(s.nbytes for s in grads_end),
+        optimizer_bytes=total(OPTIMIZER, alive_now),
+        activations_bytes=sum(kept_by_module.values()),
+        largest_temporary_bytes=max([*temporaries, tracker.largest_workspace, 0]),
+        kept_by_module=kept_by_module,
+    )
+
+
+def simulate_inference(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    dtype: torch.dtype = torch.float32,
+    amp_dtype: torch.dtype | None = None,
+    on_gpu: bool = False,
+    workspace: Workspace | None = None,
+) -> StepRecord:
+    """One eval-mode forward pass under ``torch.no_grad()`` (weights and input included in the peak)."""
+    tracker = StorageTracker(rounding=512 if on_gpu else 1, count_host=not on_gpu, workspace=workspace)
+    with contextlib.ExitStack() as stack:
+        model.to(dtype)  # on meta: free
+        if amp_dtype is not None:
+            stack.enter_context(_fake_mode())
+            model.to_empty(device="cpu")
+            device = "cpu"
+        else:
+            device = "meta"
+        model.eval()
+        stack.enter_context(tracker)
+        stack.enter_context(attention_backend(on_gpu))
+        _track_model(model, tracker)
+        X = torch.empty(input_shape, dtype=dtype, device=device)
+        tracker.track(X, INPUT)
+        tracker.start_window()
+        window = tracker.clock
+        autocast = torch.autocast("cpu", dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+        with torch.no_grad(), autocast, tracker.in_phase("forward"):
+            y_hat = model(X)
+        del y_hat
+    for s in tracker.storages:
+        if s.born > window and not s.category:
+            s.category = ACTIVATIONS
+    alive_at_peak = tracker.alive_at(tracker.peak.clock)
+    breakdown: dict[str, int] = {}
+    for s in alive_at_peak:
+        breakdown[s.category] = breakdown.get(s.category, 0) + s.nbytes
+    if tracker.peak.workspace:
+        breakdown[TEMPORARIES] = breakdown.get(TEMPORARIES, 0) + tracker.peak.workspace
+    everything = tracker.storages
+    return StepRecord(
+        peak=tracker.peak,
+        breakdown=breakdown,
+        params_bytes=sum(s.nbytes for s in everything if s.category == PARAMS),
+        buffers_bytes=sum(s.nbytes for s in everything if s.category == BUFFERS),
+        input_bytes=sum(s.nbytes for s in everything if s.category == INPUT),
+        grads_bytes=0,
+        optimizer_bytes=0,
+        activations_bytes=0,
+        largest_temporary_bytes=max([tracker.largest_workspace, *(s.nbytes for s in everything if s.born > window)], default=0),
+    )

@@ -1,0 +1,86 @@
+"""What a training run is: one typed, fully resolved configuration. No torch here."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+from archviz.errors import UsageError
+
+
+class Optimizer(StrEnum):
+    """Optimizers `archviz train` knows; ``momentum`` is SGD with momentum 0.9."""
+
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+    adamw = "adamw"
+
+
+class Device(StrEnum):
+    """Where to train; ``auto`` picks CUDA when there is one."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@dataclass
+class TrainConfig:
+    """The full recipe of one run, as written to ``config.json`` (``recipes.make_config`` fills it)."""
+
+    arch: str
+    params: list[str] = field(default_factory=list)  # -p KEY=VALUE strings, the recipe's first
+    epochs: int = 10  # d2l's num_epochs
+    batch_size: int = 256  # global: each of `nproc` processes takes batch_size // nproc
+    lr: float = 0.1
+    optimizer: Optimizer = Optimizer.sgd
+    weight_decay: float = 0.0
+    resize: int = 28  # images are resized to resize x resize on the training device
+    device: Device = Device.auto
+    amp: bool | None = None  # bf16 autocast; None = on for CUDA, off for CPU
+    compile: bool = False
+    seed: int = 0
+    limit_train: int | None = None  # use the first N training images (quick runs, tests)
+    limit_test: int | None = None
+    nproc: int = 1
+    threads: int | None = None  # CPU threads per process; None = measured at start (see loop.cpu_threads)
+    data_dir: str | None = None
+    download: bool = False
+    out: str = ""
+
+    def validate(self) -> TrainConfig:
+        """Raise UsageError, in one sentence, for a value that cannot train."""
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "resize": self.resize, "nproc": self.nproc}
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive whole number, not {value!r}.")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"--lr must be a positive finite number (e.g. 0.1), not {self.lr!r}.")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UsageError(f"--weight-decay must be zero or a positive finite number, not {self.weight_decay!r}.")
+        if not 8 <= self.resize <= 1024:
+            raise UsageError(f"--resize must be between 8 and 1024 pixels (Fashion-MNIST images are 28x28), not {self.resize}.")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be a positive whole number, not {self.threads}.")
+        for name in ("limit_train", "limit_test"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 2 images, not {value}.")
+        if self.batch_size < self.nproc:
+            raise UsageError(f"--batch-size {self.batch_size} is the global batch and must be at least --nproc {self.nproc}.")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        config = cls(**{k: v for k, v in data.items() if k in known})
+        config.optimizer = Optimizer(config.optimizer)
+        config.device = Device(config.device)
+        config.params = list(config.params)
+        return config

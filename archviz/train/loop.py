@@ -1,0 +1,475 @@
+"""The training loop: ``train(config)`` reads top to bottom, like the seed's ``train_ch6``.
+
+What it adds to the seed's loop, each for a reason:
+- the data stays on the device as uint8 and batches are made there (``data.batches``);
+- bf16 autocast, channels_last and cudnn benchmark on a GPU (tensor cores, fewer layout copies);
+- every epoch's order is a function of (seed, epoch) and checkpoints carry the RNG state, so
+  ``--resume`` after a stop, even mid-epoch, reproduces the uninterrupted run exactly on a CPU;
+- Ctrl-C only sets a flag: the step in flight finishes, a checkpoint is written, the run returns;
+- the loss is checked for NaN/inf every few steps (a host sync), not every step.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from archviz.arch import load_arch
+from archviz.errors import RunError, UsageError
+from archviz.train import checkpoint, distributed, perf
+from archviz.train.config import Device, Optimizer, TrainConfig
+from archviz.train.data import batches, epoch_order, load_fashion_mnist, num_batches, prepare
+from archviz.train.evaluate import confusion
+from archviz.train.plot import learning_curve_svg
+
+CHECK_EVERY = 20  # steps between NaN / Ctrl-C checks that need the host to wait for the device
+RUN_FILES = ("config.json", "metrics.json", "last.pt")
+
+
+@dataclass
+class EpochRecord:
+    """One line of metrics.json."""
+
+    epoch: int  # 1-based
+    loss: float  # mean training loss over the epoch
+    train_acc: float
+    test_acc: float
+    seconds: float  # the whole epoch: training and evaluation
+    images_per_sec: float  # training images / training wall time (batch making included, evaluation excluded)
+
+
+@dataclass
+class TrainResult:
+    """What a run did, for the CLI to report; metrics.json holds the same records."""
+
+    config: TrainConfig
+    records: list[EpochRecord]
+    out: str
+    device: str  # e.g. "cpu", "NVIDIA H100 80GB HBM3"
+    world_size: int = 1
+    interrupted: bool = False  # Ctrl-C: last.pt holds the state to --resume from
+    best_test_acc: float | None = None
+    best_epoch: int | None = None
+    total_seconds: float = 0.0  # sum of the epochs' seconds, resumed epochs included
+    train_flops_per_image: int | None = None  # 3 x forward FLOPs: forward + backward ~ 3 forwards
+    achieved_tflops: float | None = None  # in this process's epochs, training part only
+    peak_tflops: float | None = None
+    mfu: float | None = None
+    peak_memory_bytes: int | None = None  # torch.cuda.max_memory_allocated, GPU only
+    predicted_memory_bytes: int | None = None  # the cost model's prediction for one training step
+    data_bytes: int = 0  # the dataset on the device (counted in the peak, not in the prediction)
+
+
+class Reporter(Protocol):
+    """Where progress goes; the CLI prints it, the library never does."""
+
+    def info(self, text: str) -> None: ...
+    def start_epoch(self, epoch: int, num_epochs: int, total_batches: int) -> None: ...
+    def advance(self, batches: int = 1) -> None: ...
+    def end_epoch(self, record: EpochRecord) -> None: ...
+
+
+class Silent:
+    def info(self, text: str) -> None:
+        pass
+
+    def start_epoch(self, epoch: int, num_epochs: int, total_batches: int) -> None:
+        pass
+
+    def advance(self, batches: int = 1) -> None:
+        pass
+
+    def end_epoch(self, record: EpochRecord) -> None:
+        pass
+
+
+def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None) -> TrainResult:
+    """Check ``config.out``, then train here, in ``config.nproc`` processes, or as one torchrun rank."""
+    env = distributed.from_env()
+    if env is not None:  # started by torchrun: it owns the processes; rank 0 checks --out for all
+        distributed.init(env, resolve_device(config.device).type)
+        problems = distributed.all_gather(_problem(prepare_out, Path(config.out), resume) if env.is_main else None, env)
+        if problems[0] is not None:
+            raise problems[0]
+        return train(config, resume=resume, reporter=reporter, dist=env)
+    prepare_out(Path(config.out), resume)
+    if config.nproc > 1:
+        device_type = resolve_device(config.device).type
+        return distributed.launch(train, config.nproc, device_type, config=config, resume=resume, reporter=reporter)
+    return train(config, resume=resume, reporter=reporter)
+
+
+def _problem(check, *args) -> UsageError | None:
+    try:
+        check(*args)
+    except UsageError as exc:
+        return exc
+    return None
+
+
+def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, dist: distributed.Dist | None = None) -> TrainResult:
+    """Train ``config.arch`` on Fashion-MNIST, writing metrics and checkpoints to ``config.out``."""
+    dist = dist or distributed.Dist()
+    reporter = reporter if (reporter is not None and dist.is_main) else Silent()
+    out = Path(config.out)
+
+    # Device. On a GPU: cudnn picks the fastest conv algorithms for our fixed shapes, TF32 matmuls.
+    device = resolve_device(config.device, dist.local_rank)
+    on_gpu = device.type == "cuda"
+    amp = on_gpu if config.amp is None else config.amp
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+    device_name = torch.cuda.get_device_name(device) if on_gpu else "cpu"
+
+    # Data: four tensors on the device; this process's share of the test set.
+    data = load_fashion_mnist(config.data_dir, config.download).limit(config.limit_train, config.limit_test).to(device)
+    test_shard = torch.arange(dist.rank, len(data.test_X), dist.world_size)
+    batch_size = config.batch_size // dist.world_size  # per process; the global batch is config.batch_size
+    n_train = len(data.train_X) - len(data.train_X) % dist.world_size
+    steps_per_epoch = num_batches(n_train // dist.world_size, batch_size)
+
+    # Model, built for the training resolution (vgg11's first linear layer depends on it).
+    torch.manual_seed(config.seed)
+    arch = load_arch(config.arch, config.params)
+    channels = arch.default_input[1]
+    input_shape = (1, channels, config.resize, config.resize)
+    net = arch.build(input_shape=input_shape).to(device, memory_format=torch.channels_last if on_gpu else torch.preserve_format)
+    check_output(net, input_shape, device, config.arch)
+    loss = nn.CrossEntropyLoss()
+    if not on_gpu:  # resolved once and written to config.json, so --resume computes with the same threads
+        X, y = data.train_X[:batch_size], data.train_y[:batch_size]
+        threads = config.threads or (torch.get_num_threads() if dist.active else cpu_threads(net, loss, prepare(X, config.resize, channels), y))
+        torch.set_num_threads(threads)
+        config = dataclasses.replace(config, threads=threads)
+    optimizer = make_optimizer(config.optimizer, net.parameters(), config.lr, config.weight_decay, on_gpu)
+
+    # Resume: weights, optimizer, where we stopped (epoch, batch, the epoch's running sums), RNG.
+    history: list[EpochRecord] = []
+    start_epoch, start_batch, partial, rng = 0, 0, None, None
+    if resume:
+        state = checkpoint.load(out / "last.pt", map_location=device)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = [EpochRecord(**r) for r in state["history"]]
+        start_epoch, start_batch = state["epoch"], state["batch"]
+        if start_batch and len(state["ranks"]) != dist.world_size:  # each process's shard depends on their number
+            raise UsageError(f"{out} stopped mid-epoch with --nproc {len(state['ranks'])}; resume it with --nproc {len(state['ranks'])}.")
+        per_rank = state["ranks"][dist.rank] if dist.rank < len(state["ranks"]) else state["ranks"][0]
+        partial, rng = per_rank["partial"], per_rank["rng"]
+        reporter.info(f"resuming {out} at epoch {start_epoch + 1}" + (f", batch {start_batch + 1}" if start_batch else ""))
+    elif dist.is_main:  # the full resolved recipe
+        checkpoint.write_text_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+
+    model: nn.Module = net
+    if dist.active:
+        model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if on_gpu else None)
+    if config.compile:
+        model = torch.compile(model)
+
+    try:
+        flops_per_image = 3 * arch.trace(input_shape).flops  # forward + backward ~ 3 forward passes
+    except Exception:  # the trace is for reporting only
+        flops_per_image = None
+    where = device_name if on_gpu else f"cpu ({config.threads} thread{'s' if config.threads != 1 else ''}{' per process' if dist.active else ''})"
+    reporter.info(
+        f"training {config.arch} on {n_train:,} images at {config.resize}x{config.resize}, {config.optimizer} lr {config.lr:g}, "
+        f"batch {config.batch_size}{f' over {dist.world_size} processes' if dist.active else ''}, on {where}"
+        f"{' with bf16 autocast' if amp else ''}; data from {data.source}"
+    )
+    if start_epoch >= config.epochs:
+        reporter.info(f"{out} already holds {start_epoch} epochs; pass --epochs N with N > {start_epoch} to train longer.")
+    if rng is not None:
+        checkpoint.set_rng_state(rng)
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(device)
+
+    saved_epoch: int | None = start_epoch if resume else None  # the epoch last.pt holds, for the NaN message
+    train_seconds_here, images_here = 0.0, 0  # this process's share of the run, for TFLOP/s
+    best = max(history, key=lambda r: r.test_acc, default=None)
+    stop = interrupted = False
+    with Interrupt() as interrupt:
+        try:
+            for epoch in range(start_epoch, config.epochs):
+                first = start_batch if epoch == start_epoch else 0
+                reporter.start_epoch(epoch + 1, config.epochs, steps_per_epoch)
+                reporter.advance(first)
+                # Running sums stay on the device: reading them every step would stall the GPU.
+                sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss x images, correct, images
+                seconds_before = 0.0
+                if first and partial is not None:
+                    sums += torch.tensor(partial["sums"], dtype=torch.float64, device=device)
+                    seconds_before = partial["seconds"]
+                images_before = int(sums[2])
+                net.train()
+                t0 = time.perf_counter()
+                order = epoch_order(n_train, config.seed, epoch, dist.world_size, dist.rank)
+                train_iter = batches(data.train_X, data.train_y, batch_size, config.resize, order=order, start=first, channels=channels, channels_last=on_gpu)
+                for i, (X, y) in enumerate(train_iter, start=first):
+                    l, y_hat = train_step(model, loss, optimizer, X, y, amp)
+                    sums[0] += l.detach() * len(y)
+                    sums[1] += (y_hat.argmax(dim=1) == y).sum()
+                    sums[2] += len(y)
+                    reporter.advance()
+                    last_step = i + 1 == steps_per_epoch
+                    check = last_step or (i + 1) % CHECK_EVERY == 0
+                    if check or (interrupt.requested and not dist.active):
+                        stop, finite = agree(interrupt.requested, sums, dist, device, check_finite=check or interrupt.requested)
+                        if not finite:
+                            raise NonFinite(epoch + 1, i + 1)
+                        if stop and not last_step:  # Ctrl-C mid-epoch: save exactly where we are
+                            partial = {"sums": sums.tolist(), "seconds": seconds_before + time.perf_counter() - t0}
+                            save_last(out, net, optimizer, config, history, epoch, i + 1, partial, dist)
+                            interrupted = True
+                            break
+                if interrupted:
+                    break
+                if on_gpu:
+                    torch.cuda.synchronize(device)
+                train_seconds = seconds_before + time.perf_counter() - t0
+                train_seconds_here += time.perf_counter() - t0
+
+                # Evaluate on this process's share of the test set; sum the counts over processes.
+                matrix = confusion(net, data.test_X, data.test_y, batch_size, config.resize, order=test_shard, channels=channels, channels_last=on_gpu, amp=amp)
+                loss_sum, correct, n = sums.tolist()
+                test_correct = float(matrix.diag().sum())
+                if dist.active:
+                    loss_sum, correct, n, test_correct = distributed.all_sum([loss_sum, correct, n, test_correct], device)
+                images_here += int(n) - images_before * dist.world_size
+                record = EpochRecord(
+                    epoch=epoch + 1,
+                    loss=round(loss_sum / n, 6),
+                    train_acc=round(correct / n, 6),
+                    test_acc=round(test_correct / len(data.test_X), 6),
+                    seconds=round(seconds_before + time.perf_counter() - t0, 3),
+                    images_per_sec=round(n / train_seconds, 1),
+                )
+                history.append(record)
+                save_last(out, net, optimizer, config, history, epoch + 1, 0, None, dist)
+                saved_epoch = epoch + 1
+                if best is None or record.test_acc > best.test_acc:
+                    best = record
+                    if dist.is_main:
+                        checkpoint.save(checkpoint_state(net, optimizer, config, history, epoch + 1, 0, []), out / "best.pt")
+                reporter.end_epoch(record)
+                if stop:  # Ctrl-C during the epoch's last steps: the epoch is saved, stop here
+                    interrupted = epoch + 1 < config.epochs
+                    break
+        except NonFinite as exc:
+            kept = f"{out / 'last.pt'} still holds epoch {saved_epoch}" if saved_epoch else "no checkpoint had been written yet"
+            raise RunError(
+                f"the training loss became NaN or infinite in epoch {exc.epoch} (by batch {exc.batch}); "
+                f"lower --lr (now {config.lr:g}) or check the model; {kept}."
+            ) from None
+        except torch.OutOfMemoryError:
+            raise out_of_memory(arch, input_shape, config, batch_size, amp, device, data.nbytes) from None
+
+    # The report: best accuracy, time; on a GPU memory (next to the cost model's), TFLOP/s and MFU.
+    result = TrainResult(config, history, str(out), device_name, dist.world_size, interrupted, data_bytes=data.nbytes)
+    result.best_test_acc, result.best_epoch = (best.test_acc, best.epoch) if best else (None, None)
+    result.total_seconds = round(sum(r.seconds for r in history), 3)
+    if flops_per_image and train_seconds_here > 0 and images_here:
+        result.train_flops_per_image = flops_per_image
+        result.achieved_tflops = round(flops_per_image * images_here / train_seconds_here / 1e12, 4)
+    if on_gpu:
+        result.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
+        result.predicted_memory_bytes = perf.predicted_memory(arch, (batch_size, *input_shape[1:]), str(config.optimizer), amp, config.weight_decay)
+        result.peak_tflops = perf.peak_tflops(device_name)
+        if result.peak_tflops and result.achieved_tflops:
+            result.mfu = round(result.achieved_tflops / (result.peak_tflops * dist.world_size), 4)
+    return result
+
+
+def train_step(model: nn.Module, loss: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor, amp: bool):
+    """One optimisation step; returns the batch's mean loss and the logits."""
+    with torch.autocast(X.device.type, torch.bfloat16, enabled=amp):
+        y_hat = model(X)
+        l = loss(y_hat, y)
+    optimizer.zero_grad(set_to_none=True)
+    l.backward()
+    optimizer.step()
+    return l, y_hat
+
+
+class NonFinite(Exception):
+    def __init__(self, epoch: int, batch: int):
+        self.epoch, self.batch = epoch, batch
+
+
+class Interrupt:
+    """Within the block, the first Ctrl-C only sets ``requested``; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def cpu_threads(net: nn.Module, loss: nn.Module, X: torch.Tensor, y: torch.Tensor) -> int:
+    """The CPU thread count for training: all cores, half, or one, by timing a forward+backward.
+
+    Small layers (LeNet's) parallelise poorly and OpenMP threads spin while they wait; on the
+    shared 2-core machine one thread ran LeNet 5-10x faster than two when other processes
+    were busy, and ~1.2x slower when the machine was idle (measured here). Big layers
+    (224x224 convs) gain from every core, so a slow step skips the measurement.
+    """
+    most = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if most == 1:
+        return 1
+    net.eval()  # no dropout draws and no batch-norm statistics: measuring leaves the run unchanged
+
+    def seconds() -> float:
+        t0 = time.perf_counter()
+        loss(net(X), y).backward()
+        return time.perf_counter() - t0
+
+    timings = {}
+    for n in sorted({most, max(1, most // 2), 1}, reverse=True):
+        torch.set_num_threads(n)
+        seconds()  # warm-up
+        timings[n] = min(seconds() for _ in range(3))
+        if n == most and timings[n] > 0.25:
+            break
+    net.zero_grad(set_to_none=True)
+    net.train()
+    # More threads must earn their keep: contention from other processes comes and goes, and
+    # oversubscribed OpenMP threads lose far more (10x here) than an extra core gains (~1.2x).
+    pick = min(timings)  # the fewest threads measured (only `most` when its step was slow)
+    for n in sorted(timings):
+        if timings[n] * 1.4 < timings[pick]:
+            pick = n
+    return pick
+
+
+def agree(stop: bool, sums: torch.Tensor, dist: distributed.Dist, device: torch.device, check_finite: bool) -> tuple[bool, bool]:
+    """(stop requested, loss finite), the same answer in every process so they stop at the same step."""
+    if not dist.active:
+        return stop, (not check_finite) or bool(torch.isfinite(sums[0]))
+    flags = [float(stop), 0.0 if not check_finite or bool(torch.isfinite(sums[0])) else 1.0]
+    stop_any, bad_any = distributed.all_sum(flags, device)
+    return stop_any > 0, bad_any == 0
+
+
+def resolve_device(device: Device | str, local_rank: int = 0) -> torch.device:
+    device = Device(device)
+    if device is Device.cuda and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto.")
+    if device is Device.cpu or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+def check_output(net: nn.Module, input_shape: tuple[int, ...], device: torch.device, arch: str) -> None:
+    """Fashion-MNIST has 10 classes: refuse a model whose output is not [batch, 10] before training it."""
+    net.eval()
+    with torch.no_grad():
+        y_hat = net(torch.zeros((2, *input_shape[1:]), device=device))
+    net.train()
+    if tuple(y_hat.shape) != (2, 10):
+        raise UsageError(f"{arch} outputs shape {list(y_hat.shape)} for a batch of 2, but Fashion-MNIST needs [2, 10]; pass -p num_classes=10.")
+
+
+def make_optimizer(kind: Optimizer, params: Any, lr: float, weight_decay: float, on_gpu: bool) -> torch.optim.Optimizer:
+    kind = Optimizer(kind)
+    if kind is Optimizer.sgd:
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    if kind is Optimizer.momentum:
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    # fused kernels: one launch per step for all parameters on a GPU
+    options = {"fused": True} if on_gpu else {}
+    if kind is Optimizer.adam:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **options)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **options)
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    """Refuse to overwrite a run, and find out now (not after an epoch) if ``out`` is not writable."""
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise UsageError(f"--resume {out}: there is no last.pt there to continue from.")
+        return
+    if out.exists() and any((out / name).exists() for name in RUN_FILES):
+        raise UsageError(f"--out {out} already holds a run; pass --resume {out} to continue it, or choose another --out.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_text_atomic(out / ".write-test", "")
+        (out / ".write-test").unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to --out {out} ({exc.strerror or exc}); choose a directory you can write to.") from None
+
+
+def checkpoint_state(net, optimizer, config, history, epoch, batch, ranks) -> dict[str, Any]:
+    return {
+        "config": config.to_dict(),
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,  # completed epochs
+        "batch": batch,  # completed batches of the next epoch (0 at an epoch boundary)
+        "history": [asdict(r) for r in history],
+        "ranks": ranks,  # per process: RNG state and the running sums of an unfinished epoch
+    }
+
+
+def save_last(out, net, optimizer, config, history, epoch, batch, partial, dist) -> None:
+    """last.pt plus the metrics files, written by rank 0 with every process's RNG state."""
+    ranks = distributed.all_gather({"rng": checkpoint.rng_state(), "partial": partial}, dist)
+    if not dist.is_main:
+        return
+    checkpoint.save(checkpoint_state(net, optimizer, config, history, epoch, batch, ranks), out / "last.pt")
+    write_metrics(out, history, config.arch)
+
+
+def write_metrics(out: Path, history: list[EpochRecord], title: str) -> None:
+    rows = [asdict(r) for r in history]
+    checkpoint.write_text_atomic(out / "metrics.json", json.dumps(rows, indent=2) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(EpochRecord.__dataclass_fields__), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    checkpoint.write_text_atomic(out / "metrics.csv", buf.getvalue())
+    checkpoint.write_text_atomic(out / "learning_curve.svg", learning_curve_svg(rows, f"{title} on Fashion-MNIST"))
+
+
+def out_of_memory(arch, input_shape, config: TrainConfig, batch_size: int, amp: bool, device: torch.device, data_bytes: int) -> RunError:
+    """The OOM message, naming a batch size that fits (per the cost model when it can say)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        total = torch.cuda.get_device_properties(device).total_memory
+    else:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    # The step's budget: the device less the dataset and 1 GiB for what the cost model does not
+    # count (CUDA context, cuDNN workspaces, allocator fragmentation).
+    budget = total - data_bytes - 2**30
+    fits = perf.largest_batch(arch, (batch_size, *input_shape[1:]), budget, str(config.optimizer), amp, device.type)
+    where = f"{config.arch} at {config.resize}x{config.resize} with batch size {config.batch_size}"
+    if fits and fits < batch_size:
+        suggestion = fits * (config.batch_size // batch_size)  # global batch: per process x processes
+        return RunError(
+            f"out of memory on {device} training {where}; the cost model says batch size {suggestion} fits "
+            f"in {budget / 2**30:.1f} GiB: rerun with --batch-size {suggestion}."
+        )
+    return RunError(f"out of memory on {device} training {where}; try halving it: --batch-size {max(1, config.batch_size // 2)}.")

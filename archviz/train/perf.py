@@ -1,0 +1,57 @@
+"""Speed and memory yardsticks for a run: hardware peaks for MFU, and the cost model's predictions.
+
+The cost model (``archviz.cost``) is optional here: it is imported lazily and a missing or
+failing prediction is reported as unknown, never as an error of the training run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# Dense bf16 tensor-core peaks in TFLOP/s from NVIDIA's datasheets (no sparsity), matched
+# against torch.cuda.get_device_name(); the first entry whose words all occur wins.
+PEAK_BF16_TFLOPS: tuple[tuple[tuple[str, ...], float], ...] = (
+    (("H100", "PCIe"), 756.0),
+    (("H100", "NVL"), 835.0),
+    (("H100",), 989.0),  # SXM
+    (("H200",), 989.0),
+    (("A100",), 312.0),
+    (("L40S",), 362.0),
+    (("L4",), 121.0),
+)
+
+
+def peak_tflops(device_name: str) -> float | None:
+    """The dense bf16 peak of a GPU (override with $ARCHVIZ_PEAK_TFLOPS), or None when unknown."""
+    if os.environ.get("ARCHVIZ_PEAK_TFLOPS"):
+        return float(os.environ["ARCHVIZ_PEAK_TFLOPS"])
+    for words, tflops in PEAK_BF16_TFLOPS:
+        if all(w.lower() in device_name.lower() for w in words):
+            return tflops
+    return None
+
+
+def predicted_memory(arch: Any, input_shape: tuple[int, ...], optimizer: str, amp: bool, weight_decay: float = 0.0) -> int | None:
+    """Peak bytes of one CUDA training step at ``input_shape`` (batch included), per the cost model."""
+    try:
+        from archviz.cost.memory import predict_memory
+    except ImportError:
+        return None
+    try:
+        return predict_memory(arch, input_shape, optimizer, amp=amp, device="cuda", weight_decay=weight_decay).peak_bytes
+    except Exception:  # the cost model is a best effort here
+        return None
+
+
+def largest_batch(arch: Any, input_shape: tuple[int, ...], budget_bytes: int, optimizer: str, amp: bool, device: str) -> int | None:
+    """The largest batch the cost model says fits in ``budget_bytes``, or None when it cannot say."""
+    try:
+        from archviz.cost.memory import largest_batch as cost_largest_batch
+    except ImportError:
+        return None
+    try:
+        found = cost_largest_batch(arch, input_shape, budget_bytes, optimizer=optimizer, amp=amp, device=device)
+    except Exception:
+        return None
+    return int(found[0]) if found else None

@@ -1,0 +1,209 @@
+"""FLOPs, receptive fields, the `cost` and `compare` commands: hand-computed values and published oracles."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from archviz.arch import load_arch
+from archviz.cost.flops import training_flops_per_image, uncounted_ops
+from archviz.cost.receptive import block_fields, receptive_fields
+from archviz.trace.from_module import trace_module
+
+ONE_CONV = """
+name: one_conv
+default_input: 1x3x32x32
+params: {in_channels: 3, num_classes: 10}
+layers:
+  - conv: {out: 8, kernel: 3, stride: 2, padding: 1}
+  - conv: {out: 4, kernel: 3, dilation: 2}
+  - maxpool: {kernel: 2, stride: 2}
+"""
+
+
+@pytest.fixture
+def one_conv(tmp_path):
+    path = tmp_path / "one_conv.yaml"
+    path.write_text(ONE_CONV)
+    return load_arch(str(path))
+
+
+def test_single_layers_by_hand(one_conv):
+    trace = one_conv.trace()
+    conv1, conv2, pool = (trace.node(p) for p in ("0", "1", "2"))
+    # conv 3->8, 3x3, stride 2, pad 1 on 32x32: 16x16 outputs, each 3*3*3 multiply-adds per output channel
+    assert conv1.output_shape == (1, 8, 16, 16)
+    assert conv1.macs == 8 * 16 * 16 * 3 * 3 * 3 == 55_296 and conv1.flops == 2 * 55_296
+    # dilated 3x3 (effective 5x5), no padding: 16 - 4 = 12
+    assert conv2.output_shape == (1, 4, 12, 12) and conv2.macs == 4 * 12 * 12 * 8 * 9
+    assert pool.macs == 0
+    fields = receptive_fields(trace)
+    # size r' = r + (k_eff - 1) * j, jump j' = j * s, start s' = s + ((k_eff - 1) / 2 - p) * j
+    assert (fields["0"].size, fields["0"].jump, fields["0"].start) == ((3, 3), (2, 2), (0.5, 0.5))
+    assert (fields["1"].size, fields["1"].jump, fields["1"].start) == ((11, 11), (2, 2), (4.5, 4.5))
+    assert (fields["2"].size, fields["2"].jump, fields["2"].start) == ((13, 13), (4, 4), (5.5, 5.5))
+
+
+def test_single_conv_module_trace_agrees():
+    arch = load_arch("torch.nn:Conv2d", ["in_channels=3", "out_channels=8", "kernel_size=3", "stride=2", "padding=1"])
+    trace = arch.trace((2, 3, 32, 32))
+    assert trace.flops // 2 == 2 * 55_296
+    field = block_fields(trace)[""]
+    assert (field.size, field.jump, field.start) == ((3, 3), (2, 2), (0.5, 0.5))
+
+
+def test_lenet_by_hand():
+    trace = load_arch("lenet").trace()
+    # conv block: 6 x 24 x 24 outputs x 25 taps + 16 x 8 x 8 outputs x (6 x 25) taps
+    assert trace.node("conv").macs == 6 * 24 * 24 * 25 + 16 * 8 * 8 * 6 * 25 == 240_000
+    assert trace.node("fc").macs == 256 * 120 + 120 * 84 + 84 * 10 == 41_640
+    assert trace.flops == 2 * 281_640
+    assert training_flops_per_image(trace) == 3 * 2 * 281_640
+    fields = receptive_fields(trace)
+    # conv 5 -> 5; pool 2/2 -> 6, jump 2; conv 5 -> 6 + 4*2 = 14; pool 2/2 -> 14 + 2 = 16, jump 4
+    assert [fields[p].size[0] for p in ("conv.0", "conv.2", "conv.3", "conv.5")] == [5, 6, 14, 16]
+    assert [fields[p].jump[0] for p in ("conv.0", "conv.2", "conv.3", "conv.5")] == [1, 2, 2, 4]
+    assert fields["conv.5"].start == (8.0, 8.0)
+    assert fields["fc.1"].whole_input and fields["fc.1"].size == (28, 28)  # after flatten + linear: all of it
+
+
+def test_receptive_field_through_inception_and_residual():
+    googlenet = load_arch("googlenet").trace()
+    fields = block_fields(googlenet)
+    b2 = fields["b2"]
+    # the widest Inception path is 1x1 then 5x5 (pad 2): +4 jumps; the concat takes it
+    assert fields["b3.0"].size[0] == b2.size[0] + 4 * b2.jump[0]
+    assert fields["b3.0"].jump == b2.jump
+    resnet = block_fields(load_arch("resnet18").trace())
+    assert resnet["b1"].size == (11, 11) and resnet["b1"].jump == (4, 4)
+    # a basic block adds two 3x3 convs; the add keeps the body's (wider) field over the identity
+    assert resnet["b2.0"].size[0] == 11 + 2 * 2 * 4
+    # torchvision's ResNet-18: the well-known 435-pixel field at layer4, jump 32
+    tv = block_fields(load_arch("torchvision:resnet18").trace())
+    assert tv["layer4"].size == (435, 435) and tv["layer4"].jump == (32, 32)
+    assert tv["fc"].whole_input
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "mobilenet_v3_small", "efficientnet_b0", "vit_b_16"])
+def test_macs_match_torchvision_ops(name):
+    from torchvision.models import get_model_weights
+
+    published = get_model_weights(name).DEFAULT.meta["_ops"]  # GMACs at 3x224x224
+    trace = load_arch(f"torchvision:{name}").trace((1, 3, 224, 224))
+    assert trace.flops / 2e9 == pytest.approx(published, rel=0.01)
+
+
+class Scale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(1))
+
+    def forward(self, X):
+        return X * self.gamma
+
+
+class Odd(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.scale = Scale()
+
+    def forward(self, X):
+        return torch.cumsum(self.scale(self.conv(X)), dim=1)
+
+
+def test_ops_without_a_flop_rule_are_listed():
+    trace = trace_module(Odd(), (1, 3, 8, 8), "odd")
+    listed = uncounted_ops(trace)
+    assert "scale (Scale)" in listed
+    assert any(entry.endswith("(cumsum)") for entry in listed)
+    assert trace.flops == 2 * 4 * 6 * 6 * 27  # the conv is still counted
+    assert uncounted_ops(load_arch("googlenet").trace()) == []
+
+
+def test_cost_json_contract(cli):
+    code, out, err = cli("cost", "lenet", "--input", "8x1x28x28", "--format", "json")
+    assert code == 0 and err == ""
+    report = json.loads(out)
+    assert report["total_params"] == 44_426
+    assert report["macs"] == 8 * 281_640 and report["flops"] == 2 * report["macs"]
+    assert report["training_flops_per_image"] == 3 * 2 * 281_640
+    memory = report["memory"]
+    for key in ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes", "peak_bytes", "inference_peak_bytes"):
+        assert isinstance(memory[key], int), key
+    assert memory["params_bytes"] == 4 * 44_426 and memory["grads_bytes"] == 4 * 44_426 and memory["optimizer_bytes"] == 0
+    assert sum(memory["peak_breakdown"].values()) == memory["peak_bytes"]
+    assert memory["inference_peak_bytes"] < memory["peak_bytes"]
+    blocks = report["blocks"]
+    assert [b["name"] for b in blocks] == ["conv", "fc"]
+    for b in blocks:
+        assert set(b) >= {"name", "macs", "flops", "activation_bytes", "receptive_field"}
+    assert blocks[0]["activation_bytes"] == 8 * 16 * 4 * 4 * 4
+    assert blocks[0]["receptive_field"] == {"size": [16, 16], "jump": [4, 4], "start": [8.0, 8.0], "whole_input": False}
+    assert blocks[1]["receptive_field"]["whole_input"] is True
+    assert sum(b["macs"] for b in blocks) == report["macs"]
+    assert sum(b["kept_bytes"] for b in blocks) <= memory["activations_bytes"]
+
+
+def test_cost_table_and_budget(cli):
+    code, out, err = cli("cost", "lenet", "--budget", "64MiB", "--optimizer", "adam")
+    assert code == 0, err
+    assert "lenet @ 1x1x28x28" in out and "FLOPs = 2 x MACs" in out
+    assert "Budget 64.0 MiB: largest batch" in out
+
+
+def test_cost_for_cuda_without_a_gpu(cli):
+    # predicting for a GPU needs no GPU: the answer is a prediction either way
+    code, out, _ = cli("cost", "lenet", "--device", "cuda", "--format", "json")
+    memory = json.loads(out)["memory"]
+    assert code == 0 and memory["device"] == "cuda"
+    assert memory["peak_bytes"] % 512 == 0 and memory["params_bytes"] % 512 == 0
+
+
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["--optimizer", "rmsprop"], 2, "rmsprop"),
+        (["--dtype", "fp8"], 2, "fp8"),
+        (["--mode", "test"], 2, "test"),
+        (["--budget", "lots"], 2, "is not a size"),
+        (["--budget", "80G"], 2, "ambiguous"),
+        (["--budget", "0GiB"], 2, "more than zero"),
+        (["--budget", "100KB"], 1, "at batch 1"),
+        (["--input", "1x3x28x28"], 1, "input channel"),
+        (["--input", "1x1x8x8"], 1, "smallest input"),
+    ],
+)
+def test_cost_bad_input(cli, args, code, words):
+    exit_code, out, err = cli("cost", "lenet", *args)
+    assert exit_code == code
+    assert words in err
+    assert "Traceback" not in err + out
+
+
+def test_budget_too_small_says_what_batch_1_needs(cli):
+    code, _, err = cli("cost", "vgg11", "--budget", "512MiB", "--device", "cuda")
+    assert code == 1
+    assert err.startswith("archviz: error: vgg11 needs ") and "at batch 1" in err and "512 MiB" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_compare(cli):
+    code, out, err = cli("compare", "lenet", "lenet_bn", "vgg11[ratio=8]", "--batch", "4", "--format", "json")
+    assert code == 0, err
+    rows = {r["arch"]: r for r in json.loads(out)["archs"]}
+    assert rows["lenet"]["total_params"] == 44_426 and rows["lenet_bn"]["total_params"] == 44_878
+    assert rows["lenet"]["macs"] == 4 * 281_640
+    assert rows["lenet"]["smallest_input"] == [4, 1, 16, 16]
+    assert rows["vgg11[ratio=8]"]["output_shape"] == [4, 10]
+    assert rows["vgg11[ratio=8]"]["total_params"] < load_arch("vgg11").trace().total_params / 30
+    assert rows["lenet_bn"]["peak_bytes"] > rows["lenet"]["peak_bytes"]
+
+
+def test_compare_bad_input(cli):
+    code, _, err = cli("compare", "lenet")
+    assert code == 2 and "at least two" in err
+    code, _, err = cli("compare", "lenet", "vgg11[ratio=8")
+    assert code == 2 and "ARCH[KEY=VALUE" in err
