@@ -311,6 +311,29 @@ def _fake_mode() -> Any:
     return FakeTensorMode(allow_non_fake_inputs=True)
 
 
+@contextlib.contextmanager
+def _simulation(
+    model: nn.Module, dtype: torch.dtype, amp_dtype: torch.dtype | None, on_gpu: bool, workspace: Workspace | None, train: bool
+) -> Iterator[tuple[StorageTracker, str]]:
+    """Put ``model`` where a simulation runs it and track its weights; yields the tracker and the device."""
+    tracker = StorageTracker(rounding=512 if on_gpu else 1, count_host=not on_gpu, workspace=workspace)
+    with contextlib.ExitStack() as stack:
+        model.to(dtype)  # on meta: free
+        if amp_dtype is not None:
+            stack.enter_context(_fake_mode())
+            model.to_empty(device="cpu")
+            device = "cpu"
+        else:
+            device = "meta"
+            if train:
+                stack.enter_context(_fused_on_meta())
+        model.train(train)
+        stack.enter_context(tracker)
+        stack.enter_context(attention_backend(on_gpu))
+        _track_model(model, tracker)
+        yield tracker, device
+
+
 def simulate_training(
     model: nn.Module,
     input_shape: tuple[int, ...],
@@ -327,20 +350,7 @@ def simulate_training(
     Without autocast everything runs on meta tensors; autocast needs a real backend, so
     with ``amp_dtype`` the model becomes CPU FakeTensors (shapes only, CPU dispatch).
     """
-    tracker = StorageTracker(rounding=512 if on_gpu else 1, count_host=not on_gpu, workspace=workspace)
-    with contextlib.ExitStack() as stack:
-        model.to(dtype)  # on meta: free
-        if amp_dtype is not None:
-            stack.enter_context(_fake_mode())
-            model.to_empty(device="cpu")
-            device = "cpu"
-        else:
-            device = "meta"
-            stack.enter_context(_fused_on_meta())
-        model.train()
-        stack.enter_context(tracker)
-        stack.enter_context(attention_backend(on_gpu))
-        _track_model(model, tracker)
+    with _simulation(model, dtype, amp_dtype, on_gpu, workspace, train=True) as (tracker, device):
         X = torch.empty(input_shape, dtype=dtype, device=device)
         tracker.track(X, INPUT)
         y = torch.zeros(input_shape[0], dtype=torch.long, device=device)
@@ -437,19 +447,7 @@ def simulate_inference(
     workspace: Workspace | None = None,
 ) -> StepRecord:
     """One eval-mode forward pass under ``torch.no_grad()`` (weights and input included in the peak)."""
-    tracker = StorageTracker(rounding=512 if on_gpu else 1, count_host=not on_gpu, workspace=workspace)
-    with contextlib.ExitStack() as stack:
-        model.to(dtype)  # on meta: free
-        if amp_dtype is not None:
-            stack.enter_context(_fake_mode())
-            model.to_empty(device="cpu")
-            device = "cpu"
-        else:
-            device = "meta"
-        model.eval()
-        stack.enter_context(tracker)
-        stack.enter_context(attention_backend(on_gpu))
-        _track_model(model, tracker)
+    with _simulation(model, dtype, amp_dtype, on_gpu, workspace, train=False) as (tracker, device):
         X = torch.empty(input_shape, dtype=dtype, device=device)
         tracker.track(X, INPUT)
         tracker.start_window()
