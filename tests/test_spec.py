@@ -111,3 +111,13 @@ def test_reading_specs_does_not_import_torch():
     code = "import sys; from archviz.arch import load_arch; t = load_arch('googlenet').trace(); assert t.output_shape == (1, 10); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_shapes_command_does_not_import_torch():
+    """Every command module is imported at start-up; none may pull torch in for `archviz shapes`."""
+    code = (
+        "import sys; from typer.testing import CliRunner; from archviz.cli import app; "
+        "r = CliRunner().invoke(app, ['shapes', 'googlenet']); assert r.exit_code == 0, r.output; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -9,8 +9,7 @@ import typer
 
 from archviz.arch import load_arch
 from archviz.cli.app import command
-from archviz.cli.cost import DeviceOpt, OptimizerOpt
-from archviz.cli.options import FormatOpt, InputOpt, ParamOpt
+from archviz.cli.options import DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt
 from archviz.cost.memory import TargetDevice
 from archviz.errors import UsageError
 from archviz.render import Format

@@ -8,20 +8,13 @@ import typer
 
 from archviz.arch import load_arch
 from archviz.cli.app import command
-from archviz.cli.options import ArchArg, DepthOpt, FormatOpt, InputOpt, ParamOpt
+from archviz.cli.options import ArchArg, DepthOpt, DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt
 from archviz.cost.memory import DType, Mode, TargetDevice
 from archviz.cost.units import format_bytes, parse_size
 from archviz.errors import RunError
 from archviz.render import Format
 from archviz.shape import format_shape, parse_shape
 from archviz.train.config import Optimizer
-
-# Shared with `archviz compare`.
-OptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", "-o", help="Optimizer of the training step (momentum = SGD with 0.9).")]
-DeviceOpt = Annotated[
-    TargetDevice,
-    typer.Option("--device", help="Device to predict for: cuda rounds blocks to 512 bytes and uses the GPU optimizers; no GPU is needed."),
-]
 
 
 @command(

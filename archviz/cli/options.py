@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
+from archviz.cost.memory import TargetDevice
 from archviz.render import Format
+from archviz.train.config import Optimizer
 
 ArchArg = Annotated[
     str,
@@ -29,3 +31,8 @@ DepthOpt = Annotated[
     typer.Option("--depth", "-d", min=1, max=32, help="How deep to expand blocks: 1 = top-level blocks."),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer of the training step (momentum = SGD with 0.9).")]
+DeviceOpt = Annotated[
+    TargetDevice,
+    typer.Option("--device", help="Device to predict for: cuda rounds blocks to 512 bytes and uses the GPU optimizers; no GPU is needed."),
+]
