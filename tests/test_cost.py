@@ -93,6 +93,16 @@ def test_macs_match_torchvision_ops(name):
     published = get_model_weights(name).DEFAULT.meta["_ops"]  # GMACs at 3x224x224
     trace = load_arch(f"torchvision:{name}").trace((1, 3, 224, 224))
     assert trace.flops / 2e9 == pytest.approx(published, rel=0.01)
+    # Everything that did arithmetic was counted, attention included: nothing is listed as uncounted.
+    assert uncounted_ops(trace) == []
+
+
+def test_attention_flops_sit_on_the_function_op():
+    trace = load_arch("torchvision:vit_b_16").trace((1, 3, 224, 224))
+    attention = [op for op in trace.ops if op.type == "multi_head_attention_forward"]
+    assert len(attention) == 12
+    # q/k/v and output projections (4 x 197 x 768^2) plus QK^T and AV (2 x 197^2 x 768), as MACs x 2.
+    assert {op.flops for op in attention} == {2 * (4 * 197 * 768 * 768 + 2 * 197 * 197 * 768)}
 
 
 class Scale(nn.Module):

@@ -49,13 +49,14 @@ ZERO_FUNCTIONS = frozenset(
 
 
 def uncounted_ops(trace: Trace) -> list[str]:
-    """``'path (Type)'`` for every leaf module or function with no FLOP rule (counted as 0)."""
+    """``'path (Type)'`` for every leaf module or function that counted 0 FLOPs without a rule saying 0 is right."""
     out = []
     for node in trace.nodes:
         if node.is_leaf and node.type not in COUNTED_MODULES and node.type not in ZERO_MODULES and node.flops == 0:
             out.append(f"{node.path} ({node.type})")
     for op in trace.ops:
-        if op.kind == "function" and op.type not in COUNTED_FUNCTIONS and op.type not in ZERO_FUNCTIONS:
+        # A function the FLOP counter saw doing arithmetic (attention, say) is counted, whatever its name.
+        if op.kind == "function" and op.flops == 0 and op.type not in COUNTED_FUNCTIONS and op.type not in ZERO_FUNCTIONS:
             out.append(f"{op.id} ({op.type})")
     return out
 

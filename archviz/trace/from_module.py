@@ -191,6 +191,7 @@ class _Recorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        flops_before = self.counter.get_total_flops()
         result = func(*args, **kwargs)
         if self.in_leaf or not self.stack:
             return result
@@ -204,7 +205,8 @@ class _Recorder(TorchFunctionMode):
         name = _FUNCTION_ALIASES.get(name, name.removesuffix("_") if name.endswith("_") and not name.startswith("_") else name)
         module = self.paths[id(self.stack[-1][0])]
         op_id = self._op_id(f"{module}:{name}")
-        self.ops.append(Op(op_id, "function", name, module, inputs, tuple(outs[0].shape)))
+        flops = self.counter.get_total_flops() - flops_before
+        self.ops.append(Op(op_id, "function", name, module, inputs, tuple(outs[0].shape), flops))
         self._produce(result, op_id)
         return result
 

@@ -45,6 +45,8 @@ class Op:
     module: str  # path of the leaf module, or the module whose forward called the function
     inputs: tuple[str, ...]  # ids of the ops whose outputs this op reads, in argument order
     output_shape: Shape
+    # Forward FLOPs of a function op, same convention as Node.flops (a module op's are on its Node).
+    flops: int = 0
 
 
 @dataclass(frozen=True)
