@@ -114,6 +114,7 @@ def _torchvision(name: str, kwargs: dict[str, Any]) -> Arch:
         raise UsageError(
             f"torchvision has no classification model {name!r}{suggest(name, available)} (torchvision.models.list_models() lists the {len(available)} it has)."
         )
+
     def make() -> Any:
         # googlenet and inception_v3 warn about a future change of their default init: noise here.
         with warnings.catch_warnings():
