@@ -147,7 +147,10 @@ BAD_INPUTS = [
     (["shapes", "vgg11", "-p", "ratio=two"], 2, "vgg11's parameter ratio must be a whole number"),
     (["shapes", "lenet", "--depth", "0"], 2, "Invalid value for '--depth'"),
     (["shapes", "lenet", "--depth", "x"], 2, "Invalid value for '--depth'"),
-    (["shapes", "lenet", "--format", "xml"], 2, "'xml' is not one of 'table', 'json', 'csv', 'markdown'"),
+    (["shapes", "lenet", "--format", "xml"], 2, "'xml' is not one of 'table', 'json', 'csv', 'markdown'; see `archviz shapes --help`."),
+    (["shapes"], 2, "archviz: error: Missing argument 'ARCH'; see `archviz shapes --help`."),
+    (["shapes", "lenet", "--fromat", "json"], 2, "No such option: --fromat (Possible options: --format)"),
+    (["shpes", "lenet"], 2, "No such command 'shpes'"),
 ]
 
 

@@ -3,16 +3,49 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import os
 import sys
 from collections.abc import Callable
 
 import typer
+import typer.core
+from typer.core import TyperGroup
 
 from archviz.errors import ArchvizError
 
+# Recent typer releases vendor click as typer._click; older ones use the click package.
+_click_exceptions = (getattr(typer.core, "_click", None) or importlib.import_module("click")).exceptions
+
+
+class _Group(TyperGroup):
+    """Click's own usage errors (a bad --format, a missing ARCH) also become one line and exit code 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except _click_exceptions.NoArgsIsHelpError as exc:  # bare `archviz`: the help, as before
+            print(exc.format_message())
+            code = 2
+        except _click_exceptions.UsageError as exc:
+            message = " ".join(exc.format_message().replace("Value error, ", "").split())
+            where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx else ""
+            print(f"archviz: error: {message.rstrip('.')}{where}.", file=sys.stderr)
+            code = exc.exit_code
+        except _click_exceptions.ClickException as exc:
+            print(f"archviz: error: {exc.format_message()}", file=sys.stderr)
+            code = exc.exit_code
+        except _click_exceptions.Abort:
+            print("archviz: error: aborted.", file=sys.stderr)
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="archviz",
     help=(
         "See inside convolutional networks before you train them: shapes, cost, diagrams, training.\n\n"
@@ -25,7 +58,7 @@ app = typer.Typer(
         "  archviz train lenet\n"
         "  archviz spec lenet > my_lenet.yaml && archviz shapes my_lenet.yaml"
     ),
-    # Plain click output: usage errors stay a short plain message instead of a box.
+    # Plain click help; usage errors are one line (see _Group).
     rich_markup_mode=None,
     no_args_is_help=True,
     add_completion=False,
