@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from archviz import zoo
 from archviz.cli.app import command
 from archviz.cli.options import ParamOpt
 from archviz.errors import UsageError
 from archviz.spec import dump_spec, resolve
-from archviz.spec.model import Spec
 
 
 @command("spec", ["archviz spec lenet > my_lenet.yaml", "archviz spec vgg11 -p ratio=8"])
@@ -19,13 +20,5 @@ def spec(name: str, param: ParamOpt = None) -> None:
     if not param:
         print(path.read_text(encoding="utf-8"), end="")
         return
-    original = zoo.get_spec(name)
-    values = resolve(original, param).params
-    print(
-        dump_spec(
-            Spec(
-                original.name, original.layers, original.description, original.default_input[:1] + (values["in_channels"],) + original.default_input[2:], values
-            )
-        ),
-        end="",
-    )
+    resolved = resolve(zoo.get_spec(name), param)
+    print(dump_spec(dataclasses.replace(resolved.spec, params=resolved.params, default_input=resolved.default_input)), end="")

@@ -36,9 +36,8 @@ class _Out:
 def trace_spec(resolved: Resolved, input_shape: Shape, arch: str | None = None) -> Trace:
     """Shapes, params and FLOPs of ``resolved`` on ``input_shape``; RunError if it cannot run."""
     arch = arch or resolved.spec.name
-    _check_channels(resolved, input_shape, arch)
     try:
-        return _Walker(arch).run(resolved.layers, input_shape)
+        return _Walker(arch, int(resolved.params["in_channels"])).run(resolved.layers, input_shape)
     except _TooSmall as exc:
         smallest = smallest_input(resolved, input_shape)
         hint = f"the smallest input that works is {format_shape(smallest)}" if smallest else "no input size up to 4096x4096 works"
@@ -55,34 +54,6 @@ def smallest_input(resolved: Resolved, input_shape: Shape, limit: int = 4096) ->
             continue
         return (n, c, size, size)
     return None
-
-
-def _check_channels(resolved: Resolved, input_shape: Shape, arch: str) -> None:
-    expected = int(resolved.params["in_channels"])
-    if len(input_shape) == 4 and input_shape[1] != expected:
-        path, layer = _first_channel_layer(resolved.layers, "")
-        where = f"its first layer {path!r} ({_type(layer, 4)})" if layer else "it"
-        fix = "x".join(str(d) for d in (input_shape[0], expected, *input_shape[2:]))
-        raise RunError(
-            f"{arch} cannot run on input {format_shape(input_shape)}: {where} expects {expected} input channel(s) "
-            f"but the input has {input_shape[1]}; use --input {fix} or -p in_channels={input_shape[1]}."
-        )
-
-
-def _first_channel_layer(layers, prefix):
-    for layer in layers:
-        path = f"{prefix}{layer.name}"
-        if layer.op in _CHANNEL_OPS:
-            return path, layer
-        for key in O.CHILD_FIELDS.get(layer.op, ()):
-            children = layer.args[key]
-            groups = children if layer.op == "concat" else (children,)
-            for i, group in enumerate(groups):
-                sub = f"{path}.p{i + 1}." if layer.op == "concat" else (f"{path}.{key}." if layer.op == "residual" else f"{path}.")
-                found = _first_channel_layer(group, sub)
-                if found[1] is not None:
-                    return found
-    return None, None
 
 
 def _pair(v) -> tuple[int, int]:
@@ -109,12 +80,15 @@ def _type(layer: Layer, rank: int) -> str:
 
 
 class _Walker:
-    def __init__(self, arch: str):
+    def __init__(self, arch: str, in_channels: int | None = None):
         self.arch = arch
+        # Checked at the first layer that reads channels, which the walk names for the message.
+        self.in_channels = in_channels
         self.nodes: list[Node | None] = []
         self.ops: list[Op] = []
 
     def run(self, layers: tuple[Layer, ...], input_shape: Shape) -> Trace:
+        self.input_shape = input_shape
         self.ops.append(Op("input", "input", "Input", "", (), input_shape))
         self.nodes.append(None)
         out = self.sequence(layers, "", 1, _Out(input_shape, "input", 0, 0))
@@ -147,6 +121,8 @@ class _Walker:
         if op == "residual":
             return self.block(path, type_, depth, x, lambda: self.residual(layer, path, depth, x))
 
+        if op in _CHANNEL_OPS and self.in_channels is not None:
+            self.check_channels(path, type_, shape)
         attrs: dict = {}
         params = flops = 0
         if op == "conv":
@@ -235,6 +211,16 @@ class _Walker:
             res = self.layer(act, f"{path}.act", depth + 1, out)
             return _Out(res.shape, res.op, out.params, out.flops)
         return out
+
+    def check_channels(self, path: str, type_: str, shape: Shape) -> None:
+        expected, self.in_channels = self.in_channels, None
+        got = self.input_shape
+        if len(got) == 4 and got[1] != expected and shape[1] == got[1]:
+            fix = format_shape((got[0], expected, *got[2:]))
+            raise RunError(
+                f"{self.arch} cannot run on input {format_shape(got)}: its first layer {path!r} ({type_}) expects {expected} input channel(s) "
+                f"but the input has {got[1]}; use --input {fix} or -p in_channels={got[1]}."
+            )
 
     def need_rank(self, path: str, type_: str, shape: Shape, rank: int) -> None:
         if len(shape) != rank:
