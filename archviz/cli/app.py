@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import os
 import sys
 from collections.abc import Callable
 
 import typer
-import typer.core
 from typer.core import TyperGroup
 
+from archviz import compat
 from archviz.errors import ArchvizError
-
-# Recent typer releases vendor click as typer._click; older ones use the click package.
-_click_exceptions = (getattr(typer.core, "_click", None) or importlib.import_module("click")).exceptions
 
 
 class _Group(TyperGroup):
@@ -25,18 +21,18 @@ class _Group(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):
         try:
             code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
-        except _click_exceptions.NoArgsIsHelpError as exc:  # bare `archviz`: the help, as before
+        except compat.NoArgsIsHelpError as exc:  # bare `archviz`: the help, as before
             print(exc.format_message())
             code = 2
-        except _click_exceptions.UsageError as exc:
+        except compat.UsageError as exc:
             message = " ".join(exc.format_message().replace("Value error, ", "").split())
             where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx else ""
             print(f"archviz: error: {message.rstrip('.')}{where}.", file=sys.stderr)
             code = exc.exit_code
-        except _click_exceptions.ClickException as exc:
+        except compat.ClickException as exc:
             print(f"archviz: error: {exc.format_message()}", file=sys.stderr)
             code = exc.exit_code
-        except _click_exceptions.Abort:
+        except compat.Abort:
             print("archviz: error: aborted.", file=sys.stderr)
             code = 1
         if not standalone_mode:

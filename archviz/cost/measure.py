@@ -104,10 +104,9 @@ def measure_training_peak(
 
 def _cpu_peak(prof) -> tuple[int, int]:
     """(peak, start) of live CPU bytes inside the marked step, from the profiler's allocation events."""
-    try:
-        roots = prof.profiler.kineto_results.experimental_event_tree()
-    except AttributeError as exc:  # a private API: say so plainly if a torch release moves it
-        raise RunError(f"this torch's profiler does not expose allocation events ({exc}); the CPU measurement needs torch 2.1-2.14.") from None
+    from archviz.compat import profiler_event_tree
+
+    roots = profiler_event_tree(prof)
     events: list[tuple[int, int, int, int]] = []  # (time, order, ptr, size)
     window = None
     stack = list(reversed(roots))

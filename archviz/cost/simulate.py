@@ -23,10 +23,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
-from torch.utils.weak import WeakIdKeyDictionary
 
+from archviz.compat import TorchDispatchMode, WeakIdKeyDictionary, fake_mode, fused_adam_on_meta, is_fake, replaced_sdpa, sdpa_kernels, tree_leaves
 from archviz.train.config import Optimizer
 
 Workspace = Callable[[Any, tuple, dict, Any], int]
@@ -92,9 +90,7 @@ class StorageTracker(TorchDispatchMode):
 
     # -- accounting -------------------------------------------------------------------
     def _counts(self, t: torch.Tensor) -> bool:
-        from torch._subclasses.fake_tensor import FakeTensor
-
-        if isinstance(t, FakeTensor) or t.device.type == "meta":
+        if is_fake(t) or t.device.type == "meta":
             return True
         return self.count_host and t.device.type == "cpu"
 
@@ -197,27 +193,26 @@ def attention_backend(on_gpu: bool) -> Iterator[None]:
     ``torch.nn.functional`` for the simulation only (that is where nn.MultiheadAttention
     and most models look it up).
     """
-    original = nn.functional.scaled_dot_product_attention
+    flash_cpu, flash_cuda, efficient = sdpa_kernels()
 
-    def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-        if enable_gqa or query.dim() != 4 or (not on_gpu and dropout_p != 0.0):
-            return original(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
-        device = query.device.type
-        if device == "cpu" and torch.is_autocast_enabled(device):  # sdpa is on autocast's lower-precision list
-            low = torch.get_autocast_dtype(device)
-            query, key, value = query.to(low), key.to(low), value.to(low)
-        aten = torch.ops.aten
-        if not on_gpu:
-            return aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, is_causal, attn_mask=attn_mask, scale=scale)[0]
-        if query.dtype in (torch.float16, torch.bfloat16) and attn_mask is None:
-            return aten._scaled_dot_product_flash_attention(query, key, value, dropout_p, is_causal, False, scale=scale)[0]
-        return aten._scaled_dot_product_efficient_attention(query, key, value, attn_mask, True, dropout_p, is_causal, scale=scale)[0]
+    def make(original: Callable) -> Callable:
+        def fused(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+            if enable_gqa or query.dim() != 4 or (not on_gpu and dropout_p != 0.0):
+                return original(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
+            device = query.device.type
+            if device == "cpu" and torch.is_autocast_enabled(device):  # sdpa is on autocast's lower-precision list
+                low = torch.get_autocast_dtype(device)
+                query, key, value = query.to(low), key.to(low), value.to(low)
+            if not on_gpu:
+                return flash_cpu(query, key, value, 0.0, is_causal, attn_mask=attn_mask, scale=scale)[0]
+            if query.dtype in (torch.float16, torch.bfloat16) and attn_mask is None:
+                return flash_cuda(query, key, value, dropout_p, is_causal, False, scale=scale)[0]
+            return efficient(query, key, value, attn_mask, True, dropout_p, is_causal, scale=scale)[0]
 
-    nn.functional.scaled_dot_product_attention = fused
-    try:
+        return fused
+
+    with replaced_sdpa(make):
         yield
-    finally:
-        nn.functional.scaled_dot_product_attention = original
 
 
 def _no_phase(name: str) -> contextlib.AbstractContextManager:
@@ -276,19 +271,6 @@ def make_optimizer(kind: Optimizer, params: Any, on_gpu: bool, weight_decay: flo
     return cls(params, lr=lr, weight_decay=weight_decay, foreach=False)
 
 
-@contextlib.contextmanager
-def _fused_on_meta() -> Iterator[None]:
-    """Let fused Adam run on meta tensors: torch checks the device, the meta kernel exists."""
-    import torch.optim.adam as adam_module
-
-    original = adam_module._device_dtype_check_for_fused
-    adam_module._device_dtype_check_for_fused = lambda p, cuda_unsupported=False: None
-    try:
-        yield
-    finally:
-        adam_module._device_dtype_check_for_fused = original
-
-
 @dataclass
 class StepRecord:
     """What the simulation of two training steps saw (the second one is reported)."""
@@ -305,12 +287,6 @@ class StepRecord:
     kept_by_module: dict[str, int] = field(default_factory=dict)
 
 
-def _fake_mode() -> Any:
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    return FakeTensorMode(allow_non_fake_inputs=True)
-
-
 @contextlib.contextmanager
 def _simulation(
     model: nn.Module, dtype: torch.dtype, amp_dtype: torch.dtype | None, on_gpu: bool, workspace: Workspace | None, train: bool
@@ -320,13 +296,13 @@ def _simulation(
     with contextlib.ExitStack() as stack:
         model.to(dtype)  # on meta: free
         if amp_dtype is not None:
-            stack.enter_context(_fake_mode())
+            stack.enter_context(fake_mode())
             model.to_empty(device="cpu")
             device = "cpu"
         else:
             device = "meta"
             if train:
-                stack.enter_context(_fused_on_meta())
+                stack.enter_context(fused_adam_on_meta())
         model.train(train)
         stack.enter_context(tracker)
         stack.enter_context(attention_backend(on_gpu))

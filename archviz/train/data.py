@@ -133,7 +133,7 @@ def _download() -> FashionMNIST:
 @functools.lru_cache(maxsize=2)
 def _read(files: tuple[tuple[str, str, int, int], ...], source: str) -> FashionMNIST:
     """Read the four tensors; cached per process by (path, size, mtime), and never modified in place."""
-    from torchvision.datasets.mnist import read_image_file, read_label_file
+    from archviz.compat import read_image_file, read_label_file
 
     tensors = {}
     with tempfile.TemporaryDirectory(prefix="archviz-fmnist-") as tmp:

@@ -1,0 +1,150 @@
+"""Every private torch, torchvision and typer API archviz touches, in one place.
+
+These names are not public: a release may move or remove them without notice. Going through
+this module means an upgrade breaks one file, loudly (tests/test_compat.py has a smoke test
+for each entry), instead of five files silently. Torch entries load lazily (module
+``__getattr__``), so ``archviz --help`` does not import torch.
+
+When an entry is missing, the error names it and the versions it is known to work with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import typer
+
+from archviz.errors import RunError
+
+TESTED = "torch 2.11-2.14, torchvision 0.26-0.29, typer 0.12-0.29"
+
+# -- typer ------------------------------------------------------------------------------
+# typer >= 0.2x vendors click as ``typer._click`` (reached through ``typer.core._click``);
+# older releases use the click package. typer 0.29 moved Abort and Exit out of the
+# vendored click into ``typer.exceptions`` (public as typer.Abort / typer.Exit), so those
+# two come from typer itself, which re-exports click's in older releases.
+try:
+    import typer.core as _typer_core
+
+    _click = getattr(_typer_core, "_click", None) or importlib.import_module("click")
+except ImportError as exc:  # pragma: no cover - only on a typer without either
+    raise ImportError(f"archviz cannot find typer's click ({exc}); it is tested with {TESTED}.") from None
+
+click_exceptions = _click.exceptions
+UsageError = click_exceptions.UsageError
+ClickException = click_exceptions.ClickException
+Abort = typer.Abort
+Exit = typer.Exit
+
+
+class _NeverRaised(Exception):
+    """Stands in for an exception class an older click does not have."""
+
+
+# click >= 8.2 raises this for a bare command with no_args_is_help; older ones print the help and exit 0.
+NoArgsIsHelpError = getattr(click_exceptions, "NoArgsIsHelpError", _NeverRaised)
+
+
+# -- torch and torchvision ----------------------------------------------------------------
+def _missing(what: str, exc: BaseException) -> RunError:
+    import torch
+
+    return RunError(f"this torch ({torch.__version__}) has no {what} ({exc}); archviz is tested with {TESTED}.")
+
+
+_LAZY: dict[str, tuple[str, str]] = {
+    # name here: (module, attribute)
+    "TorchDispatchMode": ("torch.utils._python_dispatch", "TorchDispatchMode"),
+    "tree_leaves": ("torch.utils._pytree", "tree_leaves"),
+    "FakeTensor": ("torch._subclasses.fake_tensor", "FakeTensor"),
+    "FakeTensorMode": ("torch._subclasses.fake_tensor", "FakeTensorMode"),
+    "WeakIdKeyDictionary": ("torch.utils.weak", "WeakIdKeyDictionary"),
+    "read_image_file": ("torchvision.datasets.mnist", "read_image_file"),
+    "read_label_file": ("torchvision.datasets.mnist", "read_label_file"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in globals():
+        return globals()[name]
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    try:
+        value = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise _missing(f"{module}.{attr}", exc) from None
+    globals()[name] = value  # resolved once
+    return value
+
+
+def fake_mode() -> Any:
+    """A FakeTensorMode that also accepts real tensors (a model's real CPU weights)."""
+    return __getattr__("FakeTensorMode")(allow_non_fake_inputs=True)
+
+
+def is_fake(t: Any) -> bool:
+    """Whether ``t`` is a fake tensor (shape and dtype only, no storage)."""
+    return isinstance(t, __getattr__("FakeTensor"))
+
+
+@contextlib.contextmanager
+def fused_adam_on_meta() -> Iterator[None]:
+    """Let fused Adam/AdamW run on meta tensors: torch checks the device, the meta kernel exists.
+
+    Patches ``torch.optim.adam._device_dtype_check_for_fused`` (torch >= 2.4) for the
+    duration; AdamW shares it.
+    """
+    import torch.optim.adam as adam_module
+
+    try:
+        original = adam_module._device_dtype_check_for_fused
+    except AttributeError as exc:
+        raise _missing("torch.optim.adam._device_dtype_check_for_fused", exc) from None
+    adam_module._device_dtype_check_for_fused = lambda p, cuda_unsupported=False: None
+    try:
+        yield
+    finally:
+        adam_module._device_dtype_check_for_fused = original
+
+
+@contextlib.contextmanager
+def replaced_sdpa(make: Callable[[Callable], Callable]) -> Iterator[None]:
+    """Swap ``torch.nn.functional.scaled_dot_product_attention`` for ``make(original)``, process-wide.
+
+    That is where nn.MultiheadAttention and most models look it up. The swap is visible to
+    every thread while it lasts: use it only around a simulation archviz itself runs.
+    """
+    from torch.nn import functional
+
+    original = functional.scaled_dot_product_attention
+    functional.scaled_dot_product_attention = make(original)
+    try:
+        yield
+    finally:
+        functional.scaled_dot_product_attention = original
+
+
+def sdpa_kernels() -> tuple[Callable, Callable, Callable]:
+    """The fused attention kernels torch's sdpa dispatches to: (flash on CPU, flash on CUDA, memory-efficient).
+
+    Private aten ops; each returns a tuple whose first item is the attention output.
+    """
+    import torch
+
+    aten = torch.ops.aten
+    try:
+        return aten._scaled_dot_product_flash_attention_for_cpu, aten._scaled_dot_product_flash_attention, aten._scaled_dot_product_efficient_attention
+    except (AttributeError, RuntimeError) as exc:
+        raise _missing("fused attention kernels in torch.ops.aten", exc) from None
+
+
+def profiler_event_tree(prof: Any) -> list:
+    """The root events of a finished ``torch.profiler.profile``, with allocation events (kineto's private tree)."""
+    try:
+        return prof.profiler.kineto_results.experimental_event_tree()
+    except AttributeError as exc:
+        raise _missing("profiler event tree with allocation events (kineto_results.experimental_event_tree)", exc) from None

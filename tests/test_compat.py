@@ -1,0 +1,191 @@
+"""Smoke tests for every private API archviz uses (archviz/compat.py).
+
+Each test exercises the entry the way archviz does, so a torch/torchvision/typer release
+that moves or changes one fails here, by name, before it fails somewhere deep in a command.
+"""
+
+import struct
+import sys
+
+import pytest
+import torch
+import typer
+from torch import nn
+
+from archviz import compat
+from archviz.errors import RunError
+
+
+# -- typer / click ----------------------------------------------------------------------
+def test_click_exceptions_are_the_ones_typer_raises():
+    import typer.core
+
+    assert issubclass(compat.UsageError, compat.ClickException)
+    assert issubclass(compat.NoArgsIsHelpError, Exception)
+    # the vendored click (typer >= 0.2x) or the click package: the group's base class raises these
+    click = getattr(typer.core, "_click", None) or __import__("click")
+    assert compat.click_exceptions is click.exceptions
+    assert compat.Abort is typer.Abort and compat.Exit is typer.Exit
+
+
+def test_usage_error_and_no_args_reach_the_boundary(cli):
+    code, out, err = cli("shapes", "lenet", "--format", "nope")
+    assert code == 2 and err.startswith("archviz: error: ") and len(err.strip().splitlines()) == 1
+    code, out, err = cli()
+    assert code == 2 and "Usage:" in out
+
+
+def test_abort_from_a_command_is_one_line(cli, monkeypatch):
+    """typer 0.29 moved Abort out of typer._click.exceptions; the boundary must still catch it."""
+    import archviz.cli.shapes as shapes_cli
+
+    def abort(*a, **k):
+        raise typer.Abort()
+
+    monkeypatch.setattr(shapes_cli, "shapes_report", abort, raising=False)
+    monkeypatch.setattr(shapes_cli, "load_arch", abort, raising=False)
+    code, out, err = cli("shapes", "lenet")
+    assert code == 1
+    assert err.strip() == "archviz: error: aborted."
+
+
+def test_debug_mode_shows_the_real_traceback(monkeypatch):
+    """ARCHVIZ_DEBUG=1 re-raises the command's own error (it used to die on typer._click.exceptions.Abort)."""
+    import subprocess
+
+    code = (
+        "import archviz.cli.shapes as s\n"
+        "def boom(*a, **k): raise ValueError('the real error')\n"
+        "s.load_arch = boom\n"
+        "from archviz.cli import app\n"
+        "app(['shapes', 'lenet'])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ, "ARCHVIZ_DEBUG": "1"})
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == "ValueError: the real error"
+    assert "AttributeError" not in run.stderr
+
+
+# -- torch internals ----------------------------------------------------------------------
+def test_torch_dispatch_mode_sees_operators():
+    seen = []
+
+    class Spy(compat.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    with Spy():
+        torch.ones(2, 3, device="meta") @ torch.ones(3, 4, device="meta")
+    assert "aten.mm" in seen
+
+
+def test_tree_leaves_flattens_nested_outputs():
+    a, b, c = torch.zeros(1), torch.zeros(2), torch.zeros(3)
+    assert [t.numel() for t in compat.tree_leaves({"x": (a, [b]), "y": c})] == [1, 2, 3]
+
+
+def test_fake_tensors_have_shapes_but_no_data():
+    with compat.fake_mode():
+        t = torch.empty(1000, 1000)
+        real = torch.zeros(2)  # allow_non_fake_inputs: real tensors may mix in
+        s = t + real.sum()
+    assert compat.is_fake(t) and compat.is_fake(s)
+    assert tuple(s.shape) == (1000, 1000)
+    assert not compat.is_fake(torch.zeros(1))
+
+
+def test_weak_id_key_dictionary_forgets_dead_storages():
+    d = compat.WeakIdKeyDictionary()
+    t = torch.zeros(3)
+    d[t.untyped_storage()] = 1
+    assert len(d) == 1
+    del t
+    assert len(d) == 0
+
+
+def test_fused_adam_runs_on_meta_only_inside_the_patch():
+    w = nn.Parameter(torch.ones(4, device="meta"))
+    w.grad = torch.ones(4, device="meta")
+    import torch.optim.adam as adam_module
+
+    original = adam_module._device_dtype_check_for_fused
+    with compat.fused_adam_on_meta():
+        torch.optim.Adam([w], lr=0.1, fused=True).step()
+        torch.optim.AdamW([w], lr=0.1, fused=True).step()
+    assert adam_module._device_dtype_check_for_fused is original
+    with pytest.raises(RuntimeError):  # torch itself refuses fused Adam on meta
+        torch.optim.Adam([w], lr=0.1, fused=True).step()
+
+
+def test_sdpa_swap_is_undone_and_kernels_exist():
+    from torch.nn import functional as F
+
+    original = F.scaled_dot_product_attention
+    calls = []
+
+    def make(orig):
+        def spy(*a, **k):
+            calls.append(1)
+            return orig(*a, **k)
+
+        return spy
+
+    q = torch.randn(1, 2, 4, 8)
+    with compat.replaced_sdpa(make):
+        out = nn.functional.scaled_dot_product_attention(q, q, q)
+    assert calls == [1] and tuple(out.shape) == (1, 2, 4, 8)
+    assert F.scaled_dot_product_attention is original
+    flash_cpu, flash_cuda, efficient = compat.sdpa_kernels()
+    fused = flash_cpu(q, q, q, 0.0, False, attn_mask=None, scale=None)[0]
+    torch.testing.assert_close(fused, out)
+    # the CUDA kernels exist as ops and run on meta tensors (shape inference only)
+    m = q.to("meta").half()
+    assert tuple(flash_cuda(m, m, m, 0.0, False, False, scale=None)[0].shape) == (1, 2, 4, 8)
+    assert tuple(efficient(m, m, m, None, True, 0.0, False, scale=None)[0].shape) == (1, 2, 4, 8)
+
+
+def test_profiler_event_tree_has_allocation_events():
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        x = torch.empty(1 << 20)  # 4 MiB
+        del x
+    sizes, stack = [], list(compat.profiler_event_tree(prof))
+    while stack:
+        node = stack.pop()
+        if str(node.tag).endswith("Allocation"):
+            sizes.append(node.extra_fields.alloc_size)
+        stack.extend(node.children)
+    assert 4 << 20 in sizes and -(4 << 20) in sizes
+
+
+def test_profiler_event_tree_missing_is_one_sentence():
+    class Old:
+        profiler = None
+
+    with pytest.raises(RunError, match=r"has no profiler event tree.*archviz is tested with torch"):
+        compat.profiler_event_tree(Old())
+
+
+def test_torchvision_idx_readers(tmp_path):
+    images = struct.pack(">IIII", 0x0803, 2, 28, 28) + bytes(range(256)) * 6 + bytes(2 * 784 - 1536)
+    labels = struct.pack(">II", 0x0801, 2) + bytes([3, 9])
+    (tmp_path / "x").write_bytes(images)
+    (tmp_path / "y").write_bytes(labels)
+    X, y = compat.read_image_file(str(tmp_path / "x")), compat.read_label_file(str(tmp_path / "y"))
+    assert tuple(X.shape) == (2, 28, 28) and X.dtype == torch.uint8 and int(X[0, 0, 5]) == 5
+    assert y.tolist() == [3, 9]
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError):
+        compat.not_there  # noqa: B018
+
+
+def test_compat_does_not_import_torch_for_the_cli():
+    import subprocess
+
+    code = "import sys, archviz.compat, archviz.cli.app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
