@@ -65,7 +65,7 @@ def test_expressions_are_arithmetic_only():
         ("- conv: {out: 6.5, kernel: 5}\n", "net.yaml:4: field 'out' of 'conv' must be a whole number >= 1"),
         ("- conv: {kernel: 5}\n", "net.yaml:4: 'conv' is missing its required field 'out'"),
         ("- conv: {out: 6, kernel: 5, act: relux}\n", "net.yaml:4: field 'act' of 'conv' is 'relux', not one of: relu, sigmoid"),
-        ("- flatten\n- conv: {out: 6, kernel: [1, 2, 3]}\n", "net.yaml:5: field 'kernel' of 'conv' must be a whole number or a list of two"),
+        ("- flatten\n- conv: {out: 6, kernel: [1, 2, 3, 4]}\n", "net.yaml:5: field 'kernel' of 'conv' must be a whole number >= 1 or a list of one to three"),
         ("- dropout: {p: 1.5}\n", "net.yaml:4: field 'p' of 'dropout' must be a probability between 0 and 1"),
         ("- conv: {out: 6, kernel: 5}\n  flatten: {}\n", "net.yaml:4: a layer is written '- op: {field: value, ...}' with exactly one op name"),
         ("- conv: {out: 6, kernel: 5, name: a}\n- conv: {out: 6, kernel: 1, name: a}\n", "two layers in the same block are named 'a'"),

@@ -154,27 +154,26 @@ class _Parser:
             if not isinstance(node, yaml.SequenceNode) or not node.value:
                 raise bad
             return tuple(self.layers(branch) for branch in node.value)
-        if kind in (O.PAIR, O.INT_PAIR):
+        if kind.axes or kind is O.INT_PAIR:
             if isinstance(node, yaml.SequenceNode):
-                if len(node.value) != 2:
+                if not (len(node.value) == 2 if kind is O.INT_PAIR else 1 <= len(node.value) <= 3):
                     raise bad
-                return tuple(self.number(item, O.INT, bad) for item in node.value)
+                return tuple(self.number(item, kind, bad) for item in node.value)
             if kind is O.INT_PAIR:
                 raise bad
-            return self.number(node, O.INT, bad)
+            return self.number(node, kind, bad)
         value = self.scalar(node)
-        if kind in (O.INT, O.POS_INT, O.PROB):
+        if kind.minimum is not None or kind in (O.PROB, O.NUMBER):
             return self.number(node, kind, bad)
         if kind is O.BOOL:
             if type(value) is not bool:
                 raise bad
             return value
-        if kind in (O.ACT, O.NORM):
+        if kind.choices:
             if value is None or value == "none":
                 return None
-            choices = O.ACTIVATIONS if kind is O.ACT else O.NORMS
-            if value not in choices:
-                raise self.fail(node, f"field {key!r} of {op!r} is {value!r}, not {kind.describe}{suggest(value, choices)}")
+            if value not in kind.choices:
+                raise self.fail(node, f"field {key!r} of {op!r} is {value!r}, not {kind.describe}{suggest(value, kind.choices)}")
             return value
         if not isinstance(value, str):
             raise bad
@@ -195,7 +194,11 @@ class _Parser:
             if type(value) not in (int, float) or not 0 <= value < 1:
                 raise bad
             return value
-        if type(value) is not int or value < (1 if kind is O.POS_INT else 0):
+        if kind is O.NUMBER:
+            if type(value) not in (int, float) or not 0 < value < float("inf"):
+                raise bad
+            return value
+        if type(value) is not int or value < kind.minimum:
             raise bad
         return value
 

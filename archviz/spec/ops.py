@@ -24,6 +24,10 @@ ACTIVATIONS: dict[str, str] = {
     "leaky_relu": "LeakyReLU",
     "elu": "ELU",
     "hardswish": "Hardswish",
+    "hardsigmoid": "Hardsigmoid",
+    "relu6": "ReLU6",
+    "mish": "Mish",
+    "softplus": "Softplus",
 }
 NORMS: tuple[str, ...] = ("batch",)
 
@@ -33,21 +37,39 @@ NORMS: tuple[str, ...] = ("batch",)
 
 @dataclass(frozen=True)
 class Kind:
-    """What a field accepts; ``describe`` is used in error messages."""
+    """What a field accepts; ``describe`` is used in error messages.
+
+    ``minimum`` bounds whole-number kinds (a kernel or stride of 0 is refused when the spec
+    is read, not met as a ZeroDivisionError later); ``axes`` kinds take one number for every
+    spatial axis or a list of one to three, one per axis (expanded once the input's rank is
+    known); ``choices`` lists the words a choice field accepts.
+    """
 
     name: str
     describe: str
+    minimum: int | None = None
+    axes: bool = False
+    choices: tuple[str, ...] = ()
 
 
-INT = Kind("int", "a whole number or an expression over the spec's parameters")
-POS_INT = Kind("pos_int", "a whole number >= 1 or an expression over the spec's parameters")
-PAIR = Kind("pair", "a whole number or a list of two, e.g. 3 or [3, 5]")
-INT_PAIR = Kind("int_pair", "a list of two whole numbers, e.g. [96, 128]")
+INT = Kind("int", "a whole number or an expression over the spec's parameters", minimum=0)
+POS_INT = Kind("pos_int", "a whole number >= 1 or an expression over the spec's parameters", minimum=1)
+WINDOW = Kind("window", "a whole number >= 1 or a list of one to three (one per spatial axis), e.g. 3 or [3, 5]", minimum=1, axes=True)
+PADDING = Kind("padding", "a whole number >= 0 or a list of one to three (one per spatial axis), e.g. 1 or [1, 2]", minimum=0, axes=True)
+INT_PAIR = Kind("int_pair", "a list of two whole numbers, e.g. [96, 128]", minimum=0)
 PROB = Kind("prob", "a probability between 0 and 1")
+NUMBER = Kind("number", "a number > 0, e.g. 0.0001")
 BOOL = Kind("bool", "true or false")
 TEXT = Kind("text", "a short name")
-ACT = Kind("act", "one of: " + ", ".join(ACTIVATIONS))
-NORM = Kind("norm", "one of: " + ", ".join(NORMS))
+ACT = Kind("act", "one of: " + ", ".join(ACTIVATIONS), choices=tuple(ACTIVATIONS))
+NORM = Kind("norm", "one of: " + ", ".join(NORMS), choices=NORMS)
+
+
+def choice(*words: str) -> Kind:
+    """A field that takes one of ``words``."""
+    return Kind("choice", "one of: " + ", ".join(words), choices=words)
+
+
 LAYERS = Kind("layers", "a list of layers")
 BRANCHES = Kind("branches", "a list of branches, each a list of layers")
 
@@ -109,10 +131,10 @@ register_op(
     "conv",
     "2-D convolution; input channels are inferred",
     out=Field(POS_INT, doc="output channels"),
-    kernel=Field(PAIR),
-    stride=Field(PAIR, 1),
-    padding=Field(PAIR, 0),
-    dilation=Field(PAIR, 1),
+    kernel=Field(WINDOW),
+    stride=Field(WINDOW, 1),
+    padding=Field(PADDING, 0),
+    dilation=Field(WINDOW, 1),
     groups=Field(POS_INT, 1),
     bias=Field(BOOL, True),
     norm=Field(NORM, None, "normalisation after the convolution"),
@@ -127,8 +149,8 @@ register_op(
     act=Field(ACT, None),
     dropout=Field(PROB, 0.0, "dropout after the activation"),
 )(None)
-register_op("maxpool", "max pooling", kernel=Field(PAIR), stride=Field(PAIR, None), padding=Field(PAIR, 0))(None)
-register_op("avgpool", "average pooling", kernel=Field(PAIR), stride=Field(PAIR, None), padding=Field(PAIR, 0))(None)
+register_op("maxpool", "max pooling", kernel=Field(WINDOW), stride=Field(WINDOW, None), padding=Field(PADDING, 0))(None)
+register_op("avgpool", "average pooling", kernel=Field(WINDOW), stride=Field(WINDOW, None), padding=Field(PADDING, 0))(None)
 register_op("gap", "global average pooling to 1x1 (keeps the 4-D shape)")(None)
 register_op("flatten", "flatten everything but the batch dimension")(None)
 register_op("dropout", "dropout", p=Field(PROB, 0.5))(None)
@@ -186,9 +208,9 @@ def _vgg_block(layer: Layer) -> list[Layer]:
     "nin_block",
     "NiN block: a conv followed by two 1x1 convs, each with ReLU",
     out=Field(POS_INT),
-    kernel=Field(PAIR),
-    stride=Field(PAIR, 1),
-    padding=Field(PAIR, 0),
+    kernel=Field(WINDOW),
+    stride=Field(WINDOW, 1),
+    padding=Field(PADDING, 0),
 )
 def _nin_block(layer: Layer) -> list[Layer]:
     out = arg(layer, "out")
@@ -228,7 +250,7 @@ def _inception(layer: Layer) -> list[Layer]:
     "basic_block",
     "ResNet basic block: two 3x3 convs with batch norm, added to the shortcut, then ReLU",
     out=Field(POS_INT),
-    stride=Field(PAIR, 1),
+    stride=Field(WINDOW, 1),
     projection=Field(BOOL, False, "a 1x1 conv on the shortcut (needed when shape changes)"),
 )
 def _basic_block(layer: Layer) -> list[Layer]:

@@ -105,7 +105,7 @@ def _concrete(layer: Layer, params: Mapping[str, Any]) -> Layer:
             value = _resolve_list(value, params)
         elif fld.kind is O.BRANCHES:
             value = tuple(_resolve_list(branch, params) for branch in value)
-        elif value is not None and fld.kind in (O.INT, O.POS_INT, O.PAIR, O.INT_PAIR, O.PROB):
+        elif value is not None and (fld.kind.minimum is not None or fld.kind in (O.PROB, O.NUMBER)):
             value = _number(layer, key, fld.kind, value, params)
         args[key] = value
     return Layer(layer.op, args, layer.name, layer.source, layer.line)
@@ -113,7 +113,7 @@ def _concrete(layer: Layer, params: Mapping[str, Any]) -> Layer:
 
 def _number(layer: Layer, key: str, kind: O.Kind, value: Any, params: Mapping[str, Any]) -> Any:
     if isinstance(value, tuple):
-        return tuple(_number(layer, key, O.INT, v, params) for v in value)
+        return tuple(_number(layer, key, kind, v, params) for v in value)
     if isinstance(value, str):
         try:
             value = evaluate(value, params)
@@ -125,7 +125,11 @@ def _number(layer: Layer, key: str, kind: O.Kind, value: Any, params: Mapping[st
         if not 0 <= value < 1:
             raise UsageError(f"{layer.where()}: field {key!r} of {layer.op!r} is {value}; it must be between 0 and 1.")
         return float(value)
-    minimum = 1 if kind is O.POS_INT else 0
-    if type(value) is not int or value < minimum:
-        raise UsageError(f"{layer.where()}: field {key!r} of {layer.op!r} evaluates to {value!r}; it must be a whole number >= {minimum}.")
-    return (value, value) if kind is O.PAIR else value
+    if kind is O.NUMBER:
+        if not 0 < value < float("inf"):
+            raise UsageError(f"{layer.where()}: field {key!r} of {layer.op!r} is {value}; it must be a number > 0.")
+        return float(value)
+    # Axes kinds stay one number until the input's rank says how many spatial axes it covers.
+    if type(value) is not int or value < kind.minimum:
+        raise UsageError(f"{layer.where()}: field {key!r} of {layer.op!r} evaluates to {value!r}; it must be a whole number >= {kind.minimum}.")
+    return value

@@ -228,7 +228,9 @@ class _Walker:
 
     @staticmethod
     def spatial(path: str, type_: str, size: int, k: int, s: int, p: int, d: int) -> int:
-        out = (size + 2 * p - d * (k - 1) - 1) // s + 1
+        span = d * (k - 1) + 1
+        out = (size + 2 * p - span) // s + 1
         if out < 1:
-            raise _TooSmall(path, type_, f"gets a {size}-pixel side, too small for its kernel {k} (padding {p})")
+            window = f"its kernel {k} (padding {p})" if d == 1 else f"its kernel {k} at dilation {d}, which spans {span} pixels (padding {p})"
+            raise _TooSmall(path, type_, f"gets a {size}-pixel side, too small for {window}")
         return out
