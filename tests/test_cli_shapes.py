@@ -174,7 +174,7 @@ def test_spec_file_errors_through_the_cli(cli, tmp_path):
     assert code == 2 and f"{bad}:3: not valid YAML" in err
     bad.write_text("name: bad\nlayers:\n  - conv: {out: 6, kernel: true}\n")
     code, _, err = cli("shapes", str(bad))
-    assert code == 2 and "field 'kernel' of 'conv' must be a whole number or a list of two" in err
+    assert code == 2 and "field 'kernel' of 'conv' must be a whole number >= 1 or a list of one to three" in err
     assert bad.read_text() == "name: bad\nlayers:\n  - conv: {out: 6, kernel: true}\n"  # never rewritten
 
 
