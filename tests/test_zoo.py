@@ -22,6 +22,12 @@ SEED_PARAMS = {
     "lenet_bn": 44_426 + 2 * (6 + 16 + 120 + 84),
     "resnet18": 11_178_378,
 }
+# The full-size built-ins against torchvision at 1x3x224x224 with 1000 classes: num_params and
+# `_ops` (GMACs) of models.get_model_weights(name).DEFAULT.meta, torchvision 0.29 (REFERENCE.md).
+TORCHVISION = {
+    "resnet50": (25_557_032, 4.089),
+}
+PARAMS = {**SEED_PARAMS, **{name: params for name, (params, _) in TORCHVISION.items()}}
 
 # The seed chapter's printed tables (shared/seed/cnn-chapter.md, REFERENCE.md).
 SEED_TABLES = {
@@ -64,11 +70,13 @@ DEFAULT_INPUTS = {
     "nin": (1, 1, 224, 224),
     "googlenet": (1, 1, 96, 96),
     "resnet18": (1, 1, 96, 96),
+    **{name: (1, 3, 224, 224) for name in TORCHVISION},
 }
 
 
-def test_registry_holds_the_seed_zoo():
-    assert BUILTINS == ["lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18"]
+def test_registry_holds_the_zoo_in_teaching_order():
+    assert BUILTINS == ["lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18", *TORCHVISION]
+    assert set(BUILTINS) == set(PARAMS) == set(DEFAULT_INPUTS)
     assert zoo.list_models("lenet*") == ["lenet", "lenet_bn"]
 
 
@@ -89,7 +97,7 @@ def test_params_match_reference_and_torch(name):
     arch = load_arch(name)
     trace = arch.trace()
     model = arch.build(device="meta")
-    assert trace.total_params == SEED_PARAMS[name]
+    assert trace.total_params == PARAMS[name]
     assert trace.total_params == sum(p.numel() for p in model.parameters())
     assert trace.trainable_params == trace.total_params
 
@@ -119,7 +127,7 @@ def test_shape_arithmetic_equals_real_forward_at_batch_2(name):
         Y = model(torch.randn(shape))
     for h in hooks:
         h.remove()
-    assert tuple(Y.shape) == trace.output_shape == (2, 10)
+    assert tuple(Y.shape) == trace.output_shape == (2, arch.params["num_classes"])
     assert {n.path: n.output_shape for n in trace.nodes} == seen
 
 
@@ -144,6 +152,17 @@ def test_spec_round_trip(name):
 
     r1, r2 = resolve(spec), resolve(again)
     assert trace_spec(r1, r1.default_input, name) == trace_spec(r2, r2.default_input, name)
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_full_size_builtins_match_torchvision(name):
+    """Params exactly, MACs within 1% of torchvision's published GFLOPS (which count MACs)."""
+    params, gmacs = TORCHVISION[name]
+    trace = load_arch(name).trace()
+    assert trace.input_shape == (1, 3, 224, 224) and trace.output_shape == (1, 1000)
+    assert trace.total_params == params
+    macs = trace.flops / 2
+    assert abs(macs / (gmacs * 1e9) - 1) < 0.01, f"{name}: {macs / 1e9:.3f} GMACs vs torchvision's {gmacs}"
 
 
 def test_vgg_ratio_narrows_every_width():

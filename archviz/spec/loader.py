@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,10 @@ import yaml
 
 from archviz.errors import UsageError
 from archviz.spec import ops as O
-from archviz.spec.expr import ExprError, names_in
-from archviz.spec.model import STANDARD_PARAMS, Layer, Spec
+from archviz.spec.expr import MAX_INT, ExprError, names_in, show
+from archviz.spec.model import REPEAT, STANDARD_PARAMS, BlockDef, Layer, Spec
 
-TOP_KEYS = ("name", "description", "default_input", "params", "layers")
+TOP_KEYS = ("name", "description", "default_input", "params", "blocks", "layers")
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
@@ -43,7 +44,11 @@ def parse_spec(text: str, source: str = "<spec>", default_name: str = "custom") 
 class _Parser:
     def __init__(self, source: str):
         self.source = source
+        # The names an expression may use where the parser is: the spec's parameters, plus
+        # a block's parameters inside its body and repeat indices inside a repeat.
         self.param_names: set[str] = set()
+        self.blocks: dict[str, BlockDef] = {}
+        self.block_names: set[str] = set()  # all of them, to explain a use above the definition
 
     def fail(self, node: yaml.Node | None, message: str) -> UsageError:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
@@ -52,7 +57,14 @@ class _Parser:
     def scalar(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, "expected a single value here, not a list or mapping")
-        return _CONSTRUCTOR.construct_object(node)
+        try:
+            value = _CONSTRUCTOR.construct_object(node)
+        except (ValueError, OverflowError):
+            # Python refuses to convert integers of more than 4300 digits (CVE-2020-10735).
+            raise self.fail(node, f"the number {node.value[:20]}... ({len(node.value)} characters) is too large; spec numbers must stay below 2**63") from None
+        if (type(value) is int and abs(value) > MAX_INT) or (type(value) is float and not math.isfinite(value)):
+            raise self.fail(node, f"the number {node.value[:24]!r} is too large; spec numbers must be finite and stay below 2**63")
+        return value
 
     def spec(self, text: str, default_name: str) -> Spec:
         try:
@@ -87,6 +99,8 @@ class _Parser:
                     raise self.fail(value_node, f"parameter {key!r} needs a name and a default number, true/false or text")
                 params[key] = value
         self.param_names = set(params)
+        if "blocks" in top:
+            self.block_defs(top["blocks"])
 
         name = str(self.scalar(top["name"])) if "name" in top else default_name
         description = str(self.scalar(top["description"])) if "description" in top else ""
@@ -94,7 +108,46 @@ class _Parser:
         if "default_input" in top:
             default_input = self.input_shape(top["default_input"], params["in_channels"])
         layers = self.layers(top["layers"])
-        return Spec(name, layers, description, default_input, params, self.source)
+        return Spec(name, layers, description, default_input, params, self.source, dict(self.blocks))
+
+    def block_defs(self, node: yaml.Node) -> None:
+        """``blocks: {name: {params: {p: default}, layers: [...]}}``; a block may use those above it."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, "'blocks' must be a mapping of block name: {params: ..., layers: [...]}")
+        self.block_names = {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+        for key_node, value_node in node.value:
+            name = self.scalar(key_node)
+            if not isinstance(name, str) or not name.isidentifier():
+                raise self.fail(key_node, f"block name {name!r} must be a name such as bottleneck or dense_layer")
+            if name in O.OPS or name == REPEAT or name in self.blocks:
+                what = "a block defined above" if name in self.blocks else "a built-in op"
+                raise self.fail(key_node, f"block name {name!r} is already {what}; choose another name")
+            if not isinstance(value_node, yaml.MappingNode):
+                raise self.fail(value_node, f"block {name!r} must be a mapping with 'params' and 'layers'")
+            parts = {}
+            for k_node, v_node in value_node.value:
+                k = self.scalar(k_node)
+                if k not in ("params", "layers"):
+                    raise self.fail(k_node, f"block {name!r} has unknown key {k!r}{suggest(k, ('params', 'layers'))} (keys: params, layers)")
+                parts[k] = v_node
+            if "layers" not in parts:
+                raise self.fail(value_node, f"block {name!r} has no 'layers' list")
+            params: dict[str, Any] = {}
+            if "params" in parts:
+                if not isinstance(parts["params"], yaml.MappingNode):
+                    raise self.fail(parts["params"], f"the 'params' of block {name!r} must be a mapping of name: default (~ for required)")
+                for k_node, v_node in parts["params"].value:
+                    k, default = self.scalar(k_node), self.scalar(v_node)
+                    if not isinstance(k, str) or not k.isidentifier() or type(default) not in (int, float, bool, type(None)):
+                        raise self.fail(v_node, f"block parameter {k!r} needs a name and a default number, true/false, or ~ if required")
+                    params[k] = default
+            outer = self.param_names
+            self.param_names = outer | set(params)
+            try:
+                layers = self.layers(parts["layers"])
+            finally:
+                self.param_names = outer
+            self.blocks[name] = BlockDef(name, params, layers, self.source, key_node.start_mark.line + 1)
 
     def input_shape(self, node: yaml.Node, in_channels: Any) -> tuple[int, ...]:
         value = self.scalar(node)
@@ -121,8 +174,15 @@ class _Parser:
             op, fields_node = self.scalar(node.value[0][0]), node.value[0][1]
         else:
             raise self.fail(node, "a layer is written '- op: {field: value, ...}' with exactly one op name")
+        if op == REPEAT:
+            return self.repeat(node, fields_node, line)
+        if op in self.blocks:
+            return self.block_use(self.blocks[op], node, fields_node, line)
+        if op in self.block_names:
+            raise self.fail(node, f"block {op!r} is used inside itself or above its definition; define a block below the blocks it uses")
         if op not in O.OPS:
-            raise self.fail(node, f"unknown op {op!r}{suggest(op, O.OPS)} (known ops: {', '.join(sorted(O.OPS))})")
+            known = [*O.OPS, *self.blocks, REPEAT]
+            raise self.fail(node, f"unknown op {op!r}{suggest(op, known)} (known ops: {', '.join(sorted(known))})")
         opdef = O.OPS[op]
         args: dict[str, Any] = {}
         name = None
@@ -138,12 +198,69 @@ class _Parser:
                     continue
                 if key not in opdef.fields:
                     known = ", ".join(["name", *opdef.fields])
-                    raise self.fail(key_node, f"{op!r} has no field {key!r}{suggest(key, opdef.fields)} (fields: {known})")
+                    raise self.fail(key_node, f"{op!r} has no field {key!r}{suggest(key, opdef.fields)} (fields: {known}){_comma_hint(key)}")
                 args[key] = self.value(value_node, opdef.fields[key], op, key)
         for key, fld in opdef.fields.items():
             if fld.required and key not in args:
                 raise self.fail(node, f"{op!r} is missing its required field {key!r} ({fld.kind.describe})")
         return Layer(op, args, name, self.source, line)
+
+    def mapping(self, node: yaml.Node | None, op: str, keys) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """The ``{field: value}`` of a layer as key -> (key node, value node), checked against ``keys``."""
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null")):
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, f"the fields of {op!r} must be a mapping, e.g. {{{', '.join(keys)}: ...}}")
+        out = {}
+        for key_node, value_node in node.value:
+            key = self.scalar(key_node)
+            if key not in keys:
+                raise self.fail(key_node, f"{op!r} has no field {key!r}{suggest(key, keys)} (fields: {', '.join(keys)}){_comma_hint(key)}")
+            out[key] = (key_node, value_node)
+        return out
+
+    def layer_name(self, node: yaml.Node) -> str:
+        name = str(self.scalar(node))
+        if not name or "." in name:
+            raise self.fail(node, f"layer name {name!r} must be non-empty and contain no '.'")
+        return name
+
+    def repeat(self, node: yaml.Node, fields_node: yaml.Node | None, line: int) -> Layer:
+        """``repeat: {times: N, index: i, layers: [...]}``: the layers N times, ``i`` = 0..N-1 in their expressions."""
+        fields = self.mapping(fields_node, REPEAT, ("times", "index", "layers"))
+        for key in ("times", "layers"):
+            if key not in fields:
+                raise self.fail(node, f"'repeat' is missing its required field {key!r}, e.g. repeat: {{times: 3, layers: [...]}}")
+        index = "i"
+        if "index" in fields:
+            index = self.scalar(fields["index"][1])
+            if not isinstance(index, str) or not index.isidentifier():
+                raise self.fail(fields["index"][1], f"the index of 'repeat' must be a name such as i or j, not {index!r}")
+        times_node = fields["times"][1]
+        times = self.number(times_node, O.INT, self.fail(times_node, "field 'times' of 'repeat' must be a whole number >= 0 or an expression"))
+        outer = self.param_names
+        self.param_names = outer | {index}
+        try:
+            layers = self.layers(fields["layers"][1])
+        finally:
+            self.param_names = outer
+        return Layer(REPEAT, {"times": times, "index": index, "layers": layers}, None, self.source, line)
+
+    def block_use(self, block: BlockDef, node: yaml.Node, fields_node: yaml.Node | None, line: int) -> Layer:
+        fields = self.mapping(fields_node, block.name, ("name", *block.params))
+        name = self.layer_name(fields.pop("name")[1]) if "name" in fields else None
+        args = {}
+        for key, (_, value_node) in fields.items():
+            value = self.scalar(value_node)
+            if isinstance(value, str):
+                self.number(value_node, O.INT, None)  # checks the expression's names
+            elif type(value) not in (int, float, bool):
+                raise self.fail(value_node, f"parameter {key!r} of block {block.name!r} must be a number, true/false or an expression")
+            args[key] = value
+        missing = [k for k, default in block.params.items() if default is None and k not in args]
+        if missing:
+            raise self.fail(node, f"block {block.name!r} needs a value for {', '.join(repr(m) for m in missing)}, e.g. {block.name}: {{{missing[0]}: ...}}")
+        return Layer(block.name, args, name, self.source, line)
 
     def value(self, node: yaml.Node, fld: O.Field, op: str, key: str) -> Any:
         kind = fld.kind
@@ -166,6 +283,8 @@ class _Parser:
         if kind.minimum is not None or kind in (O.PROB, O.NUMBER):
             return self.number(node, kind, bad)
         if kind is O.BOOL:
+            if isinstance(value, str):
+                return self.number(node, kind, bad)  # an expression such as `i == 0`, checked when resolved
             if type(value) is not bool:
                 raise bad
             return value
@@ -185,10 +304,10 @@ class _Parser:
             try:
                 unknown = names_in(value) - self.param_names
             except ExprError as exc:
-                raise self.fail(node, f"{exc}") from None
+                raise self.fail(node, f"{exc}{_comma_hint(value)}") from None
             if unknown:
                 name = sorted(unknown)[0]
-                raise self.fail(node, f"{value!r} uses unknown parameter {name!r}{suggest(name, self.param_names)}; declare it under 'params'")
+                raise self.fail(node, f"{show(value)} uses unknown parameter {name!r}{suggest(name, self.param_names)}; declare it under 'params'")
             return value
         if kind is O.PROB:
             if type(value) not in (int, float) or not 0 <= value < 1:
@@ -203,6 +322,14 @@ class _Parser:
         return value
 
 
+def _comma_hint(text: object) -> str:
+    """YAML splits `{out: max(8, w)}` at the comma; say so when a fragment of that shows up."""
+    text = str(text)
+    if text.count("(") != text.count(")"):
+        return "; inside {...} an expression with a comma must be quoted, e.g. out: 'max(8, w)'"
+    return ""
+
+
 # ---- writing ------------------------------------------------------------------------
 
 
@@ -214,8 +341,25 @@ def dump_spec(spec: Spec) -> str:
     head["default_input"] = "x".join(str(d) for d in spec.default_input)
     text = yaml.safe_dump(head, sort_keys=False, width=1000)
     text += "params:\n" + "".join(f"  {k}: {_flow(v)}\n" for k, v in spec.params.items())
+    if spec.blocks:
+        text += "blocks:\n"
+        for block in spec.blocks.values():
+            text += f"  {block.name}:\n"
+            if block.params:
+                text += f"    params: {_flow(dict(block.params))}\n"
+            text += "    layers:\n" + "".join(_dump_layer(layer, 3) for layer in block.layers)
     text += "layers:\n" + "".join(_dump_layer(layer, 1) for layer in spec.layers)
     return text
+
+
+def _child_kind(op: str, key: str) -> O.Kind | None:
+    """LAYERS or BRANCHES if the field holds layers, else None (block uses hold numbers only)."""
+    if op == REPEAT:
+        return O.LAYERS if key == "layers" else None
+    if op not in O.OPS:
+        return None
+    kind = O.OPS[op].fields[key].kind
+    return kind if kind in (O.LAYERS, O.BRANCHES) else None
 
 
 def _flow(value: Any) -> str:
@@ -227,8 +371,7 @@ def _dump_layer(layer: Layer, indent: int) -> str:
     scalars = {"name": layer.name} if layer.name is not None else {}
     children = {}
     for key, value in layer.args.items():
-        is_layers = O.OPS[layer.op].fields[key].kind in (O.LAYERS, O.BRANCHES)
-        (children if is_layers else scalars)[key] = list(value) if isinstance(value, tuple) else value
+        (children if _child_kind(layer.op, key) else scalars)[key] = list(value) if isinstance(value, tuple) else value
     if not scalars and not children:
         return f"{pad}- {layer.op}\n"
     if not children:
@@ -236,7 +379,7 @@ def _dump_layer(layer: Layer, indent: int) -> str:
     text = f"{pad}- {layer.op}:\n"
     text += "".join(f"{pad}    {k}: {_flow(v)}\n" for k, v in scalars.items())
     for key, value in children.items():
-        if O.OPS[layer.op].fields[key].kind is O.BRANCHES:
+        if _child_kind(layer.op, key) is O.BRANCHES:
             text += f"{pad}    {key}:\n"
             for branch in value:
                 body = "".join(_dump_layer(sub, indent + 4) for sub in branch)

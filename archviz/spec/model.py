@@ -29,6 +29,30 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class BlockDef:
+    """A block a spec file defines once under ``blocks:`` and uses like a built-in macro.
+
+    ``params`` maps each parameter to its default; ``None`` marks a required one. The
+    body's expressions see these parameters and the spec's, nothing of the caller's.
+    """
+
+    name: str
+    params: Mapping[str, int | float | bool | str | None]
+    layers: tuple[Layer, ...]
+    source: str | None = field(default=None, compare=False)
+    line: int | None = field(default=None, compare=False)
+
+    @property
+    def kind(self) -> str:
+        """The label shown as the block's type: ``dense_layer`` -> ``DenseLayer``."""
+        return "".join(part[:1].upper() + part[1:] for part in self.name.split("_"))
+
+
+# `repeat: {times: N, index: i, layers: [...]}` is expanded in place by the resolver.
+REPEAT = "repeat"
+
+
+@dataclass(frozen=True)
 class Spec:
     """A whole architecture: metadata, parameters with defaults, and the layer list."""
 
@@ -39,6 +63,8 @@ class Spec:
     default_input: tuple[int, ...] = (1, 1, 224, 224)
     params: Mapping[str, int | float | bool | str] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False)
+    # User-defined blocks by name, in the order they are defined.
+    blocks: Mapping[str, BlockDef] = field(default_factory=dict)
 
 
 # Every spec has these two parameters, so a user can always retarget a network.

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from archviz.errors import UsageError
 from archviz.spec import ops as O
-from archviz.spec.expr import ExprError, evaluate
+from archviz.spec.expr import MAX_INT, ExprError, evaluate
 from archviz.spec.loader import suggest
-from archviz.spec.model import Layer, Spec
+from archviz.spec.model import REPEAT, BlockDef, Layer, Spec
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ def parse_params(spec: Spec, items: Iterable[str] | Mapping[str, Any] | None) ->
             known = ", ".join(sorted(values))
             raise UsageError(f"{spec.name} has no parameter {key!r}{suggest(key, values)} (parameters: {known}).")
         values[key] = _convert(spec.name, key, raw, values[key])
+        value = values[key]
+        if (type(value) is int and abs(value) > MAX_INT) or (type(value) is float and not math.isfinite(value)):
+            raise UsageError(f"-p {key}: {str(raw)[:24]!r} is too large; parameters must be finite and below 2**63.")
     for key in ("in_channels", "num_classes"):
         if type(values[key]) is not int or values[key] < 1:
             raise UsageError(f"parameter {key} must be a whole number >= 1, got {values[key]!r}.")
@@ -62,53 +66,121 @@ def _convert(spec_name: str, key: str, raw: Any, default: Any) -> Any:
             raise ValueError
         return kind(raw)
     except ValueError:
+        if raw.strip().lstrip("+-").isdigit():  # over Python's 4300-digit limit for int()
+            raise UsageError(f"-p {key}: the number has {len(raw.strip())} digits; parameters must stay below 2**63.") from None
         expected = {int: "a whole number", float: "a number", bool: "true or false"}.get(kind, "text")
         raise UsageError(f"-p {key}={raw!r}: {spec_name}'s parameter {key} must be {expected} (default {default!r}).") from None
 
 
+# A spec may expand (repeats, blocks) to at most this many layers: bounds time and memory.
+MAX_LAYERS = 1_000_000
+
+
 def resolve(spec: Spec, overrides: Iterable[str] | Mapping[str, Any] | None = None) -> Resolved:
     params = parse_params(spec, overrides)
-    return Resolved(spec, params, _resolve_list(spec.layers, params))
+    return Resolved(spec, params, _Resolver(spec, params).resolve_list(spec.layers, params))
 
 
-def _resolve_list(layers: Iterable[Layer], params: Mapping[str, Any]) -> tuple[Layer, ...]:
-    out: list[Layer] = []
-    for layer in layers:
-        for prim in _expand(_concrete(layer, params), params):
-            out.append(prim)
-    named = []
-    seen: set[str] = set()
-    for index, layer in enumerate(out):
-        name = layer.name if layer.name is not None else str(index)
-        if name in seen:
-            raise UsageError(f"{layer.where()}: two layers in the same block are named {name!r}; names must be unique within a block.")
-        seen.add(name)
-        named.append(Layer(layer.op, layer.args, name, layer.source, layer.line))
-    return tuple(named)
+class _Resolver:
+    """Expands repeats, user-defined blocks and macros into named primitive layers.
+
+    ``scope`` is what an expression may name at a given point: the spec's parameters,
+    plus the indices of the repeats around it, or a block's own parameters inside its body.
+    """
+
+    def __init__(self, spec: Spec, params: Mapping[str, Any]):
+        self.spec, self.params = spec, params
+        self.count = 0
+
+    def resolve_list(self, layers: Iterable[Layer], scope: Mapping[str, Any]) -> tuple[Layer, ...]:
+        out: list[Layer] = []
+        for layer in layers:
+            out.extend(self.flatten(layer, scope))
+        named = []
+        seen: set[str] = set()
+        for index, layer in enumerate(out):
+            name = layer.name if layer.name is not None else str(index)
+            if name in seen:
+                raise UsageError(f"{layer.where()}: two layers in the same block are named {name!r}; names must be unique within a block.")
+            seen.add(name)
+            named.append(Layer(layer.op, layer.args, name, layer.source, layer.line))
+        return tuple(named)
+
+    def flatten(self, layer: Layer, scope: Mapping[str, Any]) -> list[Layer]:
+        """One written layer -> the primitive layers it stands for (names as written, or None)."""
+        if layer.op == REPEAT:
+            return self.repeat(layer, scope)
+        if layer.op in self.spec.blocks:
+            return [self.block(layer, self.spec.blocks[layer.op], scope)]
+        self.count += 1
+        if self.count > MAX_LAYERS:
+            raise UsageError(f"{layer.where()}: the spec expands to more than {MAX_LAYERS:,} layers; use fewer repeats.")
+        return self.expand(self.concrete(layer, scope), scope)
+
+    def repeat(self, layer: Layer, scope: Mapping[str, Any]) -> list[Layer]:
+        times = _number(layer, "times", O.INT, layer.args["times"], scope)
+        if times > MAX_LAYERS:
+            raise UsageError(f"{layer.where()}: 'repeat' has times = {times:,}; a spec may expand to at most {MAX_LAYERS:,} layers.")
+        index, out = layer.args["index"], []
+        for i in range(times):
+            for prim in (p for sub in layer.args["layers"] for p in self.flatten(sub, {**scope, index: i})):
+                # A named layer inside a repeat gets the index appended, so names stay unique.
+                out.append(prim if prim.name is None else Layer(prim.op, prim.args, f"{prim.name}_{i}", prim.source, prim.line))
+        return out
+
+    def block(self, layer: Layer, block: BlockDef, scope: Mapping[str, Any]) -> Layer:
+        """A use of a user-defined block: its body with the given values, one block in the trace."""
+        values = {}
+        for key, default in block.params.items():
+            raw = layer.args.get(key, default)
+            if isinstance(raw, str):
+                try:
+                    raw = evaluate(raw, scope)
+                except ExprError as exc:
+                    raise UsageError(f"{layer.where()}: parameter {key!r} of block {block.name!r}: {exc}.") from None
+            values[key] = raw
+        # The body sees the spec's parameters and its own, not the caller's repeat indices.
+        body = self.resolve_list(block.layers, {**self.params, **values})
+        if len(body) == 1 and body[0].op in ("seq", "concat", "residual"):
+            only = body[0]
+            args = dict(only.args)
+            args["kind"] = args.get("kind") or block.kind
+            return Layer(only.op, args, layer.name, layer.source, layer.line)
+        return Layer("seq", {"layers": body, "kind": block.kind}, layer.name, layer.source, layer.line)
+
+    def expand(self, layer: Layer, scope: Mapping[str, Any]) -> list[Layer]:
+        """Macros -> primitives (recursively), then conv/linear decorations -> separate layers."""
+        opdef = O.OPS[layer.op]
+        if opdef.expand is not None:
+            return [prim for sub in opdef.expand(layer) for prim in self.expand(self.concrete(sub, scope), scope)]
+        return O.expand_decorations(layer)
+
+    def concrete(self, layer: Layer, scope: Mapping[str, Any]) -> Layer:
+        """Evaluate expressions and fill defaults; child layer lists are resolved recursively."""
+        opdef = O.OPS[layer.op]
+        args: dict[str, Any] = {}
+        for key, fld in opdef.fields.items():
+            value = layer.args[key] if key in layer.args else (None if fld.required else fld.default)
+            if fld.kind is O.LAYERS:
+                value = self.resolve_list(value, scope)
+            elif fld.kind is O.BRANCHES:
+                value = tuple(self.resolve_list(branch, scope) for branch in value)
+            elif value is not None and (fld.kind.minimum is not None or fld.kind in (O.PROB, O.NUMBER)):
+                value = _number(layer, key, fld.kind, value, scope)
+            elif fld.kind is O.BOOL and isinstance(value, str):
+                value = _bool(layer, key, value, scope)
+            args[key] = value
+        return Layer(layer.op, args, layer.name, layer.source, layer.line)
 
 
-def _expand(layer: Layer, params: Mapping[str, Any]) -> list[Layer]:
-    """Macros -> primitives (recursively), then conv/linear decorations -> separate layers."""
-    opdef = O.OPS[layer.op]
-    if opdef.expand is not None:
-        return [prim for sub in opdef.expand(layer) for prim in _expand(_concrete(sub, params), params)]
-    return O.expand_decorations(layer)
-
-
-def _concrete(layer: Layer, params: Mapping[str, Any]) -> Layer:
-    """Evaluate expressions and fill defaults; child layer lists are resolved recursively."""
-    opdef = O.OPS[layer.op]
-    args: dict[str, Any] = {}
-    for key, fld in opdef.fields.items():
-        value = layer.args[key] if key in layer.args else (None if fld.required else fld.default)
-        if fld.kind is O.LAYERS:
-            value = _resolve_list(value, params)
-        elif fld.kind is O.BRANCHES:
-            value = tuple(_resolve_list(branch, params) for branch in value)
-        elif value is not None and (fld.kind.minimum is not None or fld.kind in (O.PROB, O.NUMBER)):
-            value = _number(layer, key, fld.kind, value, params)
-        args[key] = value
-    return Layer(layer.op, args, layer.name, layer.source, layer.line)
+def _bool(layer: Layer, key: str, text: str, scope: Mapping[str, Any]) -> bool:
+    try:
+        value = evaluate(text, scope)
+    except ExprError as exc:
+        raise UsageError(f"{layer.where()}: field {key!r} of {layer.op!r}: {exc}.") from None
+    if type(value) is not bool:
+        raise UsageError(f"{layer.where()}: field {key!r} of {layer.op!r} evaluates to {value!r}; it must be true or false (e.g. i == 0).")
+    return value
 
 
 def _number(layer: Layer, key: str, kind: O.Kind, value: Any, params: Mapping[str, Any]) -> Any:
