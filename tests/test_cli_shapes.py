@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from archviz import zoo
 from archviz.arch import load_arch
 
 SEED_VGG = [[1, 64, 112, 112], [1, 128, 56, 56], [1, 256, 28, 28], [1, 512, 14, 14], [1, 512, 7, 7], [1, 10]]
@@ -65,7 +66,8 @@ def test_list(cli):
     code, out, _ = cli("list", "--format", "json")
     rows = json.loads(out)
     assert code == 0
-    assert [r["name"] for r in rows] == ["lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18"]
+    assert [r["name"] for r in rows][:7] == ["lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18"]
+    assert [r["name"] for r in rows] == zoo.list_models()
     assert rows[0]["default_input"] == [1, 1, 28, 28] and rows[0]["params"] == 44_426
     code, out, _ = cli("list")
     assert code == 0 and "googlenet" in out and "1x1x96x96" in out
