@@ -1,7 +1,9 @@
-"""Layer 2: spec -> nn.Module. The only place that knows torch.nn constructors' signatures.
+"""Layer 2: spec -> nn.Module. The only place that constructs torch.nn modules from a spec.
 
-Input channels and ``in_features`` come from the spec trace (shape arithmetic), so the
-model is built for an input shape, exactly as the seed's VGG computes ``512 * 7 * 7``.
+Each primitive's torch class and constructor arguments come from the spec trace, which
+gets them from the op table's shape rules (``archviz/spec/ops.py``): input channels and
+``in_features`` are inferred there, so the model is built for an input shape, exactly as
+the seed's VGG computes ``512 * 7 * 7``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from archviz.spec import ops as O
 from archviz.spec.model import Layer
 from archviz.spec.resolve import Resolved
 from archviz.trace.from_spec import trace_spec
@@ -25,17 +28,27 @@ class Block(nn.Sequential):
         self._archviz_kind = kind or "Sequential"
 
 
-class Concat(nn.Module):
-    """Parallel branches p1..pn on the same input, concatenated on channels (Inception)."""
+class Branches(nn.Module):
+    """Branches p1..pn on the same input, merged: concatenated on channels (Inception, DenseNet),
+    added, or multiplied with broadcasting (a squeeze-and-excitation gate)."""
 
-    def __init__(self, branches: list[nn.Module], kind: str | None = None):
+    def __init__(self, branches: list[nn.Module | None], merge: str, kind: str | None = None):
         super().__init__()
-        for i, branch in enumerate(branches):
-            self.add_module(f"p{i + 1}", branch)
-        self._archviz_kind = kind
+        self.names = [f"p{i + 1}" if branch is not None else None for i, branch in enumerate(branches)]
+        for name, branch in zip(self.names, branches, strict=True):
+            if branch is not None:  # an empty branch is the input itself, as in a residual's identity shortcut
+                self.add_module(name, branch)
+        self.merge = merge
+        self._archviz_kind = kind or O.MERGE_TYPES[merge]
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return torch.cat([branch(X) for branch in self.children()], dim=1)
+        outs = [getattr(self, name)(X) if name is not None else X for name in self.names]
+        if self.merge == "cat":
+            return torch.cat(outs, dim=1)
+        Y = outs[0]
+        for out in outs[1:]:  # left to right, as the spec trace records it
+            Y = Y + out if self.merge == "add" else Y * out
+        return Y
 
 
 class Residual(nn.Module):
@@ -68,35 +81,29 @@ def _modules(layers: tuple[Layer, ...], prefix: str, nodes: dict[str, Node]) -> 
 
 
 def _module(layer: Layer, path: str, nodes: dict[str, Node]) -> nn.Module:
-    node = nodes[path]
-    a = node.attrs
     kind = layer.args.get("kind")
     if layer.op == "seq":
         return Block(_modules(layer.args["layers"], f"{path}.", nodes), kind)
-    if layer.op == "concat":
-        branches = [Block(_modules(b, f"{path}.p{i + 1}.", nodes)) for i, b in enumerate(layer.args["branches"])]
-        return Concat(branches, kind)
     if layer.op == "residual":
         body = Block(_modules(layer.args["layers"], f"{path}.body.", nodes))
         shortcut = Block(_modules(layer.args["shortcut"], f"{path}.shortcut.", nodes)) if layer.args["shortcut"] else None
         act = getattr(nn, nodes[f"{path}.act"].type)() if layer.args["act"] else None
         return Residual(body, shortcut, act, kind)
-    if layer.op == "conv":
-        return nn.Conv2d(**a)
-    if layer.op == "linear":
-        return nn.Linear(**a)
-    if layer.op == "maxpool":
-        return nn.MaxPool2d(**a)
-    if layer.op == "avgpool":
-        return nn.AvgPool2d(**a)
-    if layer.op == "gap":
-        return nn.AdaptiveAvgPool2d(**a)
-    if layer.op == "batchnorm":
-        return getattr(nn, node.type)(**a)
-    if layer.op == "dropout":
-        return nn.Dropout(**a)
-    if layer.op == "flatten":
-        return nn.Flatten()
-    if layer.op == "act":
-        return getattr(nn, node.type)()
-    raise AssertionError(f"no builder for primitive op {layer.op!r}")
+    merge = O.OPS[layer.op].merge
+    if merge is not None:
+        branches = [Block(_modules(b, f"{path}.p{i + 1}.", nodes)) if b else None for i, b in enumerate(layer.args["branches"])]
+        return Branches(branches, merge, kind)
+    # A primitive: the torch class and constructor arguments its shape rule gave the trace.
+    node = nodes[path]
+    return _OWN.get(node.type, getattr(nn, node.type, None))(**node.attrs)
+
+
+class Identity(nn.Identity):
+    """nn.Identity that returns a new tensor object (a view), so that a tracer following tensors
+    by identity sees the data pass through this layer instead of skipping it."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return X.view_as(X)
+
+
+_OWN: dict[str, type[nn.Module]] = {"Identity": Identity}

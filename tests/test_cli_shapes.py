@@ -189,7 +189,7 @@ def test_residual_shape_mismatch_is_explained():
     resolved = resolve(parse_spec(text))
     with pytest.raises(
         RunError,
-        match=r"residual block 'blk' adds shapes that differ: its layers give \[1, 4, 4, 4\] but the shortcut gives \[1, 1, 8, 8\] \(set projection: true\)",
+        match=r"residual block 'blk' adds shapes that differ: its layers give \[1, 4, 4, 4\] but the shortcut gives \[1, 1, 8, 8\] \(set projection: true on the basic_block\)",
     ):
         trace_spec(resolved, (1, 1, 8, 8))
 

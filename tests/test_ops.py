@@ -62,3 +62,147 @@ def test_huge_dilation_is_blamed_on_the_dilation():
 def test_relu6_for_mobilenet():
     trace = trace_of("- conv: {out: 6, kernel: 3, act: relu6}\n")
     assert [n.type for n in trace.nodes[1:]] == ["Conv2d", "ReLU6"]
+
+
+# --- every op: the spec trace equals the module tracer and a real forward -------------
+
+import torch  # noqa: E402
+
+from archviz.build import build  # noqa: E402
+from archviz.cost.flops import uncounted_ops  # noqa: E402
+from archviz.cost.receptive import receptive_fields, unknown_ops  # noqa: E402
+from archviz.render.dot import layer_kind  # noqa: E402
+from archviz.spec import ops as O  # noqa: E402
+from archviz.trace.from_module import trace_module  # noqa: E402
+
+# One small net per op and rank; the second element is the input shape.
+NETS = {
+    "conv1d": ("- conv: {out: 4, kernel: 3, stride: 2, padding: 1, dilation: 2, act: relu6}\n", "2x2x33"),
+    "conv3d": ("- conv: {out: 4, kernel: [3, 1, 3], stride: [1, 2, 2], groups: 2, norm: batch}\n", "2x2x5x6x7"),
+    "convtranspose2d": ("- convtranspose: {out: 3, kernel: 4, stride: 2, padding: 1, output_padding: 1, act: relu}\n", "2x2x7x9"),
+    "convtranspose1d": ("- convtranspose: {out: 3, kernel: 3, stride: 3, groups: 1, bias: false}\n", "2x2x10"),
+    "pool1d": ("- maxpool: {kernel: 3, stride: 2, padding: 1}\n- avgpool: {kernel: 2}\n- gap\n- flatten\n", "2x3x20"),
+    "pool3d": ("- maxpool: {kernel: 2}\n- avgpool: {kernel: [1, 2, 2]}\n- gap\n", "2x3x4x8x8"),
+    "upsample": ("- upsample: {scale: 2}\n- upsample: {size: [9, 20], mode: bilinear}\n- upsample: {scale: [1, 2]}\n", "2x3x4x5"),
+    "upsample1d": ("- upsample: {scale: 3, mode: linear}\n", "2x3x4"),
+    "pixelshuffle": ("- conv: {out: 8, kernel: 1}\n- pixelshuffle: {factor: 2}\n", "2x3x4x5"),
+    "norms": ("- layernorm\n- groupnorm: {groups: 2}\n- lrn: {size: 3, alpha: 0.001}\n- batchnorm\n- identity\n", "2x4x6x6"),
+    "layernorm_last": ("- flatten\n- linear: {out: 8}\n- layernorm: {dims: 1}\n- batchnorm\n", "2x3x4x4"),
+    "se_gate": (
+        "- conv: {out: 8, kernel: 3, padding: 1}\n"
+        "- multiply:\n    branches:\n      - []\n      - [gap, {conv: {out: 2, kernel: 1, act: relu}}, {conv: {out: 8, kernel: 1, act: sigmoid}}]\n",
+        "2x3x8x8",
+    ),
+    "add3": ("- add:\n    branches:\n      - [{conv: {out: 3, kernel: 3, padding: 1}}]\n      - []\n      - [identity]\n", "2x3x8x8"),
+    "concat_empty": ("- concat:\n    branches:\n      - []\n      - [{conv: {out: 4, kernel: 1}}]\n", "2x3x8x8"),
+    "unet_step": (
+        "- conv: {out: 4, kernel: 3, padding: 1, act: relu}\n"
+        "- concat:\n    branches:\n      - []\n"
+        "      - [{maxpool: {kernel: 2}}, {conv: {out: 8, kernel: 3, padding: 1}}, {upsample: {scale: 2}}]\n"
+        "      - [{maxpool: {kernel: 2}}, {convtranspose: {out: 2, kernel: 2, stride: 2}}]\n",
+        "2x1x16x16",
+    ),
+}
+
+
+def _resolved(layers: str, shape: str):
+    channels = shape.split("x")[1]
+    return resolve(parse_spec(spec(layers, shape, f"in_channels: {channels}"), source="net.yaml"))
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_spec_trace_equals_module_trace_and_real_forward(name):
+    layers, shape = NETS[name]
+    resolved = _resolved(layers, shape)
+    input_shape = resolved.default_input
+    trace = trace_spec(resolved, input_shape, name)
+    assert trace == trace_module(build(resolved, input_shape, device="meta"), input_shape, name)
+    model = build(resolved, input_shape).eval()
+    paths = {id(m): p for p, m in model.named_modules()}
+    seen = {}
+
+    def record(module, args, Y):
+        seen.setdefault(paths[id(module)], tuple(Y.shape))
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    with torch.no_grad():
+        Y = model(torch.randn(input_shape))
+    for h in hooks:
+        h.remove()
+    assert tuple(Y.shape) == trace.output_shape
+    assert {n.path: n.output_shape for n in trace.nodes} == seen
+    assert trace.total_params == sum(p.numel() for p in model.parameters())
+    assert uncounted_ops(trace) == []
+
+
+def test_conv1d_by_hand():
+    trace = trace_spec(_resolved(*NETS["conv1d"]), (2, 2, 33))
+    conv = trace.node("0")
+    # (33 + 2*1 - 2*(3-1) - 1) // 2 + 1 = 16
+    assert conv.type == "Conv1d" and conv.output_shape == (2, 4, 16)
+    assert conv.attrs["kernel_size"] == (3,) and conv.params == 4 * 2 * 3 + 4
+    assert conv.flops == 2 * 2 * 4 * 16 * 2 * 3
+    assert trace.node("1").type == "ReLU6"
+    rf = receptive_fields(trace)["0"]
+    assert rf.size == (5,) and rf.jump == (2,)
+
+
+def test_convtranspose_doubles_and_counts_like_the_flop_counter():
+    trace = trace_spec(_resolved(*NETS["convtranspose2d"]), (2, 2, 7, 9))
+    node = trace.node("0")
+    # (7-1)*2 - 2 + 3 + 1 + 1 = 15; (9-1)*2 - 2 + 3 + 1 + 1 = 19
+    assert node.type == "ConvTranspose2d" and node.output_shape == (2, 3, 15, 19)
+    assert node.params == 2 * 3 * 16 + 3
+    assert node.flops == 2 * 2 * 2 * 7 * 9 * 3 * 16
+
+
+def test_unet_step_receptive_fields_through_upsample_and_convtranspose():
+    trace = trace_spec(_resolved(*NETS["unet_step"]), (1, 1, 16, 16))
+    assert trace.output_shape == (1, 4 + 8 + 2, 16, 16)
+    fields = receptive_fields(trace)
+    # conv 3 -> 3; pool 2 -> 4 (jump 2); conv 3 -> 8; nearest x2 -> 8, jump back to 1
+    assert fields["2.p2.2"].size == (8, 8) and fields["2.p2.2"].jump == (1, 1)
+    # pool 2 -> 4 (jump 2); transposed 2, stride 2: (2-1)//2 = 0 more -> 4, jump 1
+    assert fields["2.p3.1"].size == (4, 4) and fields["2.p3.1"].jump == (1, 1)
+    assert unknown_ops(trace) == []
+
+
+def test_se_gate_broadcasts_and_multiply_mismatch_names_the_line():
+    trace = trace_spec(_resolved(*NETS["se_gate"]), (2, 3, 8, 8))
+    mul = next(op for op in trace.ops if op.type == "mul")
+    assert mul.inputs == ("0", "1.p2.4") and mul.output_shape == (2, 8, 8, 8)
+    message = error_of("- multiply:\n    branches:\n      - []\n      - [{conv: {out: 2, kernel: 1}}]\n", "1x3x8x8", "in_channels: 3")
+    assert message.startswith("net.yaml:5: block '0' cannot multiply its branches: p1..p1 give [1, 3, 8, 8] but p2 gives [1, 2, 8, 8]")
+
+
+def test_new_ops_are_in_the_table_with_kinds_and_flop_rules():
+    assert {"add", "multiply", "identity", "upsample", "convtranspose", "layernorm", "groupnorm", "lrn"} <= set(O.OPS)
+    assert layer_kind("module", "ConvTranspose2d") == "conv"
+    assert layer_kind("module", "LocalResponseNorm") == "norm"
+    assert layer_kind("module", "Conv3d") == "conv" and layer_kind("module", "MaxPool1d") == "pool"
+    assert layer_kind("function", "mul") == "merge"
+    assert layer_kind("module", "SomethingElse") == "other"
+    for op in O.OPS.values():  # every primitive's torch classes have a diagram kind and a FLOP rule
+        for name in op.torch:
+            assert O.TORCH_TYPES[name].flops in (O.COUNTED, O.ZERO)
+
+
+@pytest.mark.parametrize(
+    ("layers", "shape", "expected"),
+    [
+        ("- flatten\n- conv: {out: 4, kernel: 3}\n", "1x1x8x8", "net.yaml:6: layer '1' (Conv1d) needs a 3-, 4- or 5-D input"),
+        (
+            "- conv: {out: 4, kernel: [3, 3]}\n",
+            "1x1x16",
+            "net.yaml:5: layer '0' (Conv1d) has kernel [3, 3] with 2 entries but its NxCxL input has 1 spatial axis",
+        ),
+        ("- upsample: {scale: 2, size: 4}\n", "1x1x8x8", "needs exactly one of `scale`"),
+        ("- upsample: {scale: 2, mode: bilinear}\n", "1x1x8", "has mode 'bilinear', which needs a NxCxHxW input; use mode: linear"),
+        ("- groupnorm: {groups: 3}\n", "1x4x8x8", "has groups=3, which must divide its 4 channels"),
+        ("- convtranspose: {out: 2, kernel: 3, stride: 2, output_padding: 2}\n", "1x1x8x8", "output_padding 2, which must be smaller than its stride 2"),
+    ],
+)
+def test_op_errors_are_one_sentence_with_file_and_line(layers, shape, expected):
+    channels = shape.split("x")[1]
+    message = error_of(layers, shape, f"in_channels: {channels}")
+    assert expected in message and "\n" not in message

@@ -10,42 +10,14 @@ torchinfo. Leaf modules and functions that fit none of these are *listed* by
 
 from __future__ import annotations
 
+from archviz.spec import ops as O
 from archviz.trace.record import Trace
 
-# Leaf module types whose FLOPs the trace counts (FlopCounterMode formulas / spec arithmetic).
-COUNTED_MODULES = frozenset(
-    {"Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear", "LazyLinear", "Bilinear", "MultiheadAttention"}
-)
-# Leaf module types that count 0 by the convention above.
-ZERO_MODULES = frozenset(
-    {
-        # activations
-        "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh",
-        "Hardswish", "Hardsigmoid", "Hardtanh", "Softplus", "Softsign", "Softmax", "LogSoftmax", "Threshold",
-        # normalisation
-        "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
-        "InstanceNorm3d", "LocalResponseNorm", "RMSNorm",
-        # pooling
-        "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d",
-        "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
-        # data movement, regularisation
-        "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "StochasticDepth", "Flatten", "Unflatten",
-        "Identity", "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", "Upsample", "PixelShuffle",
-        "ChannelShuffle",
-    }
-)  # fmt: skip
-# Functions between modules (names as the module trace records them).
-COUNTED_FUNCTIONS = frozenset({"matmul", "mm", "bmm", "addmm", "baddbmm", "linear", "conv1d", "conv2d", "conv3d", "einsum", "scaled_dot_product_attention"})
-ZERO_FUNCTIONS = frozenset(
-    {
-        "add", "sub", "mul", "div", "truediv", "floordiv", "neg", "pow", "sqrt", "rsqrt", "exp", "log", "abs", "clamp",
-        "relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "hardswish", "hardsigmoid", "softmax", "log_softmax", "dropout",
-        "cat", "concat", "stack", "flatten", "view", "reshape", "permute", "transpose", "t", "unsqueeze", "squeeze",
-        "expand", "expand_as", "contiguous", "chunk", "split", "getitem", "unbind", "narrow", "select", "to", "float",
-        "mean", "sum", "amax", "max", "min", "adaptive_avg_pool2d", "adaptive_max_pool2d", "avg_pool2d", "max_pool2d",
-        "interpolate", "pad", "layer_norm", "batch_norm", "group_norm", "channel_shuffle", "roll", "repeat", "clone",
-    }
-)  # fmt: skip
+# Which module types and functions have a FLOP rule (computed, or 0 by convention): the op table's.
+COUNTED_MODULES = frozenset(name for name, t in O.TORCH_TYPES.items() if t.flops == O.COUNTED)
+ZERO_MODULES = frozenset(name for name, t in O.TORCH_TYPES.items() if t.flops == O.ZERO)
+COUNTED_FUNCTIONS = frozenset(name for name, f in O.FUNCTIONS.items() if f.flops == O.COUNTED)
+ZERO_FUNCTIONS = frozenset(name for name, f in O.FUNCTIONS.items() if f.flops == O.ZERO)
 
 
 def uncounted_ops(trace: Trace) -> list[str]:

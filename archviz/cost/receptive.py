@@ -1,6 +1,7 @@
 """Receptive fields, propagated through the trace's dataflow graph (no model walk).
 
-For each op output we keep, per spatial axis (height, width), the arithmetic of
+For each op output we keep, per spatial axis (length; height, width; or depth, height,
+width), the arithmetic of
 Dumoulin & Visin (2016) and Araujo et al. (2019, "Computing receptive fields of CNNs"):
 
 - ``size``: how many input pixels one output position depends on;
@@ -12,6 +13,11 @@ A layer with kernel k, stride s, padding p and dilation d maps (size, jump, star
 (size + (k_eff - 1) * jump, jump * s, start + ((k_eff - 1) / 2 - p) * jump) with
 k_eff = d * (k - 1) + 1. The size may exceed the input: padding is counted as if it were
 image.
+
+Which rule an op follows comes from the op table (``archviz/spec/ops.py``): a sliding
+window (conv, pooling), a transposed window (the jump shrinks by the stride), upsampling
+(the jump shrinks by the scale; linear interpolation reads one more input), adaptive
+pooling, or pointwise.
 
 Conventions:
 - pointwise ops (activations, batch norm, dropout) keep the field;
@@ -29,21 +35,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from archviz.spec import ops as O
 from archviz.trace.record import Op, Trace
 
-Pair = tuple[int, int]
-
-_WINDOW_MODULES = ("Conv1d", "Conv2d", "Conv3d", "MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d")
-_ADAPTIVE_MODULES = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+Axes = tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class ReceptiveField:
-    """The receptive field at one tensor, per axis (height, width)."""
+    """The receptive field at one tensor, per spatial axis (L; H, W; or D, H, W)."""
 
-    size: Pair
-    jump: Pair | None = (1, 1)
-    start: tuple[float, float] | None = (0.5, 0.5)
+    size: Axes
+    jump: Axes | None = (1, 1)
+    start: tuple[float, ...] | None = (0.5, 0.5)
     whole_input: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,54 +59,79 @@ class ReceptiveField:
         }
 
     def text(self) -> str:
-        """``'11'`` for a square field, ``'7x11'`` otherwise, ``'all'`` for the whole input."""
+        """``'11'`` when every axis agrees, ``'7x11'`` otherwise, ``'all'`` for the whole input."""
         if self.whole_input:
             return "all"
-        h, w = self.size
-        return str(h) if h == w else f"{h}x{w}"
+        return str(self.size[0]) if len(set(self.size)) == 1 else "x".join(str(s) for s in self.size)
 
 
-def _spatial(shape: tuple[int, ...]) -> Pair | None:
-    if len(shape) == 4:
-        return (shape[2], shape[3])
-    if len(shape) == 3:
-        return (1, shape[2])
-    return None
+def _spatial(shape: tuple[int, ...]) -> Axes | None:
+    """The spatial axes of an NxCx... tensor; None when there are none (NxC)."""
+    return tuple(shape[2:]) if len(shape) >= 3 else None
 
 
-def _pair(value: Any, default: int) -> Pair:
+def _axes(value: Any, default: int, n: int) -> Axes:
     if value is None:
-        return (default, default)
+        return (default,) * n
     if isinstance(value, int):
-        return (value, value)
-    return (int(value[0]), int(value[-1]))
+        return (value,) * n
+    value = tuple(int(v) for v in value)
+    return value if len(value) == n else (value[-1],) * n
 
 
-def _window(rf: ReceptiveField, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> ReceptiveField:
+def _window(rf: ReceptiveField, kernel: Axes, stride: Axes, padding: Axes, dilation: Axes) -> ReceptiveField:
     if rf.whole_input or rf.jump is None or rf.start is None:
         return rf
     size, jump, start = [], [], []
-    for axis in range(2):
+    for axis in range(len(rf.size)):
         k_eff = dilation[axis] * (kernel[axis] - 1) + 1
         size.append(rf.size[axis] + (k_eff - 1) * rf.jump[axis])
         start.append(rf.start[axis] + ((k_eff - 1) / 2 - padding[axis]) * rf.jump[axis])
         jump.append(rf.jump[axis] * stride[axis])
-    return ReceptiveField((size[0], size[1]), (jump[0], jump[1]), (start[0], start[1]))
+    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
 
 
-def _padding(value: Any, kernel: Pair, dilation: Pair) -> Pair:
+def _transposed(rf: ReceptiveField, kernel: Axes, stride: Axes, padding: Axes, dilation: Axes) -> ReceptiveField | None:
+    """A transposed conv: output o reads inputs i with o = i*s - p + j*d, so each output sees
+    about (k_eff - 1) / s + 1 inputs and the jump shrinks by s. None when s does not divide it."""
+    if rf.whole_input or rf.jump is None or rf.start is None:
+        return rf
+    size, jump, start = [], [], []
+    for axis in range(len(rf.size)):
+        s, j = stride[axis], rf.jump[axis]
+        if j % s:
+            return None
+        k_eff = dilation[axis] * (kernel[axis] - 1) + 1
+        size.append(rf.size[axis] + ((k_eff - 1) // s) * j)
+        start.append(rf.start[axis] + (padding[axis] - (k_eff - 1) / 2) / s * j)
+        jump.append(j // s)
+    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def _upsample(rf: ReceptiveField, scale: Axes, interpolated: bool) -> ReceptiveField | None:
+    """Nearest upsampling by s: each output copies one input, the jump shrinks by s; linear
+    interpolation also reads the next input (one more jump). None when s does not divide the jump."""
+    if rf.whole_input or rf.jump is None or rf.start is None:
+        return rf
+    if any(j % s for j, s in zip(rf.jump, scale, strict=True)):
+        return None
+    size = tuple(z + (j if interpolated else 0) for z, j in zip(rf.size, rf.jump, strict=True))
+    return ReceptiveField(size, tuple(j // s for j, s in zip(rf.jump, scale, strict=True)), rf.start)
+
+
+def _padding(value: Any, kernel: Axes, dilation: Axes) -> Axes:
     if value == "valid":
-        return (0, 0)
+        return (0,) * len(kernel)
     if value == "same":  # stride 1 only (torch's rule): pad half the dilated kernel
-        return (dilation[0] * (kernel[0] - 1) // 2, dilation[1] * (kernel[1] - 1) // 2)
-    return _pair(value, 0)
+        return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))
+    return _axes(value, 0, len(kernel))
 
 
 class _Propagator:
     def __init__(self, trace: Trace):
         self.trace = trace
         self.attrs = {n.path: n.attrs for n in trace.nodes}
-        spatial = _spatial(trace.input_shape) or (1, 1)
+        spatial = _spatial(trace.input_shape) or (1,)
         self.whole = ReceptiveField(spatial, None, None, whole_input=True)
         self.fields: dict[str, ReceptiveField | None] = {}
         self.unknown: list[str] = []
@@ -111,7 +140,8 @@ class _Propagator:
         shapes = {op.id: op.output_shape for op in self.trace.ops}
         for op in self.trace.ops:
             if op.kind == "input":
-                self.fields[op.id] = ReceptiveField((1, 1)) if _spatial(op.output_shape) else self.whole
+                spatial = _spatial(op.output_shape)
+                self.fields[op.id] = ReceptiveField((1,) * len(spatial), (1,) * len(spatial), (0.5,) * len(spatial)) if spatial else self.whole
                 continue
             inputs = [self.fields.get(i) for i in op.inputs]
             in_shapes = [shapes[i] for i in op.inputs if i in shapes]
@@ -126,25 +156,48 @@ class _Propagator:
         out_spatial = _spatial(op.output_shape)
         if any(rf.whole_input for rf in inputs) or out_spatial is None:
             return self.whole  # flatten, linear, mean over H and W, or anything fed by them
-        widest = max(inputs, key=lambda rf: (rf.size[0] * rf.size[1], rf.size))
+        same_rank = [rf for rf in inputs if len(rf.size) == len(out_spatial)]
+        if not same_rank:
+            return self.whole
+        widest = max(same_rank, key=lambda rf: (_volume(rf.size), rf.size))
         in_spatial = _spatial(in_shapes[0]) if in_shapes else None
+        rule = O.TORCH_TYPES[op.type].receptive if op.kind == "module" and op.type in O.TORCH_TYPES else None
         attrs = self.attrs.get(op.module, {}) if op.kind == "module" else {}
-        if op.kind == "module" and op.type in _WINDOW_MODULES and "kernel_size" in attrs:
-            kernel = _pair(attrs["kernel_size"], 1)
-            dilation = _pair(attrs.get("dilation"), 1)
-            stride = _pair(attrs.get("stride"), 1) if attrs.get("stride") is not None else kernel
-            return _window(widest, kernel, stride, _padding(attrs.get("padding"), kernel, dilation), dilation)
-        if out_spatial == (1, 1) and in_spatial not in (None, (1, 1)):
+        n = len(out_spatial)
+        if rule in ("window", "transposed") and "kernel_size" in attrs and in_spatial is not None:
+            kernel = _axes(attrs["kernel_size"], 1, n)
+            dilation = _axes(attrs.get("dilation"), 1, n)
+            stride = _axes(attrs.get("stride"), 1, n) if attrs.get("stride") is not None else kernel
+            padding = _padding(attrs.get("padding"), kernel, dilation)
+            rf = (_window if rule == "window" else _transposed)(widest, kernel, stride, padding, dilation)
+            if rf is None:
+                self.unknown.append(f"{op.id} ({op.type})")
+            return rf
+        if rule == "upsample" and in_spatial is not None and len(in_spatial) == n:
+            if all(o % i == 0 for o, i in zip(out_spatial, in_spatial, strict=True)):
+                rf = _upsample(widest, tuple(o // i for o, i in zip(out_spatial, in_spatial, strict=True)), attrs.get("mode", "nearest") != "nearest")
+                if rf is not None:
+                    return rf
+            self.unknown.append(f"{op.id} ({op.type})")
+            return None
+        if all(s == 1 for s in out_spatial) and in_spatial is not None and any(s != 1 for s in in_spatial):
             return self.whole  # global pooling (module or function)
-        if op.kind == "module" and op.type in _ADAPTIVE_MODULES and in_spatial is not None:
+        if rule == "adaptive" and in_spatial is not None and len(in_spatial) == n:
             # PyTorch's adaptive pooling: windows of ceil(i/o) with starts floor(k*i/o); exact when o divides i
-            stride = (in_spatial[0] // out_spatial[0], in_spatial[1] // out_spatial[1])
-            kernel = (in_spatial[0] - (out_spatial[0] - 1) * stride[0], in_spatial[1] - (out_spatial[1] - 1) * stride[1])
-            return _window(widest, kernel, stride, (0, 0), (1, 1))
+            stride = tuple(i // o for i, o in zip(in_spatial, out_spatial, strict=True))
+            kernel = tuple(i - (o - 1) * s for i, o, s in zip(in_spatial, out_spatial, stride, strict=True))
+            return _window(widest, kernel, stride, (0,) * n, (1,) * n)
         if in_spatial is None or out_spatial == in_spatial:
             return widest  # pointwise, or where branches of the same size meet
         self.unknown.append(f"{op.id} ({op.type})")
         return None
+
+
+def _volume(size: Axes) -> int:
+    out = 1
+    for s in size:
+        out *= s
+    return out
 
 
 def receptive_fields(trace: Trace) -> dict[str, ReceptiveField | None]:

@@ -17,9 +17,8 @@ def _rf(rf: dict[str, Any] | None) -> tuple[str, str]:
         return "?", "?"
     if rf["whole_input"]:
         return "all", "-"
-    h, w = rf["size"]
-    jh, jw = rf["jump"]
-    return (str(h) if h == w else f"{h}x{w}"), (str(jh) if jh == jw else f"{jh}x{jw}")
+    size, jump = rf["size"], rf["jump"]  # one entry per spatial axis (1, 2 or 3)
+    return (str(size[0]) if len(set(size)) == 1 else "x".join(map(str, size))), (str(jump[0]) if len(set(jump)) == 1 else "x".join(map(str, jump)))
 
 
 def render_cost(report: dict[str, Any], fmt: Format = Format.table) -> str:

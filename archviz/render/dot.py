@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from archviz.errors import RunError, UsageError
+from archviz.spec import ops as O
 from archviz.trace.record import Node, Op, Shape, Trace
 
 
@@ -60,51 +61,19 @@ KIND_COLOURS: dict[str, str] = {
     "block": "#d9f0f3",
     "other": "#ffffff",
 }
-_MODULE_KINDS = (  # substrings of a module's class name, first match wins
-    ("conv", "conv"),
-    ("pool", "pool"),
-    ("norm", "norm"),
-    ("dropout", "dropout"),
-    ("linear", "linear"),
-    ("flatten", "reshape"),
-    ("unflatten", "reshape"),
-    ("relu", "activation"),
-    ("sigmoid", "activation"),
-    ("tanh", "activation"),
-    ("gelu", "activation"),
-    ("silu", "activation"),
-    ("swish", "activation"),
-    ("elu", "activation"),
-    ("mish", "activation"),
-    ("softmax", "activation"),
-    ("softplus", "activation"),
-    ("hardtanh", "activation"),
-)
-_FUNCTION_KINDS = {
-    **dict.fromkeys(("cat", "concat", "concatenate", "stack", "add", "sub", "mul", "div"), "merge"),
-    **dict.fromkeys(("relu", "relu_", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "softmax", "log_softmax"), "activation"),
-    **dict.fromkeys(("flatten", "view", "reshape", "squeeze", "unsqueeze", "permute", "transpose", "getitem", "chunk", "split"), "reshape"),
-    **dict.fromkeys(("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"), "pool"),
-    **dict.fromkeys(("linear", "matmul", "mm", "bmm", "addmm"), "linear"),
-    **dict.fromkeys(("conv2d", "conv1d"), "conv"),
-    **dict.fromkeys(("dropout",), "dropout"),
-    **dict.fromkeys(("batch_norm", "layer_norm", "group_norm"), "norm"),
-}
 _MERGE_SYMBOLS = {"cat": "concat", "add": "+", "sub": "\u2212", "mul": "\u00d7", "div": "\u00f7"}
 # Cluster fills by nesting level, lightest outside.
 _CLUSTER_FILLS = ("#f8f8f8", "#f0f0f0", "#e8e8e8", "#e0e0e0")
 _FONT = "Helvetica"
 
 
+assert tuple(KIND_COLOURS) == O.KINDS, "every diagram kind of the op table has a colour"
+
+
 def layer_kind(op_kind: str, type_: str) -> str:
-    """The colour category of a module class or function name."""
-    if op_kind == "function":
-        return _FUNCTION_KINDS.get(type_.lower(), "other")
-    lowered = type_.lower()
-    for needle, kind in _MODULE_KINDS:
-        if needle in lowered:
-            return kind
-    return "other"
+    """The colour category of a module class or function name, from the op table ("other" if unknown)."""
+    entry = O.FUNCTIONS.get(type_.lower()) if op_kind == "function" else O.TORCH_TYPES.get(type_)
+    return entry.kind if entry is not None else "other"
 
 
 # ---------------------------------------------------------------------------------------

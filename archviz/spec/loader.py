@@ -155,8 +155,8 @@ class _Parser:
             shape = tuple(int(v) for v in str(value).lower().split("x"))
         except ValueError:
             shape = ()
-        if len(shape) != 4 or min(shape) < 1:
-            raise self.fail(node, f"default_input {value!r} must be NxCxHxW, e.g. 1x1x28x28")
+        if not 2 <= len(shape) <= 5 or min(shape) < 1:
+            raise self.fail(node, f"default_input {value!r} must be NxC, NxCxL, NxCxHxW or NxCxDxHxW with sizes >= 1, e.g. 1x1x28x28 or 1x1x16000")
         if shape[1] != in_channels:
             raise self.fail(node, f"default_input has {shape[1]} channels but in_channels is {in_channels}; make them agree")
         return shape

@@ -1,18 +1,30 @@
-"""The vocabulary of the spec language: every op, its named fields, and the block macros.
+"""The op table: every op of the spec language, declared once.
 
-Primitive ops map one-to-one onto torch modules (the builder knows how). Convenience
-fields (``norm``/``act`` on conv and linear) and macros (``vgg_block``, ``inception``,
-...) are expanded here into primitives, as data, so that the builder and the shape
-arithmetic only ever see primitives.
+An op's entry holds its named fields and defaults, its shape rule (output shape, params,
+FLOPs and the torch constructor's arguments, by arithmetic alone), the ``torch.nn`` class
+it builds for each input rank, its diagram kind, whether its FLOPs are counted and its
+receptive-field rule. The spec tracer, the builder, the module tracer's attributes, the
+FLOP list, the receptive fields and the diagram colours all read this table, as
+PyTorch's ``flop_counter`` reads its ``register_flop_formula`` table; adding an op is one
+``@primitive`` entry (plus its test). Torch classes that no op builds but that traced
+``nn.Module``\\ s contain (``AdaptiveMaxPool2d``, ``InstanceNorm2d``, ...) have a
+``register_torch`` line, and functions between modules a ``register_function`` line.
+
+Convenience fields (``norm``/``act`` on conv and linear) and macros (``vgg_block``,
+``inception``, ...) are expanded here into primitives, as data, so that the builder and
+the shape arithmetic only ever see primitives. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from archviz.spec.model import Layer
+
+Shape = tuple[int, ...]
 
 # Activation name in a spec -> the torch.nn class that implements it.
 ACTIVATIONS: dict[str, str] = {
@@ -29,8 +41,8 @@ ACTIVATIONS: dict[str, str] = {
     "mish": "Mish",
     "softplus": "Softplus",
 }
+# Normalisation after a conv/linear (the `norm` field) -> the op it expands into.
 NORMS: tuple[str, ...] = ("batch",)
-
 
 # ---- field kinds -------------------------------------------------------------------
 
@@ -63,15 +75,14 @@ BOOL = Kind("bool", "true or false")
 TEXT = Kind("text", "a short name")
 ACT = Kind("act", "one of: " + ", ".join(ACTIVATIONS), choices=tuple(ACTIVATIONS))
 NORM = Kind("norm", "one of: " + ", ".join(NORMS), choices=NORMS)
+LAYERS = Kind("layers", "a list of layers")
+BRANCHES = Kind("branches", "a list of branches, each a list of layers")
 
 
 def choice(*words: str) -> Kind:
     """A field that takes one of ``words``."""
     return Kind("choice", "one of: " + ", ".join(words), choices=words)
 
-
-LAYERS = Kind("layers", "a list of layers")
-BRANCHES = Kind("branches", "a list of branches, each a list of layers")
 
 REQUIRED = object()
 
@@ -87,28 +98,178 @@ class Field:
         return self.default is REQUIRED
 
 
+# ---- what an op computes, and the torch classes it stands for ----------------------
+
+
+@dataclass(frozen=True)
+class Out:
+    """A primitive's result on one input: what the spec tracer records and the builder constructs."""
+
+    shape: Shape
+    type: str  # the torch.nn class built for this input (Conv1d, Conv2d, ...)
+    attrs: Mapping[str, Any] = field(default_factory=dict)  # its constructor's keyword arguments
+    params: int = 0
+    flops: int = 0  # forward FLOPs, FLOPs = 2 x MACs (torch.utils.flop_counter's convention)
+
+
+class OpError(Exception):
+    """An op cannot run on its input; the message completes "layer 'x' (Conv2d) ..."."""
+
+
+class TooSmall(OpError):
+    """The input's spatial size is too small for a window: a larger input would work."""
+
+
+# Diagram kinds, in legend order (render/dot.py gives each a colour).
+KINDS: tuple[str, ...] = ("conv", "pool", "norm", "activation", "linear", "dropout", "reshape", "merge", "block", "other")
+COUNTED, ZERO = "counted", "zero"  # FLOP rules: computed (conv, matmul) or 0 by convention (pooling, norms, ...)
+# Receptive-field rules (cost/receptive.py): a sliding window; a transposed window; an
+# upsampling; adaptive pooling; or pointwise (the field passes through unchanged).
+RECEPTIVE_RULES = ("window", "transposed", "upsample", "adaptive", "pointwise")
+
+
+@dataclass(frozen=True)
+class TorchType:
+    """What archviz knows about one torch.nn class, whoever built it."""
+
+    name: str
+    kind: str  # diagram kind, one of KINDS
+    flops: str  # COUNTED or ZERO
+    receptive: str = "pointwise"  # one of RECEPTIVE_RULES
+    attrs: tuple[str, ...] = ()  # hyperparameters a reader cares about, as torch names them
+    axes: int | None = None  # spatial axes its window attributes cover (Conv1d: 1), None for any
+
+
+@dataclass(frozen=True)
+class FunctionType:
+    """A function called between modules (``cat``, ``add``, ``matmul``...), as the module tracer names it."""
+
+    name: str
+    kind: str
+    flops: str
+
+
+TORCH_TYPES: dict[str, TorchType] = {}
+FUNCTIONS: dict[str, FunctionType] = {}
+
+
+def register_torch(
+    *names: str, kind: str, flops: str = ZERO, receptive: str = "pointwise", attrs: tuple[str, ...] = (), axes: tuple[int | None, ...] | None = None
+) -> None:
+    """Describe torch.nn classes (``axes[i]`` for ``names[i]``); loud on a name registered twice."""
+    assert kind in KINDS and flops in (COUNTED, ZERO) and receptive in RECEPTIVE_RULES, (kind, flops, receptive)
+    for i, name in enumerate(names):
+        if name in TORCH_TYPES:
+            raise ValueError(f"torch type {name!r} is registered twice")
+        TORCH_TYPES[name] = TorchType(name, kind, flops, receptive, attrs, axes[i] if axes else None)
+
+
+def register_function(*names: str, kind: str, flops: str = ZERO) -> None:
+    assert kind in KINDS and flops in (COUNTED, ZERO), (kind, flops)
+    for name in names:
+        if name in FUNCTIONS:
+            raise ValueError(f"function {name!r} is registered twice")
+        FUNCTIONS[name] = FunctionType(name, kind, flops)
+
+
+# Hyperparameters given per spatial axis: an int in a torch module means the same on every axis.
+_AXES_ATTRS = frozenset({"kernel_size", "stride", "padding", "dilation", "output_padding", "output_size", "size"})
+
+
+def read_attrs(type_name: str, module: Any) -> dict[str, Any]:
+    """The registered hyperparameters of a torch module, normalised as the spec tracer writes them.
+
+    Ints given for every axis become tuples (``kernel_size=3`` on a Conv2d is ``(3, 3)``), a
+    pooling stride of None is the kernel, ``bias`` is whether there is one.
+    """
+    spec = TORCH_TYPES.get(type_name)
+    if spec is None:
+        return {}
+    out: dict[str, Any] = {}
+    for key in spec.attrs:
+        value = getattr(module, key, None)
+        if key == "bias":
+            value = value is not None and value is not False
+        elif key == "stride" and value is None:
+            value = getattr(module, "kernel_size", None)
+        if key in _AXES_ATTRS and value is not None:
+            value = _as_axes(value, spec.axes)
+        elif isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
+def _as_axes(value: Any, axes: int | None) -> Any:
+    if isinstance(value, int) and axes is not None:
+        return (value,) * axes
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+# ---- the op registry ---------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class OpDef:
     name: str
     doc: str
     fields: Mapping[str, Field]
-    # None for primitives; otherwise turns one resolved layer into primitive layers.
+    # Macros: turns one resolved layer into primitive layers. None for primitives.
     expand: Callable[[Layer], list[Layer]] | None = None
+    # Primitives with no children: (fields, input shape) -> Out, raising OpError.
+    rule: Callable[[Mapping[str, Any], Shape], Out] | None = None
+    # Blocks with children: the fields that hold them, and how branches are merged.
+    children: tuple[str, ...] = ()
+    merge: str | None = None  # "cat", "add" or "mul" for branch ops
+    torch: tuple[str, ...] = ()  # the torch.nn classes the op may build
 
 
 OPS: dict[str, OpDef] = {}
 
 
+def _add(opdef: OpDef) -> None:
+    if opdef.name in OPS:
+        raise ValueError(f"op {opdef.name!r} is registered twice")
+    OPS[opdef.name] = opdef
+
+
 def register_op(name: str, doc: str, **fields: Field):
-    """Register an op; decorate its expansion function, or call with ``None`` for a primitive."""
+    """Register a macro: decorate its expansion function (layer -> primitive layers)."""
 
     def decorator(expand: Callable[[Layer], list[Layer]] | None):
-        if name in OPS:
-            raise ValueError(f"op {name!r} is registered twice")
-        OPS[name] = OpDef(name, doc, fields, expand)
+        _add(OpDef(name, doc, fields, expand))
         return expand
 
     return decorator
+
+
+def primitive(
+    name: str,
+    doc: str,
+    *,
+    torch: tuple[str, ...],
+    kind: str,
+    flops: str = ZERO,
+    receptive: str = "pointwise",
+    attrs: tuple[str, ...] = (),
+    axes: tuple[int | None, ...] | None = None,
+    **fields: Field,
+):
+    """Register a primitive op: decorate its shape rule. ``torch`` lists the classes it builds
+    (one per spatial rank for conv/pool/norm: ``axes`` says which), each registered in
+    TORCH_TYPES with the op's diagram kind, FLOP rule, receptive-field rule and attributes."""
+
+    def decorator(rule: Callable[[Mapping[str, Any], Shape], Out]):
+        _add(OpDef(name, doc, fields, rule=rule, torch=torch))
+        register_torch(*torch, kind=kind, flops=flops, receptive=receptive, attrs=attrs, axes=axes)
+        return rule
+
+    return decorator
+
+
+def block_op(name: str, doc: str, *, children: tuple[str, ...], merge: str | None = None, **fields: Field) -> None:
+    """Register an op that holds layers (``seq``, ``residual``) or branches merged by ``merge``."""
+    _add(OpDef(name, doc, fields, children=children, merge=merge))
 
 
 def arg(layer: Layer, key: str) -> Any:
@@ -123,13 +284,58 @@ def _sub(op: str, layer: Layer, name: str | None = None, **args: Any) -> Layer:
     return Layer(op, args, name, layer.source, layer.line)
 
 
+# ---- shape arithmetic shared by the rules ------------------------------------------
+
+_LAYOUTS = {3: "NxCxL", 4: "NxCxHxW", 5: "NxCxDxHxW"}
+
+
+def _spatial_rank(x: Shape, what: str) -> int:
+    """1, 2 or 3 spatial axes, from the input's rank; OpError for anything else."""
+    if len(x) not in _LAYOUTS:
+        raise OpError(
+            f"needs a 3-, 4- or 5-D input ({', '.join(_LAYOUTS.values())}) for {what} but gets {list(x)}"
+            + ("; put it before the flatten" if len(x) == 2 else "")
+        )
+    return len(x) - 2
+
+
+def _axes(value: Any, n: int, key: str) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * n
+    value = tuple(value)
+    if len(value) != n:
+        layout = _LAYOUTS[n + 2]
+        raise OpError(f"has {key} {list(value)} with {len(value)} entries but its {layout} input has {n} spatial axis{'es' if n > 1 else ''}")
+    return value
+
+
+def _window_out(size: int, k: int, s: int, p: int, d: int) -> int:
+    span = d * (k - 1) + 1
+    out = (size + 2 * p - span) // s + 1
+    if out < 1:
+        window = f"its kernel {k} (padding {p})" if d == 1 else f"its kernel {k} at dilation {d}, which spans {span} pixels (padding {p})"
+        raise TooSmall(f"gets a {size}-pixel side, too small for {window}")
+    return out
+
+
 # ---- primitives --------------------------------------------------------------------
 
-_BLOCK_KIND = Field(TEXT, None, "label shown as the block's type")
+_DECORATIONS = dict(
+    norm=Field(NORM, None, "normalisation after the layer"),
+    act=Field(ACT, None, "activation after the normalisation"),
+)
+_CONV_ATTRS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias")
 
-register_op(
+
+@primitive(
     "conv",
-    "2-D convolution; input channels are inferred",
+    "convolution over 1, 2 or 3 spatial axes (picked by the input's rank); input channels are inferred",
+    torch=("Conv1d", "Conv2d", "Conv3d"),
+    axes=(1, 2, 3),
+    kind="conv",
+    flops=COUNTED,
+    receptive="window",
+    attrs=_CONV_ATTRS,
     out=Field(POS_INT, doc="output channels"),
     kernel=Field(WINDOW),
     stride=Field(WINDOW, 1),
@@ -137,46 +343,310 @@ register_op(
     dilation=Field(WINDOW, 1),
     groups=Field(POS_INT, 1),
     bias=Field(BOOL, True),
-    norm=Field(NORM, None, "normalisation after the convolution"),
-    act=Field(ACT, None, "activation after the normalisation"),
-)(None)
-register_op(
+    **_DECORATIONS,
+)
+def _conv(a: Mapping[str, Any], x: Shape) -> Out:
+    n = _spatial_rank(x, "a convolution")
+    cin, cout, g = x[1], a["out"], a["groups"]
+    k, s, p, d = (_axes(a[key], n, key) for key in ("kernel", "stride", "padding", "dilation"))
+    if cin % g or cout % g:
+        raise OpError(f"has groups={g}, which must divide its {cin} input and {cout} output channels")
+    spatial = tuple(_window_out(x[2 + i], k[i], s[i], p[i], d[i]) for i in range(n))
+    per_out = (cin // g) * math.prod(k)
+    attrs = dict(in_channels=cin, out_channels=cout, kernel_size=k, stride=s, padding=p, dilation=d, groups=g, bias=a["bias"])
+    params = cout * per_out + (cout if a["bias"] else 0)
+    return Out((x[0], cout, *spatial), f"Conv{n}d", attrs, params, 2 * x[0] * cout * math.prod(spatial) * per_out)
+
+
+@primitive(
+    "convtranspose",
+    "transposed convolution (upsampling by `stride`) over 1, 2 or 3 spatial axes; input channels are inferred",
+    torch=("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"),
+    axes=(1, 2, 3),
+    kind="conv",
+    flops=COUNTED,
+    receptive="transposed",
+    attrs=("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", "bias", "dilation"),
+    out=Field(POS_INT, doc="output channels"),
+    kernel=Field(WINDOW),
+    stride=Field(WINDOW, 1),
+    padding=Field(PADDING, 0),
+    output_padding=Field(PADDING, 0, "extra size added to one side of the output"),
+    dilation=Field(WINDOW, 1),
+    groups=Field(POS_INT, 1),
+    bias=Field(BOOL, True),
+    **_DECORATIONS,
+)
+def _convtranspose(a: Mapping[str, Any], x: Shape) -> Out:
+    n = _spatial_rank(x, "a transposed convolution")
+    cin, cout, g = x[1], a["out"], a["groups"]
+    k, s, p, op, d = (_axes(a[key], n, key) for key in ("kernel", "stride", "padding", "output_padding", "dilation"))
+    if cin % g or cout % g:
+        raise OpError(f"has groups={g}, which must divide its {cin} input and {cout} output channels")
+    for i in range(n):
+        if op[i] >= max(s[i], d[i]):
+            raise OpError(f"has output_padding {op[i]}, which must be smaller than its stride {s[i]} or dilation {d[i]} (PyTorch's rule)")
+    spatial = tuple((x[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + op[i] + 1 for i in range(n))
+    if min(spatial) < 1:
+        raise OpError(f"gives an empty output {list(spatial)}: its padding {list(p)} is too large for a {list(x[2:])} input")
+    attrs = dict(in_channels=cin, out_channels=cout, kernel_size=k, stride=s, padding=p, output_padding=op, groups=g, bias=a["bias"], dilation=d)
+    per_in = (cout // g) * math.prod(k)
+    params = cin * per_in + (cout if a["bias"] else 0)
+    # torch.utils.flop_counter counts a transposed conv over its input positions.
+    return Out((x[0], cout, *spatial), f"ConvTranspose{n}d", attrs, params, 2 * x[0] * cin * math.prod(x[2:]) * per_in)
+
+
+@primitive(
     "linear",
-    "fully connected layer; in_features is inferred",
+    "fully connected layer on the last axis; in_features is inferred",
+    torch=("Linear",),
+    kind="linear",
+    flops=COUNTED,
+    attrs=("in_features", "out_features", "bias"),
     out=Field(POS_INT, doc="output features"),
     bias=Field(BOOL, True),
-    norm=Field(NORM, None),
-    act=Field(ACT, None),
+    **_DECORATIONS,
     dropout=Field(PROB, 0.0, "dropout after the activation"),
-)(None)
-register_op("maxpool", "max pooling", kernel=Field(WINDOW), stride=Field(WINDOW, None), padding=Field(PADDING, 0))(None)
-register_op("avgpool", "average pooling", kernel=Field(WINDOW), stride=Field(WINDOW, None), padding=Field(PADDING, 0))(None)
-register_op("gap", "global average pooling to 1x1 (keeps the 4-D shape)")(None)
-register_op("flatten", "flatten everything but the batch dimension")(None)
-register_op("dropout", "dropout", p=Field(PROB, 0.5))(None)
-register_op("batchnorm", "batch normalisation over channels (1-D or 2-D is inferred)")(None)
-register_op("act", "an activation function", fn=Field(ACT))(None)
-register_op("seq", "a named sequential block", layers=Field(LAYERS), kind=_BLOCK_KIND)(None)
-register_op("concat", "parallel branches concatenated on channels", branches=Field(BRANCHES), kind=_BLOCK_KIND)(None)
-register_op(
+)
+def _linear(a: Mapping[str, Any], x: Shape) -> Out:
+    if len(x) < 2:
+        raise OpError(f"needs an input with a batch axis but gets {list(x)}")
+    out = (*x[:-1], a["out"])
+    params = x[-1] * a["out"] + (a["out"] if a["bias"] else 0)
+    attrs = dict(in_features=x[-1], out_features=a["out"], bias=a["bias"])
+    return Out(out, "Linear", attrs, params, 2 * math.prod(x[:-1]) * x[-1] * a["out"])
+
+
+def _pool(kind: str):
+    def rule(a: Mapping[str, Any], x: Shape) -> Out:
+        n = _spatial_rank(x, "pooling")
+        k, p = _axes(a["kernel"], n, "kernel"), _axes(a["padding"], n, "padding")
+        s = _axes(a["stride"] if a["stride"] is not None else a["kernel"], n, "stride")
+        if any(2 * p[i] > k[i] for i in range(n)):
+            raise OpError(f"has padding {list(p)} larger than half its kernel {list(k)}; PyTorch requires padding <= kernel / 2")
+        spatial = tuple(_window_out(x[2 + i], k[i], s[i], p[i], 1) for i in range(n))
+        return Out((*x[:2], *spatial), f"{kind}Pool{n}d", dict(kernel_size=k, stride=s, padding=p))
+
+    return rule
+
+
+for _name, _kind in (("maxpool", "Max"), ("avgpool", "Avg")):
+    primitive(
+        _name,
+        f"{_kind.lower()} pooling over 1, 2 or 3 spatial axes; stride defaults to the kernel",
+        torch=(f"{_kind}Pool1d", f"{_kind}Pool2d", f"{_kind}Pool3d"),
+        axes=(1, 2, 3),
+        kind="pool",
+        receptive="window",
+        attrs=("kernel_size", "stride", "padding"),
+        kernel=Field(WINDOW),
+        stride=Field(WINDOW, None),
+        padding=Field(PADDING, 0),
+    )(_pool(_kind))
+
+
+@primitive(
+    "gap",
+    "global average pooling to size 1 on every spatial axis (keeps the rank: NxCx1x1 for NxCxHxW)",
+    torch=("AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d"),
+    axes=(1, 2, 3),
+    kind="pool",
+    receptive="adaptive",
+    attrs=("output_size",),
+)
+def _gap(a: Mapping[str, Any], x: Shape) -> Out:
+    n = _spatial_rank(x, "global average pooling")
+    return Out((*x[:2], *(1,) * n), f"AdaptiveAvgPool{n}d", dict(output_size=(1,) * n))
+
+
+@primitive(
+    "upsample",
+    "upsampling by an integer `scale` per axis or to a fixed `size` (exactly one of them)",
+    torch=("Upsample",),
+    kind="pool",
+    receptive="upsample",
+    attrs=("size", "scale_factor", "mode"),
+    scale=Field(WINDOW, None, "output = input x scale on each spatial axis"),
+    size=Field(WINDOW, None, "output size on each spatial axis"),
+    mode=Field(choice("nearest", "linear", "bilinear", "trilinear"), "nearest", "linear for NxCxL, bilinear for NxCxHxW, trilinear for NxCxDxHxW"),
+)
+def _upsample(a: Mapping[str, Any], x: Shape) -> Out:
+    n = _spatial_rank(x, "upsampling")
+    if (a["scale"] is None) == (a["size"] is None):
+        raise OpError("needs exactly one of `scale` (e.g. scale: 2) and `size` (e.g. size: [64, 64])")
+    linear = {"linear": 1, "bilinear": 2, "trilinear": 3}.get(a["mode"])
+    if linear is not None and linear != n:
+        right = {1: "linear", 2: "bilinear", 3: "trilinear"}[n]
+        raise OpError(f"has mode {a['mode']!r}, which needs a {_LAYOUTS[linear + 2]} input; use mode: {right} for its {_LAYOUTS[n + 2]} input")
+    if a["size"] is not None:
+        spatial = _axes(a["size"], n, "size")
+        attrs = dict(size=spatial, scale_factor=None, mode=a["mode"])
+    else:
+        scale = _axes(a["scale"], n, "scale")
+        spatial = tuple(x[2 + i] * scale[i] for i in range(n))
+        factor = float(a["scale"]) if isinstance(a["scale"], int) else tuple(float(s) for s in scale)
+        attrs = dict(size=None, scale_factor=factor, mode=a["mode"])
+    return Out((*x[:2], *spatial), "Upsample", attrs)
+
+
+@primitive(
+    "pixelshuffle",
+    "rearrange C*r*r x H x W into C x H*r x W*r (sub-pixel upsampling)",
+    torch=("PixelShuffle",),
+    kind="reshape",
+    attrs=("upscale_factor",),
+    factor=Field(POS_INT, doc="r"),
+)
+def _pixelshuffle(a: Mapping[str, Any], x: Shape) -> Out:
+    r = a["factor"]
+    if len(x) != 4 or x[1] % (r * r):
+        raise OpError(f"needs NxCxHxW with C divisible by {r * r} but gets {list(x)}")
+    return Out((x[0], x[1] // (r * r), x[2] * r, x[3] * r), "PixelShuffle", dict(upscale_factor=r))
+
+
+@primitive("flatten", "flatten everything but the batch axis", torch=("Flatten",), kind="reshape")
+def _flatten(a: Mapping[str, Any], x: Shape) -> Out:
+    return Out((x[0], math.prod(x[1:])), "Flatten")
+
+
+@primitive("identity", "pass the input through unchanged", torch=("Identity",), kind="reshape")
+def _identity(a: Mapping[str, Any], x: Shape) -> Out:
+    return Out(x, "Identity")
+
+
+@primitive("dropout", "dropout", torch=("Dropout",), kind="dropout", attrs=("p",), p=Field(PROB, 0.5))
+def _dropout(a: Mapping[str, Any], x: Shape) -> Out:
+    return Out(x, "Dropout", dict(p=a["p"]))
+
+
+@primitive(
+    "batchnorm",
+    "batch normalisation over channels: BatchNorm1d for NxC and NxCxL, 2d for NxCxHxW, 3d for NxCxDxHxW",
+    torch=("BatchNorm1d", "BatchNorm2d", "BatchNorm3d"),
+    kind="norm",
+    attrs=("num_features",),
+)
+def _batchnorm(a: Mapping[str, Any], x: Shape) -> Out:
+    if len(x) not in (2, 3, 4, 5):
+        raise OpError(f"needs a 2- to 5-D input (NxC, NxCxL, NxCxHxW or NxCxDxHxW), got {list(x)}")
+    return Out(x, f"BatchNorm{max(len(x) - 2, 1)}d", dict(num_features=x[1]), 2 * x[1])
+
+
+@primitive(
+    "layernorm",
+    "layer normalisation over the last `dims` axes (default: all but the batch), with a weight and bias per element",
+    torch=("LayerNorm",),
+    kind="norm",
+    attrs=("normalized_shape",),
+    dims=Field(POS_INT, None, "how many trailing axes to normalise over"),
+)
+def _layernorm(a: Mapping[str, Any], x: Shape) -> Out:
+    dims = a["dims"] if a["dims"] is not None else len(x) - 1
+    if not 1 <= dims < len(x):
+        raise OpError(f"normalises over {dims} trailing axes, but its input {list(x)} has {len(x) - 1} besides the batch")
+    shape = tuple(x[-dims:])
+    return Out(x, "LayerNorm", dict(normalized_shape=shape), 2 * math.prod(shape))
+
+
+@primitive(
+    "groupnorm",
+    "group normalisation: channels split into `groups`, each normalised over its channels and spatial axes",
+    torch=("GroupNorm",),
+    kind="norm",
+    attrs=("num_groups", "num_channels"),
+    groups=Field(POS_INT, doc="number of groups; must divide the channels"),
+)
+def _groupnorm(a: Mapping[str, Any], x: Shape) -> Out:
+    if len(x) < 2 or x[1] % a["groups"]:
+        raise OpError(f"has groups={a['groups']}, which must divide its {x[1] if len(x) > 1 else 0} channels")
+    return Out(x, "GroupNorm", dict(num_groups=a["groups"], num_channels=x[1]), 2 * x[1])
+
+
+@primitive(
+    "lrn",
+    "local response normalisation across `size` neighbouring channels (AlexNet, 2012)",
+    torch=("LocalResponseNorm",),
+    kind="norm",
+    attrs=("size", "alpha", "beta", "k"),
+    size=Field(POS_INT, doc="channels in each neighbourhood (AlexNet: 5)"),
+    alpha=Field(NUMBER, 1e-4),
+    beta=Field(NUMBER, 0.75),
+    k=Field(NUMBER, 1.0),
+)
+def _lrn(a: Mapping[str, Any], x: Shape) -> Out:
+    if len(x) < 3:
+        raise OpError(f"needs an input with spatial axes (NxCxL, NxCxHxW, ...) but gets {list(x)}; put it before the flatten")
+    return Out(x, "LocalResponseNorm", dict(size=a["size"], alpha=a["alpha"], beta=a["beta"], k=a["k"]))
+
+
+@primitive("act", "an activation function", torch=tuple(ACTIVATIONS.values()), kind="activation", fn=Field(ACT))
+def _act(a: Mapping[str, Any], x: Shape) -> Out:
+    return Out(x, ACTIVATIONS[a["fn"]])
+
+
+# ---- blocks: layers with children --------------------------------------------------
+
+_BLOCK_KIND = Field(TEXT, None, "label shown as the block's type")
+_BRANCH_DOC = "branches: lists of layers run on the same input (an empty list is the input itself), "
+block_op("seq", "a named sequential block", children=("layers",), layers=Field(LAYERS), kind=_BLOCK_KIND)
+block_op("concat", _BRANCH_DOC + "concatenated on channels", children=("branches",), merge="cat", branches=Field(BRANCHES), kind=_BLOCK_KIND)
+block_op("add", _BRANCH_DOC + "added (shapes must be equal)", children=("branches",), merge="add", branches=Field(BRANCHES), kind=_BLOCK_KIND)
+block_op(
+    "multiply",
+    _BRANCH_DOC + "multiplied, broadcasting axes of size 1 (a squeeze-and-excitation gate)",
+    children=("branches",),
+    merge="mul",
+    branches=Field(BRANCHES),
+    kind=_BLOCK_KIND,
+)
+block_op(
     "residual",
     "act(layers(x) + shortcut(x)); the shortcut is the identity when omitted",
+    children=("layers", "shortcut"),
+    merge="add",
     layers=Field(LAYERS),
     shortcut=Field(LAYERS, ()),
     act=Field(ACT, None),
     kind=_BLOCK_KIND,
-)(None)
+)
+# Which ops hold child layers, and in which fields.
+CHILD_FIELDS: dict[str, tuple[str, ...]] = {name: op.children for name, op in OPS.items() if op.children}
+MERGE_TYPES = {"cat": "Concat", "add": "Add", "mul": "Multiply"}  # default block type of branch ops
 
-# Which primitive ops hold child layers, and in which fields.
-CHILD_FIELDS: dict[str, tuple[str, ...]] = {"seq": ("layers",), "residual": ("layers", "shortcut"), "concat": ("branches",)}
+
+# ---- torch classes no op builds, met in traced nn.Modules --------------------------
+
+register_torch("PReLU", "SELU", "CELU", "Hardtanh", "Softsign", "Softmax", "LogSoftmax", "Threshold", "GLU", kind="activation")
+register_torch("AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", kind="pool", receptive="adaptive", attrs=("output_size",), axes=(1, 2, 3))
+register_torch("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm", kind="norm")
+register_torch("Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "StochasticDepth", kind="dropout", attrs=("p",))
+register_torch("Unflatten", "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", "ChannelShuffle", kind="reshape")
+register_torch("LazyLinear", "Bilinear", kind="linear", flops=COUNTED)
+register_torch("MultiheadAttention", kind="other", flops=COUNTED)
+
+register_function("cat", "concat", "concatenate", "stack", "add", "sub", "mul", "div", kind="merge")
+register_function("relu", "relu_", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "softmax", "log_softmax", kind="activation")
+register_function(
+    "flatten", "view", "reshape", "squeeze", "unsqueeze", "permute", "transpose", "getitem", "chunk", "split", "t", "expand",
+    "expand_as", "contiguous", "unbind", "narrow", "select", "to", "float", "channel_shuffle", "roll", "repeat", "clone", "pad",
+    kind="reshape",
+)  # fmt: skip
+register_function("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "interpolate", "mean", "amax", kind="pool")
+register_function("linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "einsum", "scaled_dot_product_attention", kind="linear", flops=COUNTED)
+register_function("conv1d", "conv2d", "conv3d", kind="conv", flops=COUNTED)
+register_function("dropout", kind="dropout")
+register_function("batch_norm", "layer_norm", "group_norm", kind="norm")
+register_function("truediv", "floordiv", "neg", "pow", "sqrt", "rsqrt", "exp", "log", "abs", "clamp", "sum", "max", "min", kind="other")
 
 
 # ---- sugar on primitives: conv/linear with norm and activation ---------------------
 
+_DECORATED = ("conv", "convtranspose", "linear")
+
 
 def expand_decorations(layer: Layer) -> list[Layer]:
-    """conv/linear with norm/act/dropout -> the bare layer followed by its decorations."""
-    if layer.op not in ("conv", "linear"):
+    """conv/convtranspose/linear with norm/act/dropout -> the bare layer followed by its decorations."""
+    if layer.op not in _DECORATED:
         return [layer]
     bare = {k: v for k, v in layer.args.items() if k not in ("norm", "act", "dropout")}
     out = [Layer(layer.op, bare, layer.name, layer.source, layer.line)]

@@ -24,8 +24,8 @@ class Resolved:
 
     @property
     def default_input(self) -> tuple[int, ...]:
-        n, _, h, w = self.spec.default_input
-        return (n, int(self.params["in_channels"]), h, w)
+        n, _, *spatial = self.spec.default_input
+        return (n, int(self.params["in_channels"]), *spatial)
 
 
 def parse_params(spec: Spec, items: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:

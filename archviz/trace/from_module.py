@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from archviz.errors import RunError
 from archviz.shape import format_shape
+from archviz.spec import ops
 from archviz.trace.record import Node, Op, Shape, Trace
 
 # Functions whose results are metadata or that every forward calls in passing.
@@ -71,36 +72,14 @@ def _kind(module: nn.Module) -> str:
     return getattr(module, "_archviz_kind", None) or type(module).__name__
 
 
-def _pair(v: Any) -> Any:
-    if isinstance(v, int):
-        return (v, v)
-    return tuple(v) if isinstance(v, list | tuple) else v
-
-
 def module_attrs(module: nn.Module) -> dict[str, Any]:
-    """The hyperparameters a reader cares about, named as torch names them."""
-    if isinstance(module, nn.Conv2d):
-        return dict(
-            in_channels=module.in_channels,
-            out_channels=module.out_channels,
-            kernel_size=_pair(module.kernel_size),
-            stride=_pair(module.stride),
-            padding=_pair(module.padding),
-            dilation=_pair(module.dilation),
-            groups=module.groups,
-            bias=module.bias is not None,
-        )
-    if isinstance(module, nn.Linear):
-        return dict(in_features=module.in_features, out_features=module.out_features, bias=module.bias is not None)
-    if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
-        stride = module.stride if module.stride is not None else module.kernel_size
-        return dict(kernel_size=_pair(module.kernel_size), stride=_pair(stride), padding=_pair(module.padding))
-    if isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
-        return dict(output_size=_pair(module.output_size))
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return dict(num_features=module.num_features)
-    if isinstance(module, nn.Dropout):
-        return dict(p=module.p)
+    """The hyperparameters a reader cares about, named as torch names them (the op table's list).
+
+    A subclass of a known class (a library's ``Conv2dSame``) reports its base class's attributes.
+    """
+    for cls in type(module).__mro__:
+        if cls.__name__ in ops.TORCH_TYPES:
+            return ops.read_attrs(cls.__name__, module)
     return {}
 
 

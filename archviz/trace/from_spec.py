@@ -1,7 +1,9 @@
 """Trace a spec by shape arithmetic alone: no torch import, so it answers in milliseconds.
 
-Every rule here mirrors what the torch module built from the same spec does; the test
-suite checks the two traces are identical for every built-in.
+Every primitive's shape, params, FLOPs and torch attributes come from its rule in the op
+table (``archviz/spec/ops.py``); this walk only threads shapes through blocks and records
+nodes and dataflow ops the way the module tracer records the built model. The test suite
+checks the two traces are identical for every built-in.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from archviz.spec.model import Layer
 from archviz.spec.resolve import Resolved
 from archviz.trace.record import Node, Op, Shape, Trace
 
-_CHANNEL_OPS = ("conv", "batchnorm")
+# Ops that read the input's channels: the first one met checks them against in_channels.
+_CHANNEL_OPS = ("conv", "convtranspose", "batchnorm", "groupnorm")
+_LAYOUTS = {3: "NxCxL", 4: "NxCxHxW", 5: "NxCxDxHxW"}
 
 
 class _TooSmall(Exception):
@@ -40,43 +44,51 @@ def trace_spec(resolved: Resolved, input_shape: Shape, arch: str | None = None) 
         return _Walker(arch, int(resolved.params["in_channels"])).run(resolved.layers, input_shape)
     except _TooSmall as exc:
         smallest = smallest_input(resolved, input_shape)
-        hint = f"the smallest input that works is {format_shape(smallest)}" if smallest else "no input size up to 4096x4096 works"
+        if smallest:
+            hint = f"the smallest input that works is {format_shape(smallest)}"
+        else:
+            hint = f"no input up to {_LIMIT} on every spatial axis works"
         raise RunError(f"{arch} cannot run on input {format_shape(input_shape)}: layer {exc.path!r} ({exc.type}) {exc.message}; {hint}.") from None
 
 
-def smallest_input(resolved: Resolved, input_shape: Shape, limit: int = 4096) -> Shape | None:
-    """The smallest square NxCxSxS the network accepts (scanning S upwards; each try is microseconds)."""
-    n, c = input_shape[0], input_shape[1]
-    for size in range(1, limit + 1):
+_LIMIT = 4096
+
+
+def smallest_input(resolved: Resolved, input_shape: Shape, limit: int = _LIMIT) -> Shape | None:
+    """The smallest input of the same rank, equal on every spatial axis, that the network accepts.
+
+    Binary search on the side S (a network that runs on S runs on larger sides as well,
+    as windows only shrink a side by a fixed amount), then a check of the answer.
+    """
+    n, c, axes = input_shape[0], input_shape[1], len(input_shape) - 2
+    if axes < 1:
+        return None
+
+    def runs(size: int) -> bool:
         try:
-            _Walker("probe").run(resolved.layers, (n, c, size, size))
+            _Walker("probe").run(resolved.layers, (n, c, *(size,) * axes))
         except _TooSmall:
-            continue
-        return (n, c, size, size)
-    return None
+            return False
+        except RunError:
+            return True  # it gets past every window: what fails now is not the size
+        return True
+
+    if not runs(limit):
+        return None
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if runs(mid) else (mid + 1, hi)
+    return (n, c, *(lo,) * axes)
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _type(layer: Layer, rank: int) -> str:
-    op = layer.op
-    if op in ("seq", "concat", "residual"):
-        return layer.args.get("kind") or {"seq": "Sequential", "concat": "Concat", "residual": "Residual"}[op]
-    if op == "act":
+def _type(opdef: O.OpDef, layer: Layer, shape: Shape) -> str:
+    """The torch class a primitive builds on an input of this rank, for messages."""
+    if layer.op == "act":
         return O.ACTIVATIONS[layer.args["fn"]]
-    if op == "batchnorm":
-        return "BatchNorm2d" if rank == 4 else "BatchNorm1d"
-    return {
-        "conv": "Conv2d",
-        "linear": "Linear",
-        "maxpool": "MaxPool2d",
-        "avgpool": "AvgPool2d",
-        "gap": "AdaptiveAvgPool2d",
-        "flatten": "Flatten",
-        "dropout": "Dropout",
-    }[op]
+    if len(opdef.torch) == 3 and 3 <= len(shape) <= 5:
+        return opdef.torch[len(shape) - 3]
+    return opdef.torch[0] if opdef.torch else layer.op
 
 
 class _Walker:
@@ -86,6 +98,7 @@ class _Walker:
         self.in_channels = in_channels
         self.nodes: list[Node | None] = []
         self.ops: list[Op] = []
+        self.warnings: list[str] = []
 
     def run(self, layers: tuple[Layer, ...], input_shape: Shape) -> Trace:
         self.input_shape = input_shape
@@ -94,7 +107,7 @@ class _Walker:
         out = self.sequence(layers, "", 1, _Out(input_shape, "input", 0, 0))
         self.nodes[0] = Node("", "Sequential", 0, False, (input_shape,), out.shape, out.params, out.params, out.flops)
         self.ops.append(Op("output", "output", "Output", "", (out.op,), out.shape))
-        return Trace(self.arch, input_shape, tuple(self.nodes), tuple(self.ops), out.params, out.params)
+        return Trace(self.arch, input_shape, tuple(self.nodes), tuple(self.ops), out.params, out.params, tuple(self.warnings))
 
     def sequence(self, layers, prefix: str, depth: int, x: _Out) -> _Out:
         params = flops = 0
@@ -111,85 +124,85 @@ class _Walker:
         self.nodes[index] = Node(path, type_, depth, False, (x.shape,), out.shape, out.params, out.params, out.flops)
         return out
 
+    def fail(self, layer: Layer, message: str) -> RunError:
+        """A RunError that names the spec file and line of the layer."""
+        return RunError(f"{layer.where()}: {message}.")
+
     def layer(self, layer: Layer, path: str, depth: int, x: _Out) -> _Out:
-        op, a, shape = layer.op, layer.args, x.shape
-        type_ = _type(layer, len(shape))
-        if op == "seq":
-            return self.block(path, type_, depth, x, lambda: self.sequence(a["layers"], f"{path}.", depth + 1, x))
-        if op == "concat":
-            return self.block(path, type_, depth, x, lambda: self.concat(layer, path, depth, x))
-        if op == "residual":
-            return self.block(path, type_, depth, x, lambda: self.residual(layer, path, depth, x))
+        opdef = O.OPS[layer.op]
+        if opdef.children:
+            kind = layer.args.get("kind")
+            if layer.op == "seq":
+                return self.block(path, kind or "Sequential", depth, x, lambda: self.sequence(layer.args["layers"], f"{path}.", depth + 1, x))
+            if layer.op == "residual":
+                return self.block(path, kind or "Residual", depth, x, lambda: self.residual(layer, path, depth, x))
+            return self.block(path, kind or O.MERGE_TYPES[opdef.merge], depth, x, lambda: self.branches(layer, opdef.merge, path, depth, x))
 
-        if op in _CHANNEL_OPS and self.in_channels is not None:
-            self.check_channels(path, type_, shape)
-        attrs: dict = {}
-        params = flops = 0
-        if op == "conv":
-            self.need_rank(path, type_, shape, 4)
-            n, cin, h, w = shape
-            k, s, p, d, g = _pair(a["kernel"]), _pair(a["stride"]), _pair(a["padding"]), _pair(a["dilation"]), a["groups"]
-            if cin % g or a["out"] % g:
-                raise RunError(f"{self.arch}: layer {path!r} (Conv2d) has groups={g}, which must divide its {cin} input and {a['out']} output channels.")
-            ho, wo = (self.spatial(path, type_, size, k[i], s[i], p[i], d[i]) for i, size in enumerate((h, w)))
-            out = (n, a["out"], ho, wo)
-            params = a["out"] * (cin // g) * k[0] * k[1] + (a["out"] if a["bias"] else 0)
-            flops = 2 * n * a["out"] * ho * wo * (cin // g) * k[0] * k[1]
-            attrs = dict(in_channels=cin, out_channels=a["out"], kernel_size=k, stride=s, padding=p, dilation=d, groups=g, bias=a["bias"])
-        elif op in ("maxpool", "avgpool"):
-            self.need_rank(path, type_, shape, 4)
-            k, p = _pair(a["kernel"]), _pair(a["padding"])
-            s = _pair(a["stride"] if a["stride"] is not None else a["kernel"])
-            if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
-                raise RunError(
-                    f"{self.arch}: layer {path!r} ({type_}) has padding {p} larger than half its kernel {k}; PyTorch requires padding <= kernel / 2."
-                )
-            out = (*shape[:2], *(self.spatial(path, type_, size, k[i], s[i], p[i], 1) for i, size in enumerate(shape[2:])))
-            attrs = dict(kernel_size=k, stride=s, padding=p)
-        elif op == "gap":
-            self.need_rank(path, type_, shape, 4)
-            out = (*shape[:2], 1, 1)
-            attrs = dict(output_size=(1, 1))
-        elif op == "flatten":
-            out = (shape[0], math.prod(shape[1:]))
-        elif op == "linear":
-            out = (*shape[:-1], a["out"])
-            params = shape[-1] * a["out"] + (a["out"] if a["bias"] else 0)
-            flops = 2 * math.prod(shape[:-1]) * shape[-1] * a["out"]
-            attrs = dict(in_features=shape[-1], out_features=a["out"], bias=a["bias"])
-        elif op == "batchnorm":
-            if len(shape) not in (2, 3, 4):
-                raise RunError(f"{self.arch}: layer {path!r} (batchnorm) needs a 2-, 3- or 4-D input, got {list(shape)}.")
-            out = shape
-            params = 2 * shape[1]
-            attrs = dict(num_features=shape[1])
-        elif op == "dropout":
-            out = shape
-            attrs = dict(p=a["p"])
-        elif op == "act":
-            out = shape
-        else:  # pragma: no cover - the loader only lets registered primitives through
-            raise AssertionError(op)
-        self.nodes.append(Node(path, type_, depth, True, (shape,), out, params, params, flops, attrs))
-        self.ops.append(Op(path, "module", type_, path, (x.op,), out))
-        return _Out(out, path, params, flops)
+        shape = x.shape
+        if layer.op in _CHANNEL_OPS and self.in_channels is not None:
+            self.check_channels(path, _type(opdef, layer, shape), shape)
+        try:
+            out = opdef.rule(layer.args, shape)
+        except O.TooSmall as exc:
+            raise _TooSmall(path, _type(opdef, layer, shape), str(exc)) from None
+        except O.OpError as exc:
+            raise self.fail(layer, f"layer {path!r} ({_type(opdef, layer, shape)}) {exc}") from None
+        if layer.op == "linear" and len(shape) > 2:
+            self.warnings.append(
+                f"{layer.where()}: layer {path!r} (Linear) gets a {len(shape)}-D input {list(shape)} and acts on its last axis only, "
+                f"giving {list(out.shape)}; put a `flatten` before it to feed it all {math.prod(shape[1:])} features"
+            )
+        self.nodes.append(Node(path, out.type, depth, True, (shape,), out.shape, out.params, out.params, out.flops, out.attrs))
+        self.ops.append(Op(path, "module", out.type, path, (x.op,), out.shape))
+        return _Out(out.shape, path, out.params, out.flops)
 
-    def concat(self, layer: Layer, path: str, depth: int, x: _Out) -> _Out:
+    def branches(self, layer: Layer, merge: str, path: str, depth: int, x: _Out) -> _Out:
         outs = []
         for i, branch in enumerate(layer.args["branches"]):
             sub = f"{path}.p{i + 1}"
+            if not branch:  # the input itself, with no module (like a residual's identity shortcut)
+                outs.append(_Out(x.shape, x.op, 0, 0))
+                continue
             outs.append(self.block(sub, "Sequential", depth + 1, x, lambda b=branch, s=sub: self.sequence(b, f"{s}.", depth + 2, x)))
+        params, flops = sum(o.params for o in outs), sum(o.flops for o in outs)
         first = outs[0].shape
+        if merge == "cat":
+            for i, o in enumerate(outs[1:], start=2):
+                if len(o.shape) != len(first) or o.shape[:1] + o.shape[2:] != first[:1] + first[2:]:
+                    raise self.fail(
+                        layer,
+                        f"block {path!r} cannot concatenate its branches: p1 gives {list(first)} but p{i} gives {list(o.shape)}; "
+                        "all but the channel size must agree",
+                    )
+            shape = (first[0], sum(o.shape[1] for o in outs), *first[2:])
+            op_id = f"{path}:cat"
+            self.ops.append(Op(op_id, "function", "cat", path, tuple(o.op for o in outs), shape))
+            return _Out(shape, op_id, params, flops)
+        # add / mul: folded left to right, one function op per pair, as the built module computes it
+        y = outs[0]
         for i, o in enumerate(outs[1:], start=2):
-            if len(o.shape) != len(first) or o.shape[:1] + o.shape[2:] != first[:1] + first[2:]:
-                raise RunError(
-                    f"{self.arch}: block {path!r} cannot concatenate its branches: p1 gives {list(first)} "
-                    f"but p{i} gives {list(o.shape)}; all but the channel size must agree."
+            shape = self.merged_shape(layer, merge, path, y.shape, o.shape, i)
+            op_id = f"{path}:{merge}" if i == 2 else f"{path}:{merge}#{i - 2}"
+            self.ops.append(Op(op_id, "function", merge, path, (y.op, o.op), shape))
+            y = _Out(shape, op_id, 0, 0)
+        return _Out(y.shape, y.op, params, flops)
+
+    def merged_shape(self, layer: Layer, merge: str, path: str, a: Shape, b: Shape, i: int) -> Shape:
+        if merge == "add":
+            if a != b:
+                raise self.fail(
+                    layer,
+                    f"block {path!r} cannot add its branches: p1..p{i - 1} give {list(a)} but p{i} gives {list(b)}; every branch must give the same shape",
                 )
-        shape = (first[0], sum(o.shape[1] for o in outs), *first[2:])
-        op_id = f"{path}:cat"
-        self.ops.append(Op(op_id, "function", "cat", path, tuple(o.op for o in outs), shape))
-        return _Out(shape, op_id, sum(o.params for o in outs), sum(o.flops for o in outs))
+            return a
+        # PyTorch's broadcasting: align on the right, each axis equal or 1.
+        if len(a) == len(b) and all(p == q or p == 1 or q == 1 for p, q in zip(a, b, strict=True)):
+            return tuple(max(p, q) if min(p, q) != 0 else 0 for p, q in zip(a, b, strict=True))
+        raise self.fail(
+            layer,
+            f"block {path!r} cannot multiply its branches: p1..p{i - 1} give {list(a)} but p{i} gives {list(b)}; "
+            "each axis must agree or be 1 in one of them (a gate is NxCx1x1)",
+        )
 
     def residual(self, layer: Layer, path: str, depth: int, x: _Out) -> _Out:
         a = layer.args
@@ -198,39 +211,45 @@ class _Walker:
         if a["shortcut"]:
             short = self.block(f"{path}.shortcut", "Sequential", depth + 1, x, lambda: self.sequence(a["shortcut"], f"{path}.shortcut.", depth + 2, x))
         if body.shape != short.shape:
-            hint = " (set projection: true)" if not a["shortcut"] else ""
-            raise RunError(
-                f"{self.arch}: residual block {path!r} adds shapes that differ: its layers give {list(body.shape)} "
-                f"but the shortcut gives {list(short.shape)}{hint}."
+            raise self.fail(
+                layer,
+                f"residual block {path!r} adds shapes that differ: its layers give {list(body.shape)} "
+                f"but the shortcut gives {list(short.shape)}{self.shortcut_hint(layer, x.shape, body.shape, short.shape)}",
             )
         op_id = f"{path}:add"
         self.ops.append(Op(op_id, "function", "add", path, (body.op, short.op), body.shape))
         out = _Out(body.shape, op_id, body.params + (short.params if a["shortcut"] else 0), body.flops + (short.flops if a["shortcut"] else 0))
         if a["act"]:
-            act = Layer("act", {"fn": a["act"]}, "act")
+            act = Layer("act", {"fn": a["act"]}, "act", layer.source, layer.line)
             res = self.layer(act, f"{path}.act", depth + 1, out)
             return _Out(res.shape, res.op, out.params, out.flops)
         return out
 
+    @staticmethod
+    def shortcut_hint(layer: Layer, x: Shape, body: Shape, short: Shape) -> str:
+        """What to change so that the shortcut gives the body's shape."""
+        if layer.args.get("kind") == "BasicBlock":
+            return " (set projection: true on the basic_block)"
+        if len(body) != len(x) or len(body) < 3:
+            return ""
+        strides = []
+        for before, after in zip(x[2:], body[2:], strict=True):
+            # a 1x1 conv with stride s turns a side of `before` into ceil(before / s)
+            s = min((s for s in {before // max(after, 1), -(-before // max(after, 1))} if s >= 1 and -(-before // s) == after), default=None)
+            if s is None:
+                return ""
+            strides.append(s)
+        stride = strides[0] if len(set(strides)) == 1 else strides
+        conv = f"{{conv: {{out: {body[1]}, kernel: 1" + (f", stride: {stride}" if stride != 1 else "") + "}}"
+        what = "a shortcut" if not layer.args["shortcut"] else "a shortcut that gives the same shape"
+        return f"; add {what} with a 1x1 conv to {body[1]} channels" + (f" and stride {stride}" if stride != 1 else "") + f", e.g. `shortcut: [{conv}]`"
+
     def check_channels(self, path: str, type_: str, shape: Shape) -> None:
         expected, self.in_channels = self.in_channels, None
         got = self.input_shape
-        if len(got) == 4 and got[1] != expected and shape[1] == got[1]:
+        if len(got) >= 2 and got[1] != expected and len(shape) >= 2 and shape[1] == got[1]:
             fix = format_shape((got[0], expected, *got[2:]))
             raise RunError(
                 f"{self.arch} cannot run on input {format_shape(got)}: its first layer {path!r} ({type_}) expects {expected} input channel(s) "
                 f"but the input has {got[1]}; use --input {fix} or -p in_channels={got[1]}."
             )
-
-    def need_rank(self, path: str, type_: str, shape: Shape, rank: int) -> None:
-        if len(shape) != rank:
-            raise RunError(f"{self.arch}: layer {path!r} ({type_}) needs a {rank}-D input (NxCxHxW) but gets {list(shape)}; put it before the flatten.")
-
-    @staticmethod
-    def spatial(path: str, type_: str, size: int, k: int, s: int, p: int, d: int) -> int:
-        span = d * (k - 1) + 1
-        out = (size + 2 * p - span) // s + 1
-        if out < 1:
-            window = f"its kernel {k} (padding {p})" if d == 1 else f"its kernel {k} at dilation {d}, which spans {span} pixels (padding {p})"
-            raise _TooSmall(path, type_, f"gets a {size}-pixel side, too small for {window}")
-        return out

@@ -59,6 +59,8 @@ class Trace:
     ops: tuple[Op, ...]  # execution order, starting with "input" and ending with "output"
     total_params: int
     trainable_params: int
+    # Things that run but are probably not what was meant (a linear layer on a 4-D tensor), one sentence each.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def root(self) -> Node:
