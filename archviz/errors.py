@@ -17,3 +17,7 @@ class RunError(ArchvizError):
     """A valid request that cannot run (e.g. input too small for the network): exit code 1."""
 
     exit_code = 1
+
+
+class ArchvizWarning(UserWarning):
+    """Something that runs but is probably not what was meant; the CLI shows it as one line on stderr."""

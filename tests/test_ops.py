@@ -206,3 +206,88 @@ def test_op_errors_are_one_sentence_with_file_and_line(layers, shape, expected):
     channels = shape.split("x")[1]
     message = error_of(layers, shape, f"in_channels: {channels}")
     assert expected in message and "\n" not in message
+
+
+# --- hints that lead to the right fix (issue 10, deliverable 6) ----------------------
+
+
+def test_plain_residual_channel_mismatch_says_which_shortcut_to_add():
+    message = error_of("- residual:\n    name: res\n    layers:\n      - conv: {out: 8, kernel: 3, stride: 2, padding: 1}\n", "1x3x16x16", "in_channels: 3")
+    assert message == (
+        "net.yaml:5: residual block 'res' adds shapes that differ: its layers give [1, 8, 8, 8] but the shortcut gives [1, 3, 16, 16]; "
+        "add a shortcut with a 1x1 conv to 8 channels and stride 2, e.g. `shortcut: [{conv: {out: 8, kernel: 1, stride: 2}}]`."
+    )
+    assert "projection" not in message  # a basic_block-only field
+
+
+def test_the_suggested_shortcut_works():
+    layers = "- residual:\n    layers:\n      - conv: {out: 8, kernel: 3, stride: 2, padding: 1}\n    shortcut: [{conv: {out: 8, kernel: 1, stride: 2}}]\n"
+    assert trace_of(layers, "1x3x15x15", "in_channels: 3").output_shape == (1, 8, 8, 8)
+
+
+def test_basic_block_mismatch_still_suggests_projection():
+    message = error_of("- basic_block: {name: blk, out: 4, stride: 2}\n", "1x1x8x8")
+    assert message.endswith("(set projection: true on the basic_block).")
+
+
+def test_concat_mismatch_names_the_spec_line():
+    layers = "- conv: {out: 4, kernel: 3}\n- concat:\n    name: mix\n    branches:\n      - [{conv: {out: 2, kernel: 1}}]\n      - [{maxpool: {kernel: 2}}]\n"
+    message = error_of(layers)
+    assert message == (
+        "net.yaml:5: block 'mix' cannot concatenate its branches: p1 gives [1, 2, 26, 26] but p2 gives [1, 4, 13, 13]; all but the channel size must agree."
+    )
+
+
+def test_linear_on_a_4d_tensor_warns_and_suggests_flatten(cli, tmp_path):
+    net = tmp_path / "noflat.yaml"
+    net.write_text(spec("- conv: {out: 6, kernel: 5, padding: 2, act: relu}\n- linear: {out: num_classes}\n"))
+    code, out, err = cli("shapes", str(net), "--format", "json")
+    assert code == 0
+    import json
+
+    assert json.loads(out)["output_shape"] == [1, 6, 28, 10]  # stdout stays pure JSON
+    assert err == (
+        f"archviz: warning: {net}:5: layer '2' (Linear) gets a 4-D input [1, 6, 28, 28] and acts on its last axis only, "
+        "giving [1, 6, 28, 10]; put a `flatten` before it to feed it all 4704 features\n"
+    )
+    with pytest.warns(UserWarning, match="put a `flatten` before it"):
+        trace_of("- linear: {out: 10}\n")
+    # after a flatten there is nothing to say
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trace_of("- flatten\n- linear: {out: 10}\n")
+
+
+AUDIO = "- conv: {out: 8, kernel: 80, stride: 16, act: relu}\n- maxpool: {kernel: 4}\n- conv: {out: 16, kernel: 3}\n- gap\n- flatten\n- linear: {out: num_classes}\n"
+
+
+def test_conv1d_audio_net_with_a_1d_default_input(cli, tmp_path):
+    net = tmp_path / "audio.yaml"
+    net.write_text(spec(AUDIO, "1x1x16000"))
+    code, out, err = cli("shapes", str(net), "--depth", "1", "--format", "json")
+    assert code == 0, err
+    import json
+
+    report = json.loads(out)
+    assert report["input_shape"] == [1, 1, 16000] and report["output_shape"] == [1, 10]
+    # (16000 - 80) // 16 + 1 = 996 -> pool 4: 249 -> conv 3: 247
+    assert [b["output_shape"] for b in report["blocks"]][:5] == [[1, 8, 996], [1, 8, 996], [1, 8, 249], [1, 16, 247], [1, 16, 1]]
+
+
+def test_a_1d_net_too_small_gets_a_1d_smallest_input():
+    resolved = resolve(parse_spec(spec(AUDIO, "1x1x16000"), source="net.yaml"))
+    with pytest.raises(RunError) as info:
+        trace_spec(resolved, (1, 1, 100))
+    message = str(info.value)
+    # conv 80/16 then pool 4 then conv 3: needs (3 * 4 - 1) * 16 + 80 = 256 samples at least
+    assert message.endswith("the smallest input that works is 1x1x256.")
+    assert "128x128" not in message
+    assert trace_spec(resolved, (1, 1, 256)).output_shape == (1, 10)
+
+
+@pytest.mark.parametrize("bad", ["16000", "1x1x2x2x2x2", "1x0x16"])
+def test_default_input_of_any_rank_but_not_any_string(bad):
+    message = error_of("- flatten\n", bad)
+    assert "must be NxC, NxCxL, NxCxHxW or NxCxDxHxW" in message or "channels but in_channels" in message

@@ -6,13 +6,14 @@ import functools
 import inspect
 import os
 import sys
+import warnings
 from collections.abc import Callable
 
 import typer
 from typer.core import TyperGroup
 
 from archviz import compat
-from archviz.errors import ArchvizError
+from archviz.errors import ArchvizError, ArchvizWarning
 
 
 class _Group(TyperGroup):
@@ -69,6 +70,20 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _warning_printer() -> Callable:
+    """archviz's own warnings as one line on stderr, each once (stdout stays clean for --format json)."""
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not issubclass(category, ArchvizWarning):
+            sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+        elif str(message) not in shown:
+            shown.add(str(message))
+            print(f"archviz: warning: {message}", file=sys.stderr)
+
+    return show
+
+
 def command(name: str, examples: list[str], **kwargs) -> Callable:
     """Register a command whose errors become one sentence on stderr and an exit code, never a traceback.
 
@@ -79,7 +94,10 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kw):
             try:
-                return fn(*args, **kw)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("always", ArchvizWarning)
+                    warnings.showwarning = _warning_printer()
+                    return fn(*args, **kw)
             except ArchvizError as exc:
                 raise fail(str(exc), exc.exit_code) from None
             except BrokenPipeError:  # `archviz shapes ... | head`: the reader left, nothing is wrong

@@ -9,9 +9,10 @@ checks the two traces are identical for every built-in.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
-from archviz.errors import RunError
+from archviz.errors import ArchvizWarning, RunError
 from archviz.shape import format_shape
 from archviz.spec import ops as O
 from archviz.spec.model import Layer
@@ -41,7 +42,7 @@ def trace_spec(resolved: Resolved, input_shape: Shape, arch: str | None = None) 
     """Shapes, params and FLOPs of ``resolved`` on ``input_shape``; RunError if it cannot run."""
     arch = arch or resolved.spec.name
     try:
-        return _Walker(arch, int(resolved.params["in_channels"])).run(resolved.layers, input_shape)
+        trace = _Walker(arch, int(resolved.params["in_channels"])).run(resolved.layers, input_shape)
     except _TooSmall as exc:
         smallest = smallest_input(resolved, input_shape)
         if smallest:
@@ -49,6 +50,9 @@ def trace_spec(resolved: Resolved, input_shape: Shape, arch: str | None = None) 
         else:
             hint = f"no input up to {_LIMIT} on every spatial axis works"
         raise RunError(f"{arch} cannot run on input {format_shape(input_shape)}: layer {exc.path!r} ({exc.type}) {exc.message}; {hint}.") from None
+    for message in trace.warnings:
+        warnings.warn(message, ArchvizWarning, stacklevel=2)
+    return trace
 
 
 _LIMIT = 4096
