@@ -25,9 +25,15 @@ SEED_PARAMS = {
 # The full-size built-ins against torchvision at 1x3x224x224 with 1000 classes: num_params and
 # `_ops` (GMACs) of models.get_model_weights(name).DEFAULT.meta, torchvision 0.29 (REFERENCE.md).
 TORCHVISION = {
+    "vgg16": (138_357_544, 15.47),
     "resnet50": (25_557_032, 4.089),
+    "densenet121": (7_978_856, 2.834),
+    "mobilenet_v2": (3_504_872, 0.301),
+    "regnet_x_400mf": (5_495_976, 0.414),
 }
-PARAMS = {**SEED_PARAMS, **{name: params for name, (params, _) in TORCHVISION.items()}}
+# The rest of d2l's chapter 8 at 1x1x96x96, equal to d2l's own code (tests/test_zoo_modern.py).
+D2L_MODERN = {"densenet": 758_226, "resnext": 1_697_546, "regnetx32": 179_290}
+PARAMS = {**SEED_PARAMS, **D2L_MODERN, **{name: params for name, (params, _) in TORCHVISION.items()}}
 
 # The seed chapter's printed tables (shared/seed/cnn-chapter.md, REFERENCE.md).
 SEED_TABLES = {
@@ -70,12 +76,13 @@ DEFAULT_INPUTS = {
     "nin": (1, 1, 224, 224),
     "googlenet": (1, 1, 96, 96),
     "resnet18": (1, 1, 96, 96),
+    **{name: (1, 1, 96, 96) for name in D2L_MODERN},
     **{name: (1, 3, 224, 224) for name in TORCHVISION},
 }
 
 
 def test_registry_holds_the_zoo_in_teaching_order():
-    assert BUILTINS == ["lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18", *TORCHVISION]
+    assert BUILTINS == ["lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18", *D2L_MODERN, *TORCHVISION]
     assert set(BUILTINS) == set(PARAMS) == set(DEFAULT_INPUTS)
     assert zoo.list_models("lenet*") == ["lenet", "lenet_bn"]
 

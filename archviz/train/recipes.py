@@ -44,6 +44,8 @@ RECIPES: dict[str, Recipe] = {
     "nin": Recipe(resize=224, batch_size=128, optimizer=Optimizer.momentum, lr=0.01),
     "googlenet": Recipe(resize=96, batch_size=128, optimizer=Optimizer.momentum, lr=0.01),
     "resnet18": Recipe(resize=96, batch_size=256, optimizer=Optimizer.momentum, lr=0.01, weight_decay=5e-4),
+    # The rest of d2l's chapter 8 with d2l's resolution and batch size; NOT measured yet.
+    **{name: Recipe(resize=96, batch_size=128, optimizer=Optimizer.momentum, lr=0.01, weight_decay=5e-4) for name in ("densenet", "resnext", "regnetx32")},
     # The full-size built-ins (3 channels, 1000 classes by default) are retargeted to 1-channel,
     # 10-class Fashion-MNIST at 96x96, as d2l trains its chapter 8 nets. NOT measured yet.
     **{
