@@ -285,7 +285,14 @@ def test_model_with_wrong_number_of_classes_is_refused(tmp_path, cli):
     assert code == 2 and "needs [2, 10]" in stderr and "Traceback" not in stdout + stderr
 
 
-@pytest.mark.parametrize("name", zoo.list_models())
+def test_a_per_pixel_model_is_refused_as_such(tmp_path, cli):
+    code, stdout, stderr = cli("train", "unet", *TINY, "--out", str(tmp_path / "r"))
+    assert code == 2 and "Traceback" not in stdout + stderr
+    assert "unet outputs shape [2, 2, " in stderr and "scores for every pixel" in stderr and "train an image classifier" in stderr
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("name", [n for n in zoo.list_models() if n != "unet"])  # unet scores pixels, not images
 def test_every_builtin_has_a_recipe_it_can_be_built_for(name):
     config = make_config(name, out="unused")
     assert name in RECIPES and isinstance(config, TrainConfig)

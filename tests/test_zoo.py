@@ -33,7 +33,25 @@ TORCHVISION = {
 }
 # The rest of d2l's chapter 8 at 1x1x96x96, equal to d2l's own code (tests/test_zoo_modern.py).
 D2L_MODERN = {"densenet": 758_226, "resnext": 1_697_546, "regnetx32": 179_290}
-PARAMS = {**SEED_PARAMS, **D2L_MODERN, **{name: params for name, (params, _) in TORCHVISION.items()}}
+
+
+def _double_conv(cin: int, cout: int) -> int:
+    return 9 * cin * cout + 9 * cout * cout + 4 * cout  # two bias-free 3x3 convs, two batch norms
+
+
+# The small U-Net, counted by hand: widths 16-32-64-128, each decoder conv reads the skip + the upsampled map.
+UNET_PARAMS = (
+    _double_conv(1, 16) + _double_conv(16, 32) + _double_conv(32, 64) + _double_conv(64, 128)
+    + _double_conv(64 + 128, 64) + _double_conv(32 + 64, 32) + _double_conv(16 + 32, 16) + (16 * 2 + 2)
+)  # fmt: skip
+PARAMS = {**SEED_PARAMS, **D2L_MODERN, **{name: params for name, (params, _) in TORCHVISION.items()}, "unet": UNET_PARAMS}
+# Built-ins whose output keeps the input's height and width (per-pixel scores), not NxK.
+DENSE_OUTPUT = {"unet"}
+
+
+def expected_output(name: str, shape: tuple[int, ...], num_classes: int) -> tuple[int, ...]:
+    return (shape[0], num_classes, *shape[2:]) if name in DENSE_OUTPUT else (shape[0], num_classes)
+
 
 # The seed chapter's printed tables (shared/seed/cnn-chapter.md, REFERENCE.md).
 SEED_TABLES = {
@@ -78,11 +96,12 @@ DEFAULT_INPUTS = {
     "resnet18": (1, 1, 96, 96),
     **{name: (1, 1, 96, 96) for name in D2L_MODERN},
     **{name: (1, 3, 224, 224) for name in TORCHVISION},
+    "unet": (1, 1, 96, 96),
 }
 
 
 def test_registry_holds_the_zoo_in_teaching_order():
-    assert BUILTINS == ["lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18", *D2L_MODERN, *TORCHVISION]
+    assert BUILTINS == ["lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18", *D2L_MODERN, *TORCHVISION, "unet"]
     assert set(BUILTINS) == set(PARAMS) == set(DEFAULT_INPUTS)
     assert zoo.list_models("lenet*") == ["lenet", "lenet_bn"]
 
@@ -134,7 +153,7 @@ def test_shape_arithmetic_equals_real_forward_at_batch_2(name):
         Y = model(torch.randn(shape))
     for h in hooks:
         h.remove()
-    assert tuple(Y.shape) == trace.output_shape == (2, arch.params["num_classes"])
+    assert tuple(Y.shape) == trace.output_shape == expected_output(name, shape, arch.params["num_classes"])
     assert {n.path: n.output_shape for n in trace.nodes} == seen
 
 
@@ -170,6 +189,28 @@ def test_full_size_builtins_match_torchvision(name):
     assert trace.total_params == params
     macs = trace.flops / 2
     assert abs(macs / (gmacs * 1e9) - 1) < 0.01, f"{name}: {macs / 1e9:.3f} GMACs vs torchvision's {gmacs}"
+
+
+@pytest.mark.parametrize("side", [8, 32, 96, 200])
+def test_unet_keeps_height_and_width(side):
+    trace = load_arch("unet", ["num_classes=5"]).trace((2, 1, side, side + 16))
+    assert trace.output_shape == (2, 5, side, side + 16)
+    # Each skip concatenates the encoder's map with the upsampled deeper one, at the same size.
+    cats = {op.id: op.output_shape for op in trace.ops if op.type == "cat"}
+    assert cats == {
+        "unet.0:cat": (2, 16 + 32, side, side + 16),
+        "unet.0.p2.2.0:cat": (2, 32 + 64, side // 2, (side + 16) // 2),
+        "unet.0.p2.2.0.p2.2.0:cat": (2, 64 + 128, side // 4, (side + 16) // 4),
+    }
+
+
+def test_unet_needs_a_multiple_of_8():
+    from archviz.errors import RunError
+
+    with pytest.raises(
+        RunError, match=r"unet.yaml:31: block 'unet.0.p2.2.0.p2.2.0' cannot concatenate its branches: p1 gives \[1, 64, 9, 9\] but p2 gives \[1, 128, 8, 8\]"
+    ):
+        load_arch("unet").trace((1, 1, 36, 36))
 
 
 def test_vgg_ratio_narrows_every_width():

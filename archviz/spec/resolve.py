@@ -141,11 +141,10 @@ class _Resolver:
             values[key] = raw
         # The body sees the spec's parameters and its own, not the caller's repeat indices.
         body = self.resolve_list(block.layers, {**self.params, **values})
-        if len(body) == 1 and body[0].op in ("seq", "concat", "residual"):
+        if len(body) == 1 and "kind" in O.OPS[body[0].op].fields and not body[0].args.get("kind"):
+            # One plain container (a residual, say) is the block itself: no extra level.
             only = body[0]
-            args = dict(only.args)
-            args["kind"] = args.get("kind") or block.kind
-            return Layer(only.op, args, layer.name, layer.source, layer.line)
+            return Layer(only.op, {**only.args, "kind": block.kind}, layer.name, layer.source, layer.line)
         return Layer("seq", {"layers": body, "kind": block.kind}, layer.name, layer.source, layer.line)
 
     def expand(self, layer: Layer, scope: Mapping[str, Any]) -> list[Layer]:

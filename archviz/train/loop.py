@@ -389,6 +389,11 @@ def check_output(net: nn.Module, input_shape: tuple[int, ...], device: torch.dev
     with torch.no_grad():
         y_hat = net(torch.zeros((2, *input_shape[1:]), device=device))
     net.train()
+    if y_hat.dim() > 2 and tuple(y_hat.shape[2:]) == tuple(input_shape[2:]):  # per-pixel scores (unet)
+        raise UsageError(
+            f"{arch} outputs shape {list(y_hat.shape)} for a batch of 2, scores for every pixel, but Fashion-MNIST needs one score "
+            "per class for each image, [2, 10]; train an image classifier."
+        )
     if tuple(y_hat.shape) != (2, 10):
         raise UsageError(f"{arch} outputs shape {list(y_hat.shape)} for a batch of 2, but Fashion-MNIST needs [2, 10]; pass -p num_classes=10.")
 
