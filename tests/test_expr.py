@@ -145,3 +145,8 @@ def test_cli_refuses_9_9_9_in_milliseconds(tmp_path):
     assert run.stderr.strip() == (
         f"archviz: error: {path}:5: field 'out' of 'conv': '9**9**9' raises 9 to the power 387420489, which is above 2**63; spec numbers must stay below that."
     )
+
+
+def test_a_parameter_cannot_shadow_a_function():
+    with pytest.raises(UsageError, match=r"t.yaml:3: parameter 'max' has the name of an expression function; call it something else"):
+        parse_spec(SPEC.replace("{w: 8}", "{max: 8}").replace("OUT", "8"), source="t.yaml")

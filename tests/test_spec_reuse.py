@@ -165,6 +165,10 @@ def test_blocks_build_the_same_module_the_spec_traces(tmp_path):
         ("blocks:\n  u:\n    param: {}\n    layers: [flatten]\nlayers: [u]\n", "net.yaml:6: block 'u' has unknown key 'param'; did you mean 'params'?"),
         ("blocks:\n  u:\n    params: {out: 3}\nlayers: [u]\n", "net.yaml:6: block 'u' has no 'layers' list"),
         ("blocks:\n  u:\n    params: {act: relu}\n    layers: [flatten]\nlayers: [u]\n", "net.yaml:6: block parameter 'act' needs a name and a default number"),
+        (
+            "blocks:\n  u:\n    params: {name: 1}\n    layers: [flatten]\nlayers: [u]\n",
+            "net.yaml:6: block parameter 'name' has a reserved name (name, int, round, abs, min, max)",
+        ),
         ("layers:\n  - repeat: {layers: [flatten]}\n", "net.yaml:5: 'repeat' is missing its required field 'times'"),
         ("layers:\n  - repeat: {times: 2, layer: [flatten]}\n", "net.yaml:5: 'repeat' has no field 'layer'; did you mean 'layers'?"),
         ("layers:\n  - repeat: {times: 2, index: 3, layers: [flatten]}\n", "net.yaml:5: the index of 'repeat' must be a name such as i or j, not 3"),

@@ -171,6 +171,7 @@ def test_spec_round_trip(name):
     spec = zoo.get_spec(name)
     again = parse_spec(dump_spec(spec), source="roundtrip")
     assert again.layers == spec.layers
+    assert again.blocks == spec.blocks
     assert again.params == spec.params
     assert again.default_input == spec.default_input
     assert load_arch(name).trace() == load_arch(name).trace()

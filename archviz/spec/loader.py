@@ -11,7 +11,7 @@ import yaml
 
 from archviz.errors import UsageError
 from archviz.spec import ops as O
-from archviz.spec.expr import MAX_INT, ExprError, names_in, show
+from archviz.spec.expr import FUNCTIONS, MAX_INT, ExprError, names_in, show
 from archviz.spec.model import REPEAT, STANDARD_PARAMS, BlockDef, Layer, Spec
 
 TOP_KEYS = ("name", "description", "default_input", "params", "blocks", "layers")
@@ -97,6 +97,8 @@ class _Parser:
                 key, value = str(self.scalar(key_node)), self.scalar(value_node)
                 if type(value) not in (int, float, bool, str) or not key.isidentifier():
                     raise self.fail(value_node, f"parameter {key!r} needs a name and a default number, true/false or text")
+                if key in FUNCTIONS:
+                    raise self.fail(key_node, f"parameter {key!r} has the name of an expression function; call it something else")
                 params[key] = value
         self.param_names = set(params)
         if "blocks" in top:
@@ -140,6 +142,8 @@ class _Parser:
                     k, default = self.scalar(k_node), self.scalar(v_node)
                     if not isinstance(k, str) or not k.isidentifier() or type(default) not in (int, float, bool, type(None)):
                         raise self.fail(v_node, f"block parameter {k!r} needs a name and a default number, true/false, or ~ if required")
+                    if k in FUNCTIONS or k == "name":
+                        raise self.fail(k_node, f"block parameter {k!r} has a reserved name (name, {', '.join(FUNCTIONS)}); call it something else")
                     params[k] = default
             outer = self.param_names
             self.param_names = outer | set(params)
