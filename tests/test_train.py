@@ -196,19 +196,6 @@ def test_largest_batch_comes_from_the_cost_model():
     assert perf.largest_batch(arch, (256, 1, 28, 28), budget, "adam", False, "cpu") == 64
 
 
-def test_two_process_gloo_run_matches_one_process(uninterrupted, tmp_path):
-    """LeNet has no batch norm, so 2 processes x batch 50 average to the gradients of batch 100."""
-    config = make_config("lenet", epochs=1, limit_train=1000, limit_test=500, batch_size=100, nproc=2, threads=1, out=str(tmp_path / "ddp"))
-    result = loop.run(config)
-    assert result.world_size == 2
-    (ddp,) = metrics(tmp_path / "ddp")
-    single = metrics(uninterrupted)[0]
-    assert ddp["loss"] == pytest.approx(single["loss"], abs=1e-3)
-    assert ddp["train_acc"] == pytest.approx(single["train_acc"], abs=0.01)
-    assert ddp["test_acc"] == pytest.approx(single["test_acc"], abs=0.01)
-    assert checkpoint.load(tmp_path / "ddp" / "last.pt")["epoch"] == 1
-
-
 def test_missing_data_lists_the_ways_to_get_it(tmp_path, cli, monkeypatch):
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "nothing")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

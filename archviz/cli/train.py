@@ -83,6 +83,9 @@ def train(
         "nproc": nproc,
         "threads": threads,
     }
+    launched = os.environ.get("WORLD_SIZE")
+    if nproc is not None and launched and int(launched) > 1 and nproc != int(launched):
+        raise UsageError(f"--nproc {nproc} under torchrun, which started {launched} processes (--nnodes x --nproc-per-node); drop --nproc.")
     if resume:
         config = _resumed_config(resume, arch, out, param, {k: v for k, v in given.items() if v is not None})
     else:

@@ -1,26 +1,44 @@
-"""Data parallelism with PyTorch's own engine: N processes, DistributedDataParallel, gloo on CPU, nccl on GPU.
+"""Data parallelism with PyTorch's own engine: DistributedDataParallel, gloo on CPU, nccl on GPU.
 
-``launch`` starts the processes itself (``torch.multiprocessing.spawn``), so
-``archviz train ARCH --nproc 2`` needs no launcher; under ``torchrun`` the environment
-it sets up is used instead (``from_env``). Each process trains on its own shard of
-every epoch's shuffled order with batch ``batch_size // nproc``; DDP averages the
-gradients, so the run behaves like one process with the global batch.
+Two ways in, one code path once the processes exist:
+
+- ``archviz train ARCH --nproc N`` starts N workers on this machine with torch's elastic
+  launcher (``torch.distributed.launcher.api.elastic_launch``, what ``torchrun`` runs): a
+  c10d rendezvous whose store binds port 0, so no free port is guessed and raced for;
+- under ``torchrun`` (one node or several), torchrun is the launcher and each process reads
+  its rank from the environment it set up (``from_env``).
+
+Each process trains on its own shard of every epoch's shuffled order with batch
+``batch_size // world_size``; DDP averages the gradients, so the run behaves like one
+process with the global batch. Rank 0 alone reads and writes the run directory.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
+import logging
 import os
 import signal
-import socket
-from collections.abc import Callable
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as torch_dist
 
 from archviz.errors import ArchvizError, RunError, UsageError
+
+# Bounds on waiting for the other processes: a peer that died or never came must end the
+# run with a message, not hang it. Collectives (an epoch's all-reduce, a checkpoint's
+# gather) get COLLECTIVE_TIMEOUT; the workers of `--nproc` join within JOIN_TIMEOUT.
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=10)
+JOIN_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
@@ -30,6 +48,7 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # processes on this machine (they share its cores)
 
     @property
     def is_main(self) -> bool:
@@ -41,20 +60,27 @@ class Dist:
 
 
 def from_env() -> Dist | None:
-    """The rank torchrun assigned this process, or None outside torchrun."""
+    """The rank torchrun (or ``--nproc``'s launcher) assigned this process, or None outside one."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "RANK" not in os.environ:
         return None
-    return Dist(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
+    world_size = int(os.environ["WORLD_SIZE"])
+    return Dist(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size))))
 
 
-def init(dist: Dist, device_type: str, init_method: str = "env://") -> None:
-    """Join the process group: nccl for GPUs, gloo for CPUs."""
+def init(dist: Dist, device_type: str) -> None:
+    """Join the process group the launcher prepared (env://): nccl for GPUs, gloo for CPUs."""
     if device_type == "cuda":
         torch.cuda.set_device(dist.local_rank)
-    else:  # N processes share the cores instead of each starting one thread per core
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world_size))
+    else:  # the processes of one machine share its cores instead of each starting one thread per core
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.local_world_size))
     backend = "nccl" if device_type == "cuda" else "gloo"
-    torch_dist.init_process_group(backend, init_method=init_method, rank=dist.rank, world_size=dist.world_size, timeout=datetime.timedelta(minutes=10))
+    torch_dist.init_process_group(backend, init_method="env://", rank=dist.rank, world_size=dist.world_size, timeout=COLLECTIVE_TIMEOUT)
+
+
+def leave() -> None:
+    """Leave the process group ``init`` joined (no-op if it was never joined)."""
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
 
 
 def all_sum(values: list[float], device: torch.device) -> list[float]:
@@ -73,63 +99,179 @@ def all_gather(obj: Any, dist: Dist) -> list[Any]:
     return out
 
 
+def load_on_every_rank(path: Path, dist: Dist, load: Callable[[Path], Any]) -> Any:
+    """``load(path)`` on rank 0, and on every other rank ``load`` of the same bytes, sent by rank 0.
+
+    Only rank 0 needs the run directory (the other nodes of a multi-node run may not see
+    it). The bytes travel as a uint8 tensor and each rank reads them with ``load``
+    (``checkpoint.load``: weights_only), so nothing is unpickled off the wire.
+    """
+    if not dist.active:
+        return load(path)
+    device = torch.device("cuda", dist.local_rank) if torch_dist.get_backend() == "nccl" else torch.device("cpu")
+    if dist.is_main:
+        state = load(path)  # its errors first, in rank 0's words; the launcher then stops the others
+        payload = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8).to(device)
+        torch_dist.broadcast(torch.tensor([payload.numel()], dtype=torch.int64, device=device), src=0)
+        torch_dist.broadcast(payload, src=0)
+        return state
+    size = torch.zeros(1, dtype=torch.int64, device=device)
+    torch_dist.broadcast(size, src=0)
+    payload = torch.empty(int(size.item()), dtype=torch.uint8, device=device)
+    torch_dist.broadcast(payload, src=0)
+    with tempfile.TemporaryDirectory(prefix="archviz-resume-") as tmp:
+        copy = Path(tmp) / path.name
+        copy.write_bytes(payload.cpu().numpy().tobytes())
+        return load(copy)
+
+
+def same_everywhere(what: dict[str, Any], dist: Dist) -> None:
+    """Refuse to train when the processes disagree on what defines the run (seed, data, batch...).
+
+    Every rank must see the same data order; under torchrun each node parses its own
+    command line, so a different --seed or --limit-train on one node would silently train
+    on overlapping shards.
+    """
+    if not dist.active:
+        return
+    seen = all_gather(what, dist)
+    for rank, theirs in enumerate(seen):
+        diff = sorted(k for k in what if theirs.get(k) != seen[0].get(k))
+        if diff:
+            names = ", ".join(f"{k} ({seen[0].get(k)!r} on rank 0, {theirs.get(k)!r} on rank {rank})" for k in diff)
+            raise UsageError(f"the processes of this run disagree on {names}; start every node with the same arguments and data.")
+
+
 def check_devices(nproc: int, device_type: str) -> None:
     if device_type == "cuda" and nproc > torch.cuda.device_count():
         raise UsageError(f"--nproc {nproc} needs {nproc} GPUs, one per process, but torch sees {torch.cuda.device_count()}.")
 
 
 def launch(fn: Callable[..., Any], nproc: int, device_type: str, **kwargs: Any) -> Any:
-    """Run ``fn(**kwargs, dist=Dist(rank, nproc, rank))`` in ``nproc`` fresh processes; rank 0's return value.
+    """Run ``fn(**kwargs, dist=...)`` in ``nproc`` processes started by torch's elastic launcher; rank 0's return value.
 
-    Errors raised in a process come back as the same one-sentence ArchvizError.
+    An ArchvizError raised in a process comes back as the same one-sentence error; a
+    process that crashes or is killed becomes a RunError naming it. Either way the
+    launcher stops the other processes at once (no restarts: a training run is not elastic).
     """
-    import torch.multiprocessing as mp
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     check_devices(nproc, device_type)
-    port = _free_port()
-    queue = mp.get_context("spawn").SimpleQueue()
-    # Ctrl-C reaches every process of the terminal's group: the workers save a checkpoint
-    # and return, so the launcher only waits for them.
-    interrupted: list[bool] = []
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
-    try:
-        mp.spawn(_worker, args=(fn, nproc, device_type, port, queue, kwargs), nprocs=nproc, join=True)
-        failure = None
-    except Exception as exc:
-        failure = exc
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    messages = []
-    while not queue.empty():
-        messages.append(queue.get())
-    for kind, payload in messages:
-        if kind == "error":
-            raise payload[0](payload[1])
-    for kind, payload in messages:
-        if kind == "result":  # rank 0 finished (a late Ctrl-C may still have hit another process)
-            return payload
-    if interrupted:
-        raise KeyboardInterrupt
-    detail = str(failure).strip().splitlines()[-1] if failure else "no result came back"
-    raise RunError(f"a training process failed: {detail}.")
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"archviz-{uuid.uuid4().hex}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",  # the store binds a free port itself: nothing to race for
+        rdzv_configs={"join_timeout": JOIN_TIMEOUT_S},
+        local_addr="127.0.0.1",
+        max_restarts=0,
+        start_method="spawn",
+        # Ctrl-C is left to the workers: each saves a checkpoint and returns (see loop.Interrupt).
+        signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
+    )
+    with tempfile.TemporaryDirectory(prefix="archviz-launch-") as errors_dir, _launcher_quiet() as interrupted:
+        try:
+            results = elastic_launch(config, _worker)(fn, device_type, errors_dir, kwargs)
+        except ChildFailedError as exc:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise failure(exc, Path(errors_dir), nproc) from None
+        except Exception as exc:  # the launcher itself: the rendezvous, starting the processes
+            if os.environ.get("ARCHVIZ_DEBUG"):
+                raise
+            raise RunError(f"could not start the {nproc} training processes: {_one_line(exc)}.") from None
+    if results.get(0) is None:
+        raise KeyboardInterrupt if interrupted else RunError("the training processes ended without a result.")
+    return results[0]
 
 
-def _worker(rank: int, fn: Callable[..., Any], nproc: int, device_type: str, port: int, queue: Any, kwargs: dict[str, Any]) -> None:
-    dist = Dist(rank, nproc, rank)
+def failure(exc: Any, errors_dir: Path, nproc: int) -> ArchvizError:
+    """One sentence for a failed launch (``exc``: the launcher's ChildFailedError).
+
+    The cause, in this order: a process's own ArchvizError (the others then fail in a
+    collective or are stopped); a process that died without a word (a signal, os._exit),
+    which also makes its peers' collectives fail; an unexpected exception.
+    """
+    reports = {}
+    for file in errors_dir.glob("rank-*.json"):
+        try:
+            report = json.loads(file.read_text())
+        except (OSError, ValueError):
+            continue
+        reports[report["rank"]] = report
+    ours = sorted((r for r in reports.values() if r["kind"] in ("usage", "run")), key=lambda r: (r["time"], r["rank"]))
+    if ours:
+        return (UsageError if ours[0]["kind"] == "usage" else RunError)(ours[0]["message"])
+    silent = sorted((rank, process) for rank, process in exc.failures.items() if rank not in reports and process.exitcode not in (0, 130))
+    if silent:
+        rank, process = silent[0]
+        how = f"was killed by {process.signal_name()}" if process.exitcode < 0 else f"exited with code {process.exitcode}"
+        return RunError(f"training process {rank} of {nproc} {how}; the others were stopped.")
+    if reports:
+        first = min(reports.values(), key=lambda r: (r["time"], r["rank"]))
+        return RunError(f"training process {first['rank']} of {nproc} failed: {first['message']} (set ARCHVIZ_DEBUG=1 to see the traceback).")
+    return RunError(f"the {nproc} training processes stopped without a result.")
+
+
+def _worker(fn: Callable[..., Any], device_type: str, errors_dir: str, kwargs: dict[str, Any]) -> Any:
+    """One process of ``launch``: join the group, train, hand rank 0's result back."""
+    dist = from_env()
+    if dist is None:
+        raise RuntimeError("started without the launcher's RANK/WORLD_SIZE")
     try:
-        init(dist, device_type, f"tcp://127.0.0.1:{port}")
+        init(dist, device_type)
         result = fn(**kwargs, dist=dist)
     except ArchvizError as exc:
-        error_class = exc.__class__ if exc.__class__ in (UsageError, RunError) else RunError
-        queue.put(("error", (error_class, str(exc))))
-        raise SystemExit(exc.exit_code) from None
+        _report(errors_dir, dist.rank, "usage" if isinstance(exc, UsageError) else "run", str(exc))
+        raise SystemExit(exc.exit_code) from None  # quietly: the launcher stops the others
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        _report(errors_dir, dist.rank, "bug", f"{type(exc).__name__}: {_one_line(exc)}")
+        if os.environ.get("ARCHVIZ_DEBUG"):
+            raise
+        raise SystemExit(1) from None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a late Ctrl-C must not turn success into a failure
-    if dist.is_main:
-        queue.put(("result", result))
-    torch_dist.destroy_process_group()
+    leave()
+    return result if dist.is_main else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _report(errors_dir: str, rank: int, kind: str, message: str) -> None:
+    path = Path(errors_dir) / f"rank-{rank}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"rank": rank, "kind": kind, "message": message, "time": time.time()}))
+    tmp.replace(path)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[-1].rstrip(".") if lines else type(exc).__name__
+
+
+@contextmanager
+def _launcher_quiet() -> Iterator[list[bool]]:
+    """While the launcher runs: its log lines off (failures become one sentence), Ctrl-C noted, not raised.
+
+    The launcher installs its own handlers for SIGTERM/SIGHUP/SIGQUIT and sets an
+    environment variable; both are put back afterwards.
+    """
+    interrupted: list[bool] = []
+    handled = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
+    previous = {sig: signal.getsignal(sig) for sig in handled}  # None: set outside Python, left alone
+    env_before = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
+    signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    logging.disable(logging.CRITICAL)
+    try:
+        yield interrupted
+    finally:
+        logging.disable(logging.NOTSET)
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        if env_before is None:
+            os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
+        else:
+            os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = env_before

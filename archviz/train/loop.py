@@ -100,10 +100,13 @@ def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None 
     env = distributed.from_env()
     if env is not None:  # started by torchrun: it owns the processes; rank 0 checks --out for all
         distributed.init(env, resolve_device(config.device).type)
-        problems = distributed.all_gather(_problem(prepare_out, Path(config.out), resume) if env.is_main else None, env)
-        if problems[0] is not None:
-            raise problems[0]
-        return train(config, resume=resume, reporter=reporter, dist=env)
+        try:
+            problems = distributed.all_gather(_problem(prepare_out, Path(config.out), resume) if env.is_main else None, env)
+            if problems[0] is not None:
+                raise problems[0]
+            return train(dataclasses.replace(config, nproc=env.world_size), resume=resume, reporter=reporter, dist=env)
+        finally:
+            distributed.leave()
     prepare_out(Path(config.out), resume)
     if config.nproc > 1:
         device_type = resolve_device(config.device).type
@@ -139,6 +142,10 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     test_shard = torch.arange(dist.rank, len(data.test_X), dist.world_size)
     batch_size = config.batch_size // dist.world_size  # per process; the global batch is config.batch_size
     n_train = len(data.train_X) - len(data.train_X) % dist.world_size
+    # Every rank must draw the same epoch order: same seed, data, batch and length of run.
+    defining = {k: v for k, v in config.to_dict().items() if k not in ("out", "threads", "data_dir", "download", "device", "compile")}
+    labels = int((data.train_y.long() * torch.arange(1, len(data.train_y) + 1, device=device)).sum())
+    distributed.same_everywhere(defining | {"resume": resume, "train images": len(data.train_X), "labels checksum": labels}, dist)
     steps_per_epoch = num_batches(n_train // dist.world_size, batch_size)
 
     # Model, built for the training resolution (vgg11's first linear layer depends on it).
@@ -160,13 +167,14 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     history: list[EpochRecord] = []
     start_epoch, start_batch, partial, rng = 0, 0, None, None
     if resume:
-        state = checkpoint.load(out / "last.pt", map_location=device)
+        state = distributed.load_on_every_rank(out / "last.pt", dist, lambda path: checkpoint.load(path, map_location=device))
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = [EpochRecord(**r) for r in state["history"]]
         start_epoch, start_batch = state["epoch"], state["batch"]
         if start_batch and len(state["ranks"]) != dist.world_size:  # each process's shard depends on their number
-            raise UsageError(f"{out} stopped mid-epoch with --nproc {len(state['ranks'])}; resume it with --nproc {len(state['ranks'])}.")
+            n = len(state["ranks"])
+            raise UsageError(f"{out} stopped mid-epoch with {n} processes; resume it with {n} (--nproc {n}, or torchrun starting {n} in all).")
         per_rank = state["ranks"][dist.rank] if dist.rank < len(state["ranks"]) else state["ranks"][0]
         partial, rng = per_rank["partial"], per_rank["rng"]
         reporter.info(f"resuming {out} at epoch {start_epoch + 1}" + (f", batch {start_batch + 1}" if start_batch else ""))
