@@ -58,7 +58,10 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed for weights and shuffling.", show_default="0")] = None,
     limit_train: Annotated[int | None, typer.Option(metavar="N", help="Train on the first N images only.")] = None,
     limit_test: Annotated[int | None, typer.Option(metavar="N", help="Test on the first N images only.")] = None,
-    nproc: Annotated[int | None, typer.Option(metavar="N", help="Data-parallel processes (DDP; one per GPU, gloo on CPU).", show_default="1")] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="Processes on this machine (DDP; one per GPU, gloo on CPU); several machines: torchrun.", show_default="1"),
+    ] = None,
     threads: Annotated[int | None, typer.Option(metavar="N", help="CPU threads per process. Default: measured at start.", show_default=False)] = None,
     param: ParamOpt = None,
 ) -> None:
