@@ -182,6 +182,7 @@ def test_the_cause_of_a_failed_launch_comes_first(tmp_path):
         return ChildFailedError("_worker", {rank: ProcessFailure(rank, 1000 + rank, code, str(tmp_path / "none")) for rank, code in enumerate(exitcodes)})
 
     assert str(distributed.failure(failed(-9, 1), tmp_path, 2)) == "training process 0 of 2 was killed by SIGKILL; the others were stopped."
+    assert str(distributed.failure(failed(-15, 3), tmp_path, 2)) == "training process 1 of 2 exited with code 3; the others were stopped."
     report(1, "bug", "RuntimeError: Connection closed by peer", 2.0)
     assert str(distributed.failure(failed(-9, 1), tmp_path, 2)) == "training process 0 of 2 was killed by SIGKILL; the others were stopped."
     assert str(distributed.failure(failed(-15, 1), tmp_path, 2)) == "training process 0 of 2 was killed by SIGTERM; the others were stopped."

@@ -205,9 +205,9 @@ def failure(exc: Any, errors_dir: Path, nproc: int) -> ArchvizError:
     ours = sorted((r for r in reports.values() if r["kind"] in ("usage", "run")), key=lambda r: (r["time"], r["rank"]))
     if ours:
         return (UsageError if ours[0]["kind"] == "usage" else RunError)(ours[0]["message"])
-    silent = sorted((rank, process) for rank, process in exc.failures.items() if rank not in reports and process.exitcode not in (0, 130))
-    if silent:
-        rank, process = silent[0]
+    silent = [(rank, process) for rank, process in exc.failures.items() if rank not in reports and process.exitcode not in (0, 130)]
+    if silent:  # SIGTERM last: it is what the launcher sends the survivors
+        rank, process = min(silent, key=lambda item: (item[1].exitcode == -signal.SIGTERM, item[0]))
         how = f"was killed by {process.signal_name()}" if process.exitcode < 0 else f"exited with code {process.exitcode}"
         return RunError(f"training process {rank} of {nproc} {how}; the others were stopped.")
     if reports:
