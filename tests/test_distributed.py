@@ -74,6 +74,14 @@ def two_nodes(store_port: int, *args: str) -> list[tuple[int, str, str]]:
     return [finish(node) for node in nodes]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def keep_threads():
+    """loop.run sets torch's thread count in this process (--threads 1): later test files measure with the default."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def store():
     """A c10d TCPStore for the two-node rendezvous, on a port the kernel picked."""
