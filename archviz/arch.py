@@ -68,7 +68,7 @@ def load_arch(text: str, params: Iterable[str] | Mapping[str, Any] | None = None
         spec = zoo.get_spec(text)
         resolved = resolve(spec, params)
         return Arch(text, "builtin", resolved.default_input, spec.description, resolved, params=resolved.params)
-    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+    if text.endswith((".yaml", ".yml")) or Path(text).exists():
         spec = load_spec_file(text)
         resolved = resolve(spec, params)
         return Arch(spec.name, "file", resolved.default_input, spec.description, resolved, params=resolved.params)

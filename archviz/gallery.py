@@ -11,6 +11,7 @@ from pathlib import Path
 from archviz import zoo
 from archviz.arch import load_arch
 from archviz.errors import RunError, UsageError
+from archviz.files import graphviz_output_of, refuse_overwrite
 from archviz.render import Format
 from archviz.render.dot import INSTALL_HINT, KIND_COLOURS, DiagramFormat, GraphvizMissing, find_dot, render, to_dot, write_bytes
 from archviz.render.tables import human, render_rows
@@ -100,8 +101,19 @@ def _section(name: str, trace: Trace, blocks: str, detailed: str) -> str:
     )
 
 
-def write_gallery(out_dir: Path = DEFAULT_DIR, names: list[str] | None = None) -> list[Path]:
-    """Write the gallery into ``out_dir`` (created if its parent exists); returns the paths written."""
+def _is_ours(filename: str):
+    """Recognises a gallery file archviz wrote, from its first bytes."""
+    if filename == "README.md":
+        return lambda first: first.startswith(_INTRO.split("{")[0].encode()[:80])
+    return graphviz_output_of(filename.removesuffix(".svg").removesuffix("_detailed"))
+
+
+def write_gallery(out_dir: Path = DEFAULT_DIR, names: list[str] | None = None, force: bool = False) -> list[Path]:
+    """Write the gallery into ``out_dir`` (created if its parent exists); returns the paths written.
+
+    A file of the same name that archviz did not write (the user's README.md, say) is not
+    replaced unless ``force``: nothing is written then. Every file is written atomically.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{str(out_dir)!r} is a file, not a directory; name a directory for the gallery.")
@@ -110,6 +122,8 @@ def write_gallery(out_dir: Path = DEFAULT_DIR, names: list[str] | None = None) -
     if find_dot() is None:
         raise GraphvizMissing(f"the gallery needs graphviz's `dot` program to draw SVGs and it was not found on PATH; {INSTALL_HINT}.")
     files = gallery_files(names)
+    for filename in files:
+        refuse_overwrite(out_dir / filename, _is_ours(filename), force, " (the gallery would write a file of that name)")
     try:
         out_dir.mkdir(exist_ok=True)
     except OSError as exc:

@@ -296,13 +296,15 @@ def test_bad_format_and_direction_are_usage_errors(cli):
 
 
 def test_unwritable_output_is_a_run_error(cli, tmp_path, monkeypatch):
-    def refuse(self, data):
+    import tempfile
+
+    def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "write_bytes", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
     code, _, stderr = cli("diagram", "lenet", "-f", "dot", "-o", str(tmp_path / "x.dot"))
     assert code == 1
-    assert re.fullmatch(r"archviz: error: cannot write '.*x\.dot': Permission denied\.", stderr.strip())
+    assert re.fullmatch(r"archviz: error: cannot write '.*x\.dot' \(Permission denied\); nothing was written\.", stderr.strip())
 
 
 # --- torch models (torchvision:NAME, module:callable) ---------------------------------

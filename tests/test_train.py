@@ -20,6 +20,7 @@ import torch
 
 from archviz import zoo
 from archviz.arch import load_arch
+from archviz.errors import RunError
 from archviz.train import checkpoint, data, loop, perf
 from archviz.train.config import TrainConfig
 from archviz.train.recipes import RECIPES, make_config
@@ -153,7 +154,7 @@ def test_checkpoints_are_never_half_written(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint.torch, "save", dies_halfway)
-    with pytest.raises(OSError):
+    with pytest.raises(RunError, match=r"cannot write '.*last\.pt' \(No space left on device\); the previous file is unchanged\."):
         checkpoint.save({"model": {"w": torch.zeros(4)}, "epoch": 2}, path)
     assert path.read_bytes() == before
     assert torch.equal(checkpoint.load(path)["model"]["w"], torch.arange(4.0))

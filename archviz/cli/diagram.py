@@ -11,6 +11,7 @@ import typer
 from archviz.arch import load_arch
 from archviz.cli.app import command
 from archviz.cli.options import ArchArg, DepthOpt, InputOpt, ParamOpt
+from archviz.files import graphviz_output_of, refuse_overwrite
 from archviz.render.dot import DiagramFormat, Direction, check_writable, default_filename, output_format, render, save_diagram, to_dot
 from archviz.shape import parse_shape
 
@@ -23,6 +24,10 @@ DiagramFormatOpt = Annotated[
     typer.Option("--format", "-f", help="Output format. Default: from the extension of -o, else svg.", show_default=False),
 ]
 DirectionOpt = Annotated[Direction, typer.Option("--direction", help="TB draws top to bottom, LR left to right.")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Replace an existing file archviz did not write (the default ARCH.svg, or the .dot written when graphviz is missing)."),
+]
 FoldOpt = Annotated[
     bool,
     typer.Option("--fold/--no-fold", help="Draw identical consecutive blocks (e.g. ResNet's repeated basic blocks) once, marked 'x N'."),
@@ -48,6 +53,7 @@ def diagram(
     direction: DirectionOpt = Direction.TB,
     fold: FoldOpt = True,
     param: ParamOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Draw the dataflow with graphviz: blocks (--depth 1) or layers, their settings and params, shapes on the edges."""
     shape = parse_shape(input) if input is not None else None
@@ -61,5 +67,7 @@ def diagram(
         return
     path = Path(output) if output else Path(default_filename(loaded.name, fmt))
     check_writable(path)  # before tracing, which can take seconds for a torch model
-    written = save_diagram(loaded.trace(shape), path, fmt, depth, direction, fold)
+    if not output:  # a name the user did not give: keep their own file of that name
+        refuse_overwrite(path, graphviz_output_of(loaded.name), force, " (it is the default output name; give -o PATH to write elsewhere)")
+    written = save_diagram(loaded.trace(shape), path, fmt, depth, direction, fold, force=force)
     print(f"wrote {written}")

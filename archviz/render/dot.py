@@ -533,10 +533,10 @@ def check_writable(path: Path) -> None:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    try:
-        path.write_bytes(data)
-    except OSError as exc:
-        raise RunError(f"cannot write {str(path)!r}: {exc.strerror or exc}.") from None
+    """Atomically (see archviz/files.py): a full disk never leaves a truncated or 0-byte file."""
+    from archviz.files import write_atomic
+
+    write_atomic(path, data)
 
 
 def save_diagram(
@@ -546,17 +546,28 @@ def save_diagram(
     depth: int = 1,
     direction: Direction = Direction.TB,
     fold: bool = True,
+    force: bool = False,
 ) -> Path:
     """Draw ``trace`` into ``path``; when ``dot`` is missing, write ``path`` with a .dot suffix and raise.
 
-    Returns the path written.
+    The .dot file is one the user never named: an existing one archviz did not write is kept
+    unless ``force``. Returns the path written.
     """
     check_writable(path)
     source = to_dot(trace, depth, direction, fold)
     try:
         data = render(source, fmt)
     except GraphvizMissing:
+        from archviz.files import graphviz_output_of, refuse_overwrite
+
         dot_path = path.with_suffix(".dot")
+        try:
+            refuse_overwrite(dot_path, graphviz_output_of(trace.arch), force)
+        except UsageError:
+            raise GraphvizMissing(
+                f"graphviz's `dot` program was not found, and the DOT source was not written because {str(dot_path)!r} already exists and archviz "
+                f"did not write it; {INSTALL_HINT}, or get the source with `-f dot -o FILE`, or pass --force to replace {str(dot_path)!r}."
+            ) from None
         write_bytes(dot_path, source.encode())
         raise GraphvizMissing(
             f"graphviz's `dot` program was not found, so only the DOT source was written to {str(dot_path)!r}; "

@@ -10,12 +10,84 @@ from typing import Any
 import yaml
 
 from archviz.errors import UsageError
+from archviz.files import read_bounded
 from archviz.spec import ops as O
 from archviz.spec.expr import FUNCTIONS, MAX_INT, ExprError, names_in, show
 from archviz.spec.model import REPEAT, STANDARD_PARAMS, BlockDef, Layer, Spec
 
 TOP_KEYS = ("name", "description", "default_input", "params", "blocks", "layers")
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+# Bounds on what a spec file may cost to read (issue 11): the size of the file, how deep its
+# lists and mappings nest (the composer and our walk recurse), and how much YAML aliases may
+# add when expanded (a 3 KB "billion laughs" file expands to billions of nodes).
+MAX_SPEC_BYTES = 16 * 2**20
+MAX_DEPTH = 200  # nested YAML collections; each nested layer list takes 3 (item, fields, list)
+MAX_ALIAS_EXPANSION = 1_000_000  # nodes that aliases may add to the file's own
+# Plain data only: a tag outside these (``!!python/name:os.system``, ``!foo``) is refused.
+_ALLOWED_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map", "timestamp"))
+
+
+class _Refused(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark | None, message: str):
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe composer with a nesting limit, duplicate keys refused and only plain tags."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if not self.check_event(yaml.AliasEvent) and self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                raise _Refused(self.peek_event().start_mark, f"the spec nests lists and mappings more than {MAX_DEPTH} levels deep; flatten it")
+            try:
+                node = super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+        else:
+            node = super().compose_node(parent, index)
+        if node.tag not in _ALLOWED_TAGS:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise _Refused(node.start_mark, f"the YAML tag {tag!r} is not allowed; a spec is plain data (numbers, text, lists, mappings)")
+        return node
+
+    def compose_mapping_node(self, anchor):  # noqa: ANN001
+        node = super().compose_mapping_node(anchor)
+        seen: dict[tuple[str, str], yaml.Node] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    first = seen[key].start_mark.line + 1
+                    raise _Refused(key_node.start_mark, f"key {key_node.value!r} appears twice in one mapping (first on line {first}); keep one")
+                seen[key] = key_node
+        return node
+
+
+def _expanded_size(root: yaml.Node) -> tuple[int, int]:
+    """(nodes in the file, nodes once aliases are expanded), without expanding anything."""
+    sizes: dict[int, int] = {}
+    order, stack = [], [root]
+    while stack:  # iterative post-order over the node graph (aliases share node objects)
+        node = stack.pop()
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = -1
+        order.append(node)
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+    for node in reversed(order):
+        children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+        sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+    return len(order), sizes[id(root)]
 
 
 def suggest(word: str, options, prefix: str = "; did you mean ") -> str:
@@ -26,15 +98,59 @@ def suggest(word: str, options, prefix: str = "; did you mean ") -> str:
 
 
 def load_spec_file(path: str | Path) -> Spec:
-    """Load and validate a spec file; every problem raises UsageError naming file and line."""
+    """Load and validate a spec file; every problem raises UsageError naming file and line.
+
+    Only a regular file of at most MAX_SPEC_BYTES is read (``/dev/zero`` or a FIFO is refused
+    before a byte is read); nothing in it is ever executed.
+    """
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise UsageError(f"spec file {str(path)!r} does not exist; give a built-in name or the path of a YAML spec.")
+    data = read_bounded(path, MAX_SPEC_BYTES, "spec file")
+    if path.suffix == ".py":
+        raise UsageError(_python_file_hint(path, data))
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"spec file {str(path)!r} does not exist; give a built-in name or the path of a YAML spec.") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise UsageError(f"spec file {str(path)!r} cannot be read ({exc.__class__.__name__}); give a readable YAML file.") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"spec file {str(path)!r} is not UTF-8 text (byte {exc.start}); give a YAML spec.") from None
     return parse_spec(text, source=str(path), default_name=path.stem)
+
+
+def _python_file_hint(path: Path, data: bytes) -> str:
+    """A .py file given as ARCH: say how to name the model in it (found by parsing, never by running it)."""
+    import ast
+
+    try:
+        tree = ast.parse(data)
+        names = [n.name for n in tree.body if isinstance(n, ast.ClassDef | ast.FunctionDef) and not n.name.startswith("_")]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        names = []
+    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)] if names else []
+    pick = (classes or names or ["NAME"])[0]
+    return (
+        f"{str(path)!r} is a Python file, not a YAML spec; to use a model defined in it, pass module:callable, "
+        f"e.g. `{path.stem}:{pick}` (run from {str(path.parent)!r} or put it on PYTHONPATH)."
+    )
+
+
+def _indentation_problem(exc: yaml.YAMLError, text: str) -> str | None:
+    """'LINE: message' when a YAML error is a line indented differently from its siblings (or a tab)."""
+    problem, mark = getattr(exc, "problem", None) or "", getattr(exc, "problem_mark", None)
+    if mark is None:
+        return None
+    line = mark.line + 1
+    if "'\\t'" in problem or "\\t" in repr(problem):
+        return f"{line}: not valid YAML: line {line} is indented with a tab; indent with spaces only."
+    lines = text.splitlines()
+    content = lines[mark.line].strip() if mark.line < len(lines) else ""
+    if problem.startswith("expected <block end>") or problem == "mapping values are not allowed here":
+        context = getattr(exc, "context_mark", None)
+        block = f" that starts on line {context.line + 1}" if context is not None else ""
+        return (
+            f"{line}: not valid YAML: line {line} ({content[:40]!r}) is indented differently from the block{block}; "
+            f"this is an indentation problem: indent it exactly like the lines it belongs with (spaces only)."
+        )
+    return None
 
 
 def parse_spec(text: str, source: str = "<spec>", default_name: str = "custom") -> Spec:
@@ -67,9 +183,21 @@ class _Parser:
         return value
 
     def spec(self, text: str, default_name: str) -> Spec:
+        if len(text) > MAX_SPEC_BYTES:
+            raise UsageError(f"{self.source}: the spec is {len(text):,} characters, more than the {MAX_SPEC_BYTES:,} archviz reads.")
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            loader = _BoundedLoader(text)
+            try:
+                root = loader.get_single_node()
+            finally:
+                loader.dispose()
+        except _Refused as exc:
+            where = f":{exc.mark.line + 1}" if exc.mark else ""
+            raise UsageError(f"{self.source}{where}: {exc.message}.") from None
         except yaml.YAMLError as exc:
+            indentation = _indentation_problem(exc, text)
+            if indentation:
+                raise UsageError(f"{self.source}:{indentation}") from None
             # The context mark is where the broken construct starts (an unclosed '{', say).
             mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}" if mark else ""
@@ -79,6 +207,13 @@ class _Parser:
             raise UsageError(f"{self.source}{where}: not valid YAML ({problem}); check indentation and brackets there.") from None
         if not isinstance(root, yaml.MappingNode):
             raise self.fail(root, "a spec must be a mapping with at least a 'layers' list")
+        unique, expanded = _expanded_size(root)
+        if expanded - unique > MAX_ALIAS_EXPANSION:
+            raise self.fail(
+                None,
+                f"its YAML aliases (*name) expand to {expanded:,} nodes from {unique:,} written; "
+                f"archviz accepts at most {MAX_ALIAS_EXPANSION:,} more than written",
+            )
         top = {}
         for key_node, value_node in root.value:
             key = self.scalar(key_node)
@@ -176,6 +311,8 @@ class _Parser:
             op, fields_node = self.scalar(node), None
         elif isinstance(node, yaml.MappingNode) and len(node.value) == 1:
             op, fields_node = self.scalar(node.value[0][0]), node.value[0][1]
+        elif isinstance(node, yaml.MappingNode) and node.value:
+            raise self._dedented(node)
         else:
             raise self.fail(node, "a layer is written '- op: {field: value, ...}' with exactly one op name")
         if op == REPEAT:
@@ -265,6 +402,24 @@ class _Parser:
         if missing:
             raise self.fail(node, f"block {block.name!r} needs a value for {', '.join(repr(m) for m in missing)}, e.g. {block.name}: {{{missing[0]}: ...}}")
         return Layer(block.name, args, name, self.source, line)
+
+    def _dedented(self, node: yaml.MappingNode) -> UsageError:
+        """A layer mapping with several keys: usually a field written at the op's indentation."""
+        first, second = node.value[0][0], node.value[1][0]
+        op, key = first.value, second.value
+        if op in O.OPS:
+            fields = O.OPS[op].fields
+        elif op in self.blocks:
+            fields = self.blocks[op].params
+        else:
+            fields = ("times", "index", "layers") if op == REPEAT else ()
+        if key in fields or key == "name":
+            return self.fail(
+                second,
+                f"{key!r} is at the same indentation as {op!r}, so YAML reads it as a second op of this layer; this is an indentation problem: "
+                f"indent {key!r} (and the lines under it) further than {op!r}, or write `- {op}: {{{key}: ...}}`",
+            )
+        return self.fail(node, f"a layer is written '- op: {{field: value, ...}}' with exactly one op name, but this one has {op!r} and {key!r}")
 
     def value(self, node: yaml.Node, fld: O.Field, op: str, key: str) -> Any:
         kind = fld.kind
