@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import os
@@ -66,7 +67,9 @@ app = typer.Typer(
 
 def fail(message: str, code: int) -> typer.Exit:
     """Print one sentence on stderr and return the Exit to raise."""
-    print(f"archviz: error: {message}", file=sys.stderr)
+    from archviz.render.safe import printable
+
+    print(f"archviz: error: {printable(message, newlines=False)}", file=sys.stderr)
     return typer.Exit(code)
 
 
@@ -84,6 +87,13 @@ def _warning_printer() -> Callable:
     return show
 
 
+def _unexpected(exc: Exception) -> None:
+    if os.environ.get("ARCHVIZ_DEBUG"):
+        raise exc
+    first = (str(exc).strip().splitlines() or [""])[0]
+    raise fail(f"unexpected {type(exc).__name__}: {first} (set ARCHVIZ_DEBUG=1 to see the traceback).", 1) from None
+
+
 def command(name: str, examples: list[str], **kwargs) -> Callable:
     """Register a command whose errors become one sentence on stderr and an exit code, never a traceback.
 
@@ -98,6 +108,10 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
                     warnings.simplefilter("always", ArchvizWarning)
                     warnings.showwarning = _warning_printer()
                     return fn(*args, **kw)
+
+                result = fn(*args, **kw)
+                sys.stdout.flush()  # a full disk under `> file` shows here, not as a warning at exit
+                return result
             except ArchvizError as exc:
                 raise fail(str(exc), exc.exit_code) from None
             except BrokenPipeError:  # `archviz shapes ... | head`: the reader left, nothing is wrong
@@ -105,12 +119,15 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
                 raise typer.Exit(0) from None
             except KeyboardInterrupt:
                 raise fail("interrupted.", 130) from None
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG) or os.environ.get("ARCHVIZ_DEBUG"):
+                    return _unexpected(exc)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # drop what is still buffered
+                raise fail(f"cannot write the output ({exc.strerror or exc}); free some space or write it elsewhere.", 1) from None
             except (typer.Exit, typer.Abort, SystemExit):
                 raise
             except Exception as exc:  # a bug, or a user's module failing in an unexpected way
-                if os.environ.get("ARCHVIZ_DEBUG"):
-                    raise
-                raise fail(f"unexpected {type(exc).__name__}: {exc} (set ARCHVIZ_DEBUG=1 to see the traceback).", 1) from None
+                return _unexpected(exc)
 
         doc = inspect.cleandoc(fn.__doc__ or "")
         wrapper.__doc__ = doc + "\n\n\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples)

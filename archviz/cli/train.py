@@ -12,7 +12,7 @@ import typer
 
 from archviz.cli.app import command
 from archviz.cli.options import FormatOpt, ParamOpt
-from archviz.errors import UsageError
+from archviz.errors import RunError, UsageError
 from archviz.render import Format
 from archviz.render.tables import render_rows
 from archviz.train.config import Device, Optimizer
@@ -53,6 +53,9 @@ def train(
     download: Annotated[bool, typer.Option("--download", help="Download Fashion-MNIST with torchvision if it is not found.")] = False,
     out: Annotated[str | None, typer.Option("--out", "-o", metavar="DIR", help="Run directory. Default: runs/ARCH-TIMESTAMP.", show_default=False)] = None,
     resume: Annotated[str | None, typer.Option(metavar="DIR", help="Continue the run in DIR from its last.pt.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write the run into an --out holding other files, or over a finished run (its run files are replaced).")
+    ] = False,
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast. Default: on for CUDA, off on CPU.", show_default=False)] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (slow start, faster steps on GPU).")] = False,
     seed: Annotated[int | None, typer.Option(help="Random seed for weights and shuffling.", show_default="0")] = None,
@@ -98,7 +101,7 @@ def train(
 
         config = make_config(arch, param, out=out, **given)
     plain = not sys.stdout.isatty()
-    result = run(config, resume=bool(resume), reporter=PlainReporter() if plain else RichReporter())
+    result = run(config, resume=bool(resume), reporter=PlainReporter() if plain else RichReporter(), force=force)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
         return
     print(_summary(result))
@@ -108,12 +111,17 @@ def train(
 
 
 def _resumed_config(resume: str, arch: str | None, out: str | None, param: list[str] | None, given: dict[str, Any]):
+    from archviz.files import read_bounded
     from archviz.train.config import TrainConfig
 
     path = Path(resume) / "config.json"
     if not path.is_file():
         raise UsageError(f"--resume {resume}: there is no config.json there; point it at a directory `archviz train` wrote.")
-    config = TrainConfig.from_dict(json.loads(path.read_text()))
+    try:
+        data = json.loads(read_bounded(path, 64 * 2**20, "run configuration"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path} is corrupt ({exc}); it is not the JSON `archviz train` writes, so the run cannot be resumed.") from None
+    config = TrainConfig.from_dict(data, str(path))
     fixed = sorted(k for k in given if k not in RESUMABLE) + (["-p"] if param else []) + (["--out"] if out and Path(out) != Path(resume) else [])
     if fixed:
         names = ", ".join(k if k.startswith("-") else "--" + k.replace("_", "-") for k in fixed)
@@ -154,7 +162,9 @@ class PlainReporter:
     """One line per event: for logs, pipes and CI."""
 
     def info(self, text: str) -> None:
-        print(text, flush=True)
+        from archviz.render.safe import printable
+
+        print(printable(text), flush=True)
 
     def start_epoch(self, epoch: int, num_epochs: int, total_batches: int) -> None:
         pass
@@ -214,6 +224,8 @@ def evaluate(
     from archviz.train.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(path, device, data_dir, limit_test)
+    if report.note:
+        print(report.note, file=sys.stderr)
     rows = [
         {"class": pc["class"], "accuracy": f"{pc['accuracy']:.3f}" if pc["total"] else "-", "correct": pc["correct"], "total": pc["total"]}
         | {f"pred_{j}": count for j, count in enumerate(report.confusion[i])}

@@ -89,7 +89,7 @@ def render_compare(report: dict[str, Any], fmt: Format = Format.table) -> str:
     rows = [
         dict(
             r,
-            arch=r["arch"].replace("[", "\\[") if fmt is Format.table else r["arch"],  # not rich markup
+            arch=r["arch"],  # shown literally (render_rows passes rich Text, never markup)
             input=format_shape(r["input_shape"]),
             peak=r["peak_bytes"] if numbers else format_bytes(r["peak_bytes"]),
             smallest=format_shape(r["smallest_input"]) if r["smallest_input"] else "-",

@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from archviz.errors import RunError, UsageError
+from archviz.render.safe import printable
 from archviz.spec import ops as O
 from archviz.trace.record import Node, Op, Shape, Trace
 
@@ -308,11 +309,12 @@ def graph_to_dot(graph: Graph, direction: Direction = Direction.TB) -> str:
 
 
 def _q(text: str) -> str:
+    text = printable(text, newlines=False)  # no control characters in DOT or SVG (render/safe.py)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(printable(text, newlines=False), quote=True)
 
 
 def _shape(shape: Shape) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archviz.render import Format
+from archviz.render.safe import printable
 
 
 def human(n: int | float) -> str:
@@ -45,13 +46,13 @@ def render_rows(
         return buf.getvalue().rstrip("\n")
     cells = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
     if fmt is Format.markdown:
-        lines = [f"**{title}**", ""] if title else []
+        lines = [f"**{printable(title, newlines=False)}**", ""] if title else []
         lines.append("| " + " | ".join(h for _, h in columns) + " |")
         lines.append("|" + "|".join("---:" if _numeric(rows, k) else "---" for k, _ in columns) + "|")
-        lines += ["| " + " | ".join(c) + " |" for c in cells]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
         if footer:
             lines.append("")
-            lines += [f"- {label}: {text}" for label, text in footer]
+            lines += [f"- {label}: {printable(text, newlines=False)}" for label, text in footer]
         return "\n".join(lines)
     plain = _plain_table(rows, cells, columns, title, footer)
     if plain is not None:
@@ -70,7 +71,7 @@ def _cell(value: Any) -> str:
         return human(value)
     if isinstance(value, list | tuple):
         return shape_text(value)
-    return str(value)
+    return printable(value, newlines=False)  # names come from specs and models: no escapes (render/safe.py)
 
 
 def _csv_cell(value: Any) -> Any:
@@ -82,16 +83,18 @@ def _csv_cell(value: Any) -> Any:
 def _rich_table(rows, cells, columns, title, footer) -> str:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title or None, title_justify="left", header_style="bold")
+    # Text objects, never markup strings: a layer named "[red]x[/red]" or "[/bold]" prints as written.
+    table = Table(title=Text(printable(title, newlines=False)) if title else None, title_justify="left", header_style="bold")
     for key, heading in columns:
-        table.add_column(heading, justify="right" if _numeric(rows, key) else "left", no_wrap=True)
+        table.add_column(Text(heading), justify="right" if _numeric(rows, key) else "left", no_wrap=True)
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(Text(c) for c in row))
     console = Console(width=200, record=True, file=io.StringIO(), force_terminal=False, color_system=None)
     console.print(table)
     for label, text in footer:
-        console.print(f"{label}: {text}", highlight=False)
+        console.print(Text(f"{label}: {printable(text, newlines=False)}"), highlight=False)
     return "\n".join(line.rstrip() for line in console.export_text().splitlines())
 
 

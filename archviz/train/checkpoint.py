@@ -9,6 +9,7 @@ Writes go through :func:`archviz.files.write_atomic` (a crash leaves the old fil
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 
 from archviz.errors import RunError, UsageError
-from archviz.files import write_atomic, write_text_atomic
+from archviz.files import read_bounded, write_atomic, write_text_atomic
 
 __all__ = ["FORMAT", "load", "save", "write_atomic", "write_text_atomic", "rng_state", "set_rng_state"]
 
@@ -67,7 +68,69 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         raise RunError(f"{path} is not a readable archviz checkpoint ({type(exc).__name__}: {first}).") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RunError(f"{path} is not an archviz checkpoint (format {FORMAT}); it was written by another tool or version.")
+    if not isinstance(state.get("model"), dict):
+        raise RunError(f"{path} is an incomplete archviz checkpoint (no model weights); it is corrupt.")
     return state
+
+
+def with_spec(config: Any) -> Any:
+    """``config`` carrying the text of its spec file, when its ARCH is one (a run is self-contained)."""
+    from archviz import zoo
+    from archviz.spec.loader import MAX_SPEC_BYTES
+
+    if config.spec is not None or zoo.is_builtin(config.arch) or not _is_spec_file(config.arch):
+        return config
+    text = read_bounded(config.arch, MAX_SPEC_BYTES, "spec file").decode("utf-8", errors="replace")
+    return dataclasses.replace(config, spec=text)
+
+
+def _is_spec_file(arch: str) -> bool:
+    return arch.endswith((".yaml", ".yml")) or (":" not in arch and Path(arch).exists())
+
+
+def run_arch(config: Any) -> tuple[Any, str | None]:
+    """The architecture a run trains or was trained as, and a note when its spec file has changed since.
+
+    A run that carries its spec (``config.spec``) is rebuilt from it, wherever the command runs
+    and whatever happened to the file; other ARCHs are loaded by name.
+    """
+    from archviz.arch import Arch, load_arch
+
+    if config.spec is None:
+        return load_arch(config.arch, config.params), None
+    from archviz.spec import parse_spec, resolve
+
+    spec = parse_spec(config.spec, source=f"{config.arch} (the copy stored in the run)", default_name=Path(config.arch).stem)
+    resolved = resolve(spec, config.params)
+    arch = Arch(spec.name, "file", resolved.default_input, spec.description, resolved, params=resolved.params)
+    try:  # a file that is gone (another directory) is no news; one that differs is
+        current = read_bounded(config.arch, len(config.spec.encode()) + 1, "spec file").decode("utf-8", errors="replace")
+    except UsageError:
+        current = None if not Path(config.arch).is_file() else ""
+    if current is None or current == config.spec:
+        return arch, None
+    return arch, f"note: {config.arch} has changed since this run was trained; using the spec stored in the run."
+
+
+def load_weights(net: torch.nn.Module, weights: dict[str, Any], path: Path | str, arch: str) -> None:
+    """``net.load_state_dict(weights)``, or one sentence saying how the two differ (never torch's key lists)."""
+    mine = net.state_dict()
+    missing = [k for k in mine if k not in weights]
+    unexpected = [k for k in weights if k not in mine]
+    reshaped = [k for k in mine if k in weights and tuple(mine[k].shape) != tuple(getattr(weights[k], "shape", ()))]
+    if not (missing or unexpected or reshaped):
+        net.load_state_dict(weights)
+        return
+    parts = [f"{len(x)} {what}" for x, what in ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape")) if x]
+    if reshaped:
+        k = reshaped[0]
+        example = f"e.g. {k} is {list(weights[k].shape)} in the checkpoint, {list(mine[k].shape)} now"
+    else:
+        example = f"e.g. {(missing or unexpected)[0]!r} is {'missing' if missing else 'unexpected'}"
+    raise RunError(
+        f"the weights in {path} do not fit {arch} as it is built now ({', '.join(parts)} tensors; {example}); "
+        f"its code, spec or -p values changed since the run was trained."
+    )
 
 
 def rng_state() -> dict[str, Any]:

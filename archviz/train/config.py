@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from archviz.errors import UsageError
+from archviz.errors import RunError, UsageError
 
 
 class Optimizer(StrEnum):
@@ -50,6 +50,9 @@ class TrainConfig:
     data_dir: str | None = None
     download: bool = False
     out: str = ""
+    # The YAML text of a spec-file ARCH, stored with the run so that evaluate and --resume rebuild
+    # exactly what was trained, from any directory and after the file is edited (issue 11).
+    spec: str | None = None
 
     def validate(self) -> TrainConfig:
         """Raise UsageError, in one sentence, for a value that cannot train."""
@@ -77,10 +80,19 @@ class TrainConfig:
         return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any], source: str = "the run's configuration") -> TrainConfig:
+        """The config ``to_dict`` wrote; RunError, in one sentence, for anything else (a corrupt config.json)."""
         known = {f.name for f in fields(cls)}
-        config = cls(**{k: v for k, v in data.items() if k in known})
-        config.optimizer = Optimizer(config.optimizer)
-        config.device = Device(config.device)
-        config.params = list(config.params)
+        try:
+            if not isinstance(data, dict) or not isinstance(data.get("arch"), str):
+                raise TypeError("it has no 'arch'")
+            config = cls(**{k: v for k, v in data.items() if k in known})
+            config.optimizer = Optimizer(config.optimizer)
+            config.device = Device(config.device)
+            config.params = [str(p) for p in config.params]
+            if config.spec is not None and not isinstance(config.spec, str):
+                raise TypeError("its 'spec' is not text")
+            config.validate()
+        except (TypeError, ValueError, UsageError) as exc:
+            raise RunError(f"{source} is not a valid archviz run configuration ({exc}); it is corrupt or was not written by archviz train.") from None
         return config

@@ -49,6 +49,7 @@ class Evaluation:
     num_images: int
     per_class: list[dict]  # {"class", "accuracy", "correct", "total"}
     confusion: list[list[int]]  # rows: true class, columns: predicted class
+    note: str | None = None  # e.g. the spec file changed since the run (the stored copy was used)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__, class_names=list(CLASS_NAMES))
@@ -68,17 +69,16 @@ def evaluate_checkpoint(
     path: str | Path, device: Device = Device.auto, data_dir: str | None = None, limit_test: int | None = None, batch_size: int = 512
 ) -> Evaluation:
     """Rebuild the model a checkpoint was trained as, and score it on the Fashion-MNIST test set."""
-    from archviz.arch import load_arch
     from archviz.train.loop import resolve_device
 
     file = find_checkpoint(path)
     dev = resolve_device(device)
     state = checkpoint.load(file, map_location=dev)
-    config = TrainConfig.from_dict(state["config"])
-    arch = load_arch(config.arch, config.params)
+    config = TrainConfig.from_dict(state.get("config"), f"the configuration in {file}")
+    arch, note = checkpoint.run_arch(config)
     channels = arch.default_input[1]
     net = arch.build(input_shape=(1, channels, config.resize, config.resize))
-    net.load_state_dict(state["model"])
+    checkpoint.load_weights(net, state["model"], file, config.arch)
     net.to(dev)
     data = load_fashion_mnist(data_dir or config.data_dir).limit(None, limit_test).to(dev)
     amp = dev.type == "cuda" if config.amp is None else config.amp
@@ -91,9 +91,10 @@ def evaluate_checkpoint(
     return Evaluation(
         checkpoint=str(file),
         arch=config.arch,
-        epoch=int(state["epoch"]),
+        epoch=int(state.get("epoch", 0)),
         test_acc=round(int(correct.sum()) / int(total.sum()), 4),
         num_images=int(total.sum()),
         per_class=per_class,
         confusion=matrix.tolist(),
+        note=note,
     )

@@ -11,10 +11,12 @@ What it adds to the seed's loop, each for a reason:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import signal
 import threading
@@ -26,8 +28,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from archviz.arch import load_arch
 from archviz.errors import RunError, UsageError
+from archviz.files import LOCK_NAME, dir_lock
 from archviz.train import checkpoint, distributed, perf
 from archviz.train.config import Device, Optimizer, TrainConfig
 from archviz.train.data import batches, epoch_order, load_fashion_mnist, num_batches, prepare
@@ -36,6 +38,7 @@ from archviz.train.plot import learning_curve_svg
 
 CHECK_EVERY = 20  # steps between NaN / Ctrl-C checks that need the host to wait for the device
 RUN_FILES = ("config.json", "metrics.json", "last.pt")
+EXTRA_RUN_FILES = ("best.pt", "metrics.csv", "learning_curve.svg")
 
 
 @dataclass
@@ -95,31 +98,53 @@ class Silent:
         pass
 
 
-def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None) -> TrainResult:
-    """Check ``config.out``, then train here, in ``config.nproc`` processes, or as one torchrun rank."""
+def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, force: bool = False) -> TrainResult:
+    """Check and lock ``config.out``, then train here, in ``config.nproc`` processes, or as one torchrun rank.
+
+    ``force``: write the run into a folder holding files archviz did not write, or over a
+    finished run (whose run files are removed first).
+    """
+    config = checkpoint.with_spec(config)  # the run carries the spec it is trained on
     env = distributed.from_env()
     if env is not None:  # started by torchrun: it owns the processes; rank 0 checks --out for all
         distributed.init(env, resolve_device(config.device).type)
         try:
-            problems = distributed.all_gather(_problem(prepare_out, Path(config.out), resume) if env.is_main else None, env)
-            if problems[0] is not None:
-                raise problems[0]
-            return train(dataclasses.replace(config, nproc=env.world_size), resume=resume, reporter=reporter, dist=env)
+            with contextlib.ExitStack() as stack:
+                problems = distributed.all_gather(_problem(_claim_out, stack, Path(config.out), resume, force) if env.is_main else None, env)
+                if isinstance(problems[0], UsageError):
+                    raise problems[0]
+                resume = resume and problems[0] is not False  # rank 0's answer: it alone may see --out
+                return train(dataclasses.replace(config, nproc=env.world_size), resume=resume, reporter=reporter, dist=env)
         finally:
             distributed.leave()
-    prepare_out(Path(config.out), resume)
-    if config.nproc > 1:
-        device_type = resolve_device(config.device).type
-        return distributed.launch(train, config.nproc, device_type, config=config, resume=resume, reporter=reporter)
-    return train(config, resume=resume, reporter=reporter)
+    with contextlib.ExitStack() as stack:
+        has_checkpoint = _claim_out(stack, Path(config.out), resume, force)
+        resume = resume and has_checkpoint
+        if resume is False and has_checkpoint is False and reporter is not None and (Path(config.out) / "config.json").exists():
+            reporter.info(f"{config.out} holds no checkpoint from an earlier start; starting the run from epoch 1.")
+        if config.nproc > 1:
+            device_type = resolve_device(config.device).type
+            return distributed.launch(train, config.nproc, device_type, config=config, resume=resume, reporter=reporter)
+        return train(config, resume=resume, reporter=reporter)
 
 
-def _problem(check, *args) -> UsageError | None:
+def _claim_out(stack: contextlib.ExitStack, out: Path, resume: bool, force: bool) -> bool:
+    """Check ``out``, then lock it for the rest of the run (``stack``); whether it holds a checkpoint."""
+    prepare_out(out, resume, force, locked=False)  # before creating anything in a folder that is not ours
     try:
-        check(*args)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write to --out {out} ({exc.strerror or exc}); choose a directory you can write to.") from None
+    stack.enter_context(dir_lock(out, "--out"))
+    return prepare_out(out, resume, force, locked=True)
+
+
+def _problem(check, *args) -> Any:
+    """``check(*args)``, or the UsageError it raised (sent to the other ranks, raised by all)."""
+    try:
+        return check(*args)
     except UsageError as exc:
         return exc
-    return None
 
 
 def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, dist: distributed.Dist | None = None) -> TrainResult:
@@ -150,9 +175,16 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
 
     # Model, built for the training resolution (vgg11's first linear layer depends on it).
     torch.manual_seed(config.seed)
-    arch = load_arch(config.arch, config.params)
+    arch, note = checkpoint.run_arch(config)
+    if note:
+        reporter.info(note)
     channels = arch.default_input[1]
     input_shape = (1, channels, config.resize, config.resize)
+    try:
+        trace = arch.trace(input_shape)
+    except Exception:  # for the FLOP count and the memory check's first guess only
+        trace = None
+    check_memory(arch, input_shape, config, batch_size, amp, device, data.nbytes, trace)  # before allocating a step
     net = arch.build(input_shape=input_shape).to(device, memory_format=torch.channels_last if on_gpu else torch.preserve_format)
     check_output(net, input_shape, device, config.arch)
     loss = nn.CrossEntropyLoss()
@@ -168,7 +200,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     start_epoch, start_batch, partial, rng = 0, 0, None, None
     if resume:
         state = distributed.load_on_every_rank(out / "last.pt", dist, lambda path: checkpoint.load(path, map_location=device))
-        net.load_state_dict(state["model"])
+        checkpoint.load_weights(net, state["model"], out / "last.pt", config.arch)
         optimizer.load_state_dict(state["optimizer"])
         history = [EpochRecord(**r) for r in state["history"]]
         start_epoch, start_batch = state["epoch"], state["batch"]
@@ -187,10 +219,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     if config.compile:
         model = torch.compile(model)
 
-    try:
-        flops_per_image = 3 * arch.trace(input_shape).flops  # forward + backward ~ 3 forward passes
-    except Exception:  # the trace is for reporting only
-        flops_per_image = None
+    flops_per_image = 3 * trace.flops if trace is not None else None  # forward + backward ~ 3 forward passes
     where = device_name if on_gpu else f"cpu ({config.threads} thread{'s' if config.threads != 1 else ''}{' per process' if dist.active else ''})"
     reporter.info(
         f"training {config.arch} on {n_train:,} images at {config.resize}x{config.resize}, {config.optimizer} lr {config.lr:g}, "
@@ -281,7 +310,9 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
                 f"the training loss became NaN or infinite in epoch {exc.epoch} (by batch {exc.batch}); "
                 f"lower --lr (now {config.lr:g}) or check the model; {kept}."
             ) from None
-        except torch.OutOfMemoryError:
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
             raise out_of_memory(arch, input_shape, config, batch_size, amp, device, data.nbytes) from None
 
     # The report: best accuracy, time; on a GPU memory (next to the cost model's), TFLOP/s and MFU.
@@ -419,20 +450,46 @@ def make_optimizer(kind: Optimizer, params: Any, lr: float, weight_decay: float,
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **options)
 
 
-def prepare_out(out: Path, resume: bool) -> None:
-    """Refuse to overwrite a run, and find out now (not after an epoch) if ``out`` is not writable."""
+def _is_run_file(name: str) -> bool:
+    """Files `archviz train` writes in a run folder (and its temporaries and lock)."""
+    if name in RUN_FILES + EXTRA_RUN_FILES + (LOCK_NAME,):
+        return True
+    return name.startswith(".") and name.endswith(".tmp") and name[1:].split(".", 1)[0] in {n.split(".")[0] for n in RUN_FILES + EXTRA_RUN_FILES}
+
+
+def prepare_out(out: Path, resume: bool, force: bool = False, locked: bool = True) -> bool:
+    """Refuse to overwrite a run or the user's files; returns whether ``out`` holds a checkpoint.
+
+    A folder holding only config.json (stopped before its first checkpoint: killed, two quick
+    Ctrl-C, out of memory) is neither a run to refuse nor one to resume: it starts over, with
+    --out or with --resume. ``locked``: the caller holds ``out``'s lock (the final check).
+    """
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a directory; choose a directory for the run.")
+    has_checkpoint = (out / "last.pt").is_file()
     if resume:
-        if not (out / "last.pt").is_file():
+        if not has_checkpoint and not (out / "config.json").is_file():
             raise UsageError(f"--resume {out}: there is no last.pt there to continue from.")
-        return
-    if out.exists() and any((out / name).exists() for name in RUN_FILES):
-        raise UsageError(f"--out {out} already holds a run; pass --resume {out} to continue it, or choose another --out.")
+        return has_checkpoint
+    if not out.is_dir():
+        return False
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_text_atomic(out / ".write-test", "")
-        (out / ".write-test").unlink()
+        names = sorted(p.name for p in out.iterdir())
     except OSError as exc:
-        raise UsageError(f"cannot write to --out {out} ({exc.strerror or exc}); choose a directory you can write to.") from None
+        raise UsageError(f"cannot read --out {out} ({exc.strerror or exc}); choose a directory you can write to.") from None
+    theirs = [n for n in names if not _is_run_file(n)]
+    if theirs and not force:
+        raise UsageError(
+            f"--out {out} holds files archviz did not write (e.g. {theirs[0]!r}); choose a new or empty directory, "
+            f"or pass --force to write the run there (files named like run files would be replaced)."
+        )
+    finished = [n for n in names if n in ("last.pt", "best.pt", "metrics.json")]
+    if finished and not force:
+        raise UsageError(f"--out {out} already holds a run; pass --resume {out} to continue it, choose another --out, or pass --force to start over.")
+    if locked:
+        for name in finished + [n for n in ("metrics.csv", "learning_curve.svg") if n in names]:  # --force: no stale files
+            (out / name).unlink(missing_ok=True)
+    return False
 
 
 def checkpoint_state(net, optimizer, config, history, epoch, batch, ranks) -> dict[str, Any]:
@@ -467,22 +524,76 @@ def write_metrics(out: Path, history: list[EpochRecord], title: str) -> None:
     checkpoint.write_text_atomic(out / "learning_curve.svg", learning_curve_svg(rows, f"{title} on Fashion-MNIST"))
 
 
-def out_of_memory(arch, input_shape, config: TrainConfig, batch_size: int, amp: bool, device: torch.device, data_bytes: int) -> RunError:
-    """The OOM message, naming a batch size that fits (per the cost model when it can say)."""
+def device_memory(device: torch.device) -> int:
+    """Bytes a training step may use on ``device``: a GPU's total memory; on a CPU what the OS has
+    available now (MemAvailable, capped by a cgroup's limit), else the physical memory."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        with open("/proc/meminfo") as f:
+            total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total
+
+
+def check_memory(arch, input_shape, config: TrainConfig, batch_size: int, amp: bool, device: torch.device, data_bytes: int, trace=None) -> None:
+    """Refuse, before anything is allocated, a step the cost model says cannot fit (``--resize 1024``
+    with the recipe's batch): the same advice as an out-of-memory error, without waiting for one.
+
+    The simulation takes a second or more, so a generous bound from the trace (weights, grads
+    and two optimizer states; every op's output kept three times) skips it when even that fits
+    in half the budget.
+    """
+    budget = _step_budget(device, data_bytes)
+    try:
+        activations = sum(math.prod(op.output_shape) for op in trace.ops) * batch_size if trace is not None else None
+    except TypeError:  # an op with several outputs: let the simulation say
+        activations = None
+    if activations is not None and 4 * (4 * trace.total_params + 3 * activations) <= budget / 2:
+        return
+    predicted = perf.predicted_memory(arch, (batch_size, *input_shape[1:]), str(config.optimizer), amp, config.weight_decay, device.type)
+    if predicted is not None and predicted > budget:
+        raise out_of_memory(arch, input_shape, config, batch_size, amp, device, data_bytes, predicted=predicted)
+
+
+def _step_budget(device: torch.device, data_bytes: int) -> int:
+    # The device less the dataset and 1 GiB for what the cost model does not count (CUDA
+    # context, cuDNN workspaces, allocator fragmentation; on a CPU, the Python process itself).
+    return device_memory(device) - data_bytes - 2**30
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the RuntimeError torch's CPU allocator raises when malloc fails."""
+    return isinstance(exc, torch.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+
+
+def out_of_memory(
+    arch, input_shape, config: TrainConfig, batch_size: int, amp: bool, device: torch.device, data_bytes: int, predicted: int | None = None
+) -> RunError:
+    """The out-of-memory message, naming a batch size that fits (per the cost model when it can say)."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
-        total = torch.cuda.get_device_properties(device).total_memory
-    else:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    # The step's budget: the device less the dataset and 1 GiB for what the cost model does not
-    # count (CUDA context, cuDNN workspaces, allocator fragmentation).
-    budget = total - data_bytes - 2**30
+    budget = _step_budget(device, data_bytes)
     fits = perf.largest_batch(arch, (batch_size, *input_shape[1:]), budget, str(config.optimizer), amp, device.type)
     where = f"{config.arch} at {config.resize}x{config.resize} with batch size {config.batch_size}"
+    if predicted:
+        head = (
+            f"the cost model predicts {predicted / 2**30:.1f} GiB for one step of {where}, more than the {max(budget, 0) / 2**30:.1f} GiB {device} has for it"
+        )
+    else:
+        head = f"out of memory on {device} training {where}"
     if fits and fits < batch_size:
         suggestion = fits * (config.batch_size // batch_size)  # global batch: per process x processes
-        return RunError(
-            f"out of memory on {device} training {where}; the cost model says batch size {suggestion} fits "
-            f"in {budget / 2**30:.1f} GiB: rerun with --batch-size {suggestion}."
-        )
-    return RunError(f"out of memory on {device} training {where}; try halving it: --batch-size {max(1, config.batch_size // 2)}.")
+        return RunError(f"{head}; the cost model says batch size {suggestion} fits: rerun with --batch-size {suggestion}.")
+    if predicted and not fits:
+        return RunError(f"{head}, even at batch size 1; lower --resize (now {config.resize}) or train on a larger device.")
+    return RunError(f"{head}; try halving it: --batch-size {max(1, config.batch_size // 2)}.")

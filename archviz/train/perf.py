@@ -32,14 +32,14 @@ def peak_tflops(device_name: str) -> float | None:
     return None
 
 
-def predicted_memory(arch: Any, input_shape: tuple[int, ...], optimizer: str, amp: bool, weight_decay: float = 0.0) -> int | None:
-    """Peak bytes of one CUDA training step at ``input_shape`` (batch included), per the cost model."""
+def predicted_memory(arch: Any, input_shape: tuple[int, ...], optimizer: str, amp: bool, weight_decay: float = 0.0, device: str = "cuda") -> int | None:
+    """Peak bytes of one training step on ``device`` at ``input_shape`` (batch included), per the cost model."""
     try:
         from archviz.cost.memory import predict_memory
     except ImportError:
         return None
     try:
-        return predict_memory(arch, input_shape, optimizer, amp=amp, device="cuda", weight_decay=weight_decay).peak_bytes
+        return predict_memory(arch, input_shape, optimizer, amp=amp, device=device, weight_decay=weight_decay).peak_bytes
     except Exception:  # the cost model is a best effort here
         return None
 
