@@ -121,9 +121,10 @@ def write_gallery(out_dir: Path = DEFAULT_DIR, names: list[str] | None = None, f
         raise UsageError(f"cannot write the gallery into {str(out_dir)!r}: the directory {str(out_dir.parent)!r} does not exist.")
     if find_dot() is None:
         raise GraphvizMissing(f"the gallery needs graphviz's `dot` program to draw SVGs and it was not found on PATH; {INSTALL_HINT}.")
-    files = gallery_files(names)
-    for filename in files:
+    names = zoo.list_models() if names is None else names
+    for filename in ["README.md"] + [f"{n}{suffix}.svg" for n in names for suffix in ("", "_detailed")]:  # before any work
         refuse_overwrite(out_dir / filename, _is_ours(filename), force, " (the gallery would write a file of that name)")
+    files = gallery_files(names)
     try:
         out_dir.mkdir(exist_ok=True)
     except OSError as exc:

@@ -202,7 +202,7 @@ def largest_batch(
     device: TargetDevice | str = "cuda",
     dtype: DType | str = "fp32",
     mode: Mode | str = "train",
-    limit: int = 2**24,
+    limit: int = 2**40,
 ) -> tuple[int, MemoryEstimate] | None:
     """The largest batch size whose predicted peak fits in ``budget_bytes``, with its estimate.
 
@@ -240,8 +240,11 @@ def largest_batch(
     if fits(guess):
         lo, hi = guess, None
         while hi is None:
-            if lo + step > limit:
-                return lo, at(lo)
+            if lo + step > limit:  # never capped silently (issue 11): say so
+                raise UsageError(
+                    f"the budget of {budget_bytes:,} bytes fits more than {limit:,} images of {'x'.join(map(str, shape[1:]))} "
+                    f"(batch {lo:,} needs {at(lo).peak_bytes:,} bytes); archviz searches batch sizes up to {limit:,}: give a smaller budget."
+                )
             if fits(lo + step):
                 lo, step = lo + step, step * 2
             else:

@@ -77,6 +77,8 @@ def _cell(value: Any) -> str:
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return "x".join(str(v) for v in value)
+    if isinstance(value, str):
+        return printable(value, newlines=False)
     return "" if value is None else value
 
 

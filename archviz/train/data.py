@@ -8,11 +8,12 @@ one ``F.interpolate`` there.
 
 from __future__ import annotations
 
+import errno
 import functools
 import gzip
 import os
-import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ FILES = {
     "test_y": "t10k-labels-idx1-ubyte",
 }
 SIZES = {"train": 60_000, "test": 10_000}
+MAX_IDX_BYTES = 64 * 2**20  # the largest file, train-images, is 47,040,016 bytes unpacked
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 # Mean and standard deviation of the training pixels in [0, 1] (measured over all 60,000).
 MEAN, STD = 0.2860, 0.3530
@@ -104,20 +106,25 @@ def load_fashion_mnist(data_dir: str | None = None, download: bool = False) -> F
     for origin, directory in search_path(data_dir):
         files = find_files(directory)
         if files is not None:
+            for path in files.values():
+                if path.stat().st_size > MAX_IDX_BYTES:
+                    raise RunError(f"{path} is {path.stat().st_size:,} bytes, more than any Fashion-MNIST file; it is not one.")
             stamps = tuple(sorted((k, str(p), p.stat().st_size, p.stat().st_mtime_ns) for k, p in files.items()))
             return _read(stamps, str(directory))
+        if origin == "--data-dir" and download:  # --download puts the files where --data-dir says
+            return _download(directory)
         if origin in ("--data-dir", "$ARCHVIZ_DATA") and not download:
             # A folder the user named explicitly is not silently skipped.
             raise UsageError(f"{origin} {directory} holds no Fashion-MNIST files; it needs {', '.join(FILES.values())} (raw or .gz).")
     if download:
-        return _download()
+        return _download(cache_dir())
     raise RunError(missing_message(data_dir))
 
 
-def _download() -> FashionMNIST:
+def _download(root: Path) -> FashionMNIST:
+    """Download into ``root`` (torchvision's layout: ``root/FashionMNIST/raw``)."""
     from torchvision.datasets import FashionMNIST as TorchvisionFashionMNIST
 
-    root = cache_dir()
     try:
         for train in (True, False):
             TorchvisionFashionMNIST(str(root), train=train, download=True)
@@ -141,8 +148,13 @@ def _read(files: tuple[tuple[str, str, int, int], ...], source: str) -> FashionM
             reader = read_image_file if key.endswith("_X") else read_label_file
             try:
                 tensors[key] = reader(_raw(Path(path), Path(tmp)))
-            except (AssertionError, RuntimeError, ValueError, TypeError, EOFError, OSError, gzip.BadGzipFile) as exc:
-                raise RunError(f"{path} is corrupt or truncated ({type(exc).__name__}: {exc or 'bad header'}); delete it and get the file again.") from None
+            except RunError:
+                raise
+            except (AssertionError, RuntimeError, ValueError, TypeError, EOFError, OSError, gzip.BadGzipFile, zlib.error) as exc:
+                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise RunError(f"no space left in {tempfile.gettempdir()} to unpack {path} ({exc.strerror}); free some space or set TMPDIR.") from None
+                reason = (str(exc).strip().splitlines() or ["bad header"])[0]
+                raise RunError(f"{path} is corrupt or truncated ({type(exc).__name__}: {reason}); delete it and get the file again.") from None
     for split, n in SIZES.items():
         X, y = tensors[f"{split}_X"], tensors[f"{split}_y"]
         if tuple(X.shape) != (n, 28, 28) or tuple(y.shape) != (n,) or int(y.min()) < 0 or int(y.max()) > 9:
@@ -158,8 +170,13 @@ def _raw(path: Path, tmp: Path) -> str:
     if path.suffix != ".gz":
         return str(path)
     target = tmp / path.stem
+    written = 0
     with gzip.open(path, "rb") as src, open(target, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+        while chunk := src.read(1 << 20):
+            written += len(chunk)
+            if written > MAX_IDX_BYTES:  # a .gz that unpacks to gigabytes is not Fashion-MNIST
+                raise RunError(f"{path} unpacks to more than {MAX_IDX_BYTES:,} bytes; it is not a Fashion-MNIST file.")
+            dst.write(chunk)
     return str(target)
 
 
