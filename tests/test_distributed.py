@@ -201,3 +201,13 @@ def test_the_cause_of_a_failed_launch_comes_first(tmp_path):
     report(1, "run", "out of memory on cuda:1 training lenet", 3.0)
     error = distributed.failure(failed(1, 1), tmp_path, 2)
     assert type(error).__name__ == "RunError" and str(error) == "out of memory on cuda:1 training lenet"
+
+
+def test_the_global_batch_must_split_evenly():
+    """DDP weighs every process's gradient equally, so 100 images over 3 processes cannot be one batch of 100."""
+    with pytest.raises(UsageError) as error:
+        make_config("lenet", batch_size=100, nproc=3, out="unused")
+    assert str(error.value) == "--batch-size 100 is the global batch and does not split evenly over 3 processes; use 99 or 102."
+    with pytest.raises(UsageError, match=r"over 2 processes; use 2\.$"):
+        make_config("lenet", batch_size=1, nproc=2, out="unused")
+    assert make_config("lenet", batch_size=102, nproc=3, out="unused").batch_size == 102

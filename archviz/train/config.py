@@ -72,8 +72,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 2:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 2 images, not {value}.")
-        if self.batch_size < self.nproc:
-            raise UsageError(f"--batch-size {self.batch_size} is the global batch and must be at least --nproc {self.nproc}.")
+        check_batch_split(self.batch_size, self.nproc)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,3 +95,11 @@ class TrainConfig:
         except (TypeError, ValueError, UsageError) as exc:
             raise RunError(f"{source} is not a valid archviz run configuration ({exc}); it is corrupt or was not written by archviz train.") from None
         return config
+
+
+def check_batch_split(batch_size: int, processes: int) -> None:
+    """The global batch must split evenly: DDP averages the processes' gradients with equal weights."""
+    if batch_size % processes:
+        lower, upper = batch_size - batch_size % processes, batch_size + processes - batch_size % processes
+        fits = f"{lower} or {upper}" if lower else str(upper)
+        raise UsageError(f"--batch-size {batch_size} is the global batch and does not split evenly over {processes} processes; use {fits}.")

@@ -31,7 +31,7 @@ from torch import nn
 from archviz.errors import RunError, UsageError
 from archviz.files import LOCK_NAME, dir_lock
 from archviz.train import checkpoint, distributed, perf
-from archviz.train.config import Device, Optimizer, TrainConfig
+from archviz.train.config import Device, Optimizer, TrainConfig, check_batch_split
 from archviz.train.data import batches, epoch_order, load_fashion_mnist, num_batches, prepare
 from archviz.train.evaluate import confusion
 from archviz.train.plot import learning_curve_svg
@@ -150,6 +150,7 @@ def _problem(check, *args) -> Any:
 def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, dist: distributed.Dist | None = None) -> TrainResult:
     """Train ``config.arch`` on Fashion-MNIST, writing metrics and checkpoints to ``config.out``."""
     dist = dist or distributed.Dist()
+    check_batch_split(config.batch_size, dist.world_size)  # torchrun's process count is known only here
     reporter = reporter if (reporter is not None and dist.is_main) else Silent()
     out = Path(config.out)
 
