@@ -17,7 +17,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,7 @@ from archviz.train.recipes import make_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--limit-train", "1000", "--limit-test", "500", "--batch-size", "100", "--threads", "1"]
-TIMEOUT_S = 90  # per child process; a healthy one takes 5-15 s on the shared 2-core machine
+TIMEOUT_S = 90  # two nodes together: 5-25 s when healthy on the shared 2-core machine; a hung rendezvous ends at join_timeout (30 s)
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -51,9 +53,9 @@ def start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), start_new_session=True)
 
 
-def finish(process: subprocess.Popen) -> tuple[int, str, str]:
+def finish(process: subprocess.Popen, deadline: float) -> tuple[int, str, str]:
     try:
-        stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+        stdout, stderr = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
@@ -65,13 +67,37 @@ def two_nodes(store_port: int, *args: str) -> list[tuple[int, str, str]]:
     """`torchrun --nnodes 2 --nproc-per-node 1 ... -m archviz ARGS` twice, as two nodes on 127.0.0.1.
 
     The test holds the rendezvous store (bound to port 0 by the kernel, so no port is
-    guessed); both nodes join it as clients (is_host=0) and give up after join_timeout.
+    guessed); both nodes join it as clients (is_host=0) and give up after join_timeout,
+    and both are killed, with their workers, TIMEOUT_S after they started.
     """
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
     rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{store_port}", "--rdzv-id", uuid.uuid4().hex]
-    rendezvous += ["--rdzv-conf", "is_host=0,join_timeout=45", "--local-addr", "127.0.0.1"]
+    rendezvous += ["--rdzv-conf", "is_host=0,join_timeout=30", "--local-addr", "127.0.0.1"]
+    deadline = time.monotonic() + TIMEOUT_S
     nodes = [start([*torchrun, *rendezvous, "-m", "archviz", *args]) for _ in range(2)]
-    return [finish(node) for node in nodes]
+    return [finish(node, deadline) for node in nodes]
+
+
+@contextmanager
+def alarm(seconds: int):
+    """Bound an in-process launch: SIGALRM raises in the launcher's wait, and the launcher stops its workers."""
+
+    def overran(signum, frame):
+        raise TimeoutError(f"ran over {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, overran)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(autouse=True)
+def bounded():
+    with alarm(2 * TIMEOUT_S):
+        yield
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -95,7 +121,8 @@ def one_node_two_processes(tmp_path_factory):
     """`--nproc 2` (elastic_launch), 2 epochs: the reference for the torchrun runs."""
     out = tmp_path_factory.mktemp("nproc") / "run"
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
-    result = loop.run(make_config("lenet", epochs=2, limit_train=1000, limit_test=500, batch_size=100, nproc=2, threads=1, out=str(out)))
+    with alarm(2 * TIMEOUT_S):  # a module fixture: set up before `bounded`
+        result = loop.run(make_config("lenet", epochs=2, limit_train=1000, limit_test=500, batch_size=100, nproc=2, threads=1, out=str(out)))
     # The launcher put back the parent's signal handlers and environment.
     assert {sig: signal.getsignal(sig) for sig in before} == before
     assert "TORCHELASTIC_SIGNALS_TO_HANDLE" not in os.environ

@@ -179,10 +179,10 @@ def launch(fn: Callable[..., Any], nproc: int, device_type: str, **kwargs: Any) 
             if interrupted:
                 raise KeyboardInterrupt from None
             raise failure(exc, Path(errors_dir), nproc) from None
-        except Exception as exc:  # the launcher itself: the rendezvous, starting the processes
+        except Exception as exc:  # the launcher itself: the rendezvous, starting or watching the processes
             if os.environ.get("ARCHVIZ_DEBUG"):
                 raise
-            raise RunError(f"could not start the {nproc} training processes: {_one_line(exc)}.") from None
+            raise RunError(f"the launcher of the {nproc} training processes failed: {_one_line(exc)}.") from None
     if results.get(0) is None:
         raise KeyboardInterrupt if interrupted else RunError("the training processes ended without a result.")
     return results[0]
