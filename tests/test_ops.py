@@ -291,3 +291,12 @@ def test_a_1d_net_too_small_gets_a_1d_smallest_input():
 def test_default_input_of_any_rank_but_not_any_string(bad):
     message = error_of("- flatten\n", bad)
     assert "must be NxC, NxCxL, NxCxHxW or NxCxDxHxW" in message or "channels but in_channels" in message
+
+
+def test_diagram_labels_of_the_new_ops():
+    from archviz.render.dot import hyperparameters
+
+    trace = trace_spec(_resolved(*NETS["upsample"]), (2, 3, 4, 5))
+    assert [hyperparameters(n) for n in trace.nodes[1:]] == ["\u00d72 nearest", "\u2192 9\u00d720 bilinear", "\u00d71\u00d72 nearest"]
+    trace = trace_spec(_resolved(*NETS["norms"]), (2, 4, 6, 6))
+    assert [hyperparameters(n) for n in trace.nodes[1:4]] == ["over 4\u00d76\u00d76", "4 ch \u00b7 2 groups", "size 3"]

@@ -338,6 +338,10 @@ def hyperparameters(node: Node) -> str:
         parts.append(f"{a['in_features']}\u2192{a['out_features']}")
     elif "num_features" in a:
         parts.append(f"{a['num_features']} ch")
+    elif "num_channels" in a:  # GroupNorm
+        parts.append(f"{a['num_channels']} ch \u00b7 {a['num_groups']} groups")
+    elif "normalized_shape" in a:  # LayerNorm
+        parts.append("over " + "\u00d7".join(str(v) for v in a["normalized_shape"]))
     if "kernel_size" in a:
         k = a["kernel_size"]
         kernel = "\u00d7".join(str(v) for v in k) if isinstance(k, list | tuple) else f"{k}\u00d7{k}"
@@ -350,6 +354,13 @@ def hyperparameters(node: Node) -> str:
     if "output_size" in a:
         size = a["output_size"]
         parts.append("\u2192 " + ("\u00d7".join(str(v) for v in size) if isinstance(size, list | tuple) else f"{size}\u00d7{size}"))
+    if node.type == "Upsample":
+        factor = a.get("scale_factor")
+        factors = tuple(f"{f:g}" for f in (factor if isinstance(factor, tuple) else (factor,)) if f is not None)
+        target = f"\u2192 {_dim(a['size'])}" if a.get("size") else f"\u00d7{_dim(factors)}"
+        parts.append(f"{target} {a.get('mode', '')}".strip())
+    if node.type == "LocalResponseNorm":
+        parts.append(f"size {a['size']}")
     if "p" in a and "dropout" in node.type.lower():
         parts.append(f"p={a['p']}")
     return " \u00b7 ".join(parts)
