@@ -133,6 +133,10 @@ def test_spec_trace_equals_module_trace_and_real_forward(name):
     assert {n.path: n.output_shape for n in trace.nodes} == seen
     assert trace.total_params == sum(p.numel() for p in model.parameters())
     assert uncounted_ops(trace) == []
+    # `archviz spec` writes it back in the same language
+    from archviz.spec import dump_spec
+
+    assert parse_spec(dump_spec(resolved.spec)).layers == resolved.spec.layers
 
 
 def test_conv1d_by_hand():
