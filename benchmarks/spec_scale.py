@@ -52,6 +52,33 @@ print(json.dumps({n: t[i + 1] - t[i] for i, n in enumerate(names)} | {"nodes": l
 """
 
 
+# The same layers built in memory (no YAML): per-layer microseconds of each step after reading,
+# best of three, in one process per size.
+STEPS = """
+import gc, json, sys, time
+from archviz.render import Format
+from archviz.render.shapes import render_shapes
+from archviz.spec import resolve
+from archviz.spec.model import Layer, Spec
+from archviz.trace.from_spec import trace_spec
+n = int(sys.argv[1])
+conv, act = ("conv", {"out": 8, "kernel": 3, "padding": 1}), ("act", {"fn": "relu"})
+layers = tuple(Layer(*(conv if i % 2 == 0 else act), None, "mem", i) for i in range(n))
+spec = Spec("scale", layers, "", (1, 8, 16, 16), {"in_channels": 8, "num_classes": 10})
+best = {}
+for _ in range(3):
+    gc.collect()
+    t = [time.perf_counter()]; resolved = resolve(spec)
+    t.append(time.perf_counter()); trace = trace_spec(resolved, resolved.default_input)
+    t.append(time.perf_counter()); render_shapes(trace, 1, Format.table)
+    t.append(time.perf_counter()); render_shapes(trace, 1, Format.json)
+    t.append(time.perf_counter())
+    for i, name in enumerate(("resolve", "trace", "table", "json")):
+        best[name] = min(best.get(name, 1e9), (t[i + 1] - t[i]) / n * 1e6)
+print(json.dumps(best))
+"""
+
+
 def write_spec(path: Path, layers: int) -> None:
     lines = ["name: scale", "default_input: 1x8x16x16", "params: {in_channels: 8}", "layers:"]
     for i in range(layers - 3):
@@ -92,12 +119,11 @@ def main() -> None:
                 row[f"{fmt}_s"], row[f"{fmt}_rss_mb"] = round(wall, 2), round(rss / 2**20, 1)
                 row[f"{fmt}_ms_per_layer"] = round((wall - base_wall) / n * 1e3, 3)
                 row[f"{fmt}_kb_per_layer"] = round((rss - base_rss) / n / 1024, 2)
-            phases = json.loads(
-                subprocess.run(
-                    [py, "-c", PHASES, str(spec)], capture_output=True, text=True, check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT))
-                ).stdout
-            )
+            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            phases = json.loads(subprocess.run([py, "-c", PHASES, str(spec)], capture_output=True, text=True, check=True, cwd=ROOT, env=env).stdout)
             row.update({f"step_{k}_s": round(v, 3) for k, v in phases.items() if k != "nodes"})
+            steps = json.loads(subprocess.run([py, "-c", STEPS, str(n)], capture_output=True, text=True, check=True, cwd=ROOT, env=env).stdout)
+            row.update({f"us_per_layer_{k}": round(v, 1) for k, v in steps.items()})
             rows.append(row)
             print(row, flush=True)
     first = rows[0]
@@ -128,6 +154,15 @@ def main() -> None:
     ]
     for r in rows:
         md.append(f"| {r['layers']:,} | {r['step_load_s']} | {r['step_resolve_s']} | {r['step_trace_s']} | {r['step_table_s']} | {r['step_json_s']} |")
+    md += [
+        "",
+        "The steps after reading, on the same layers built in memory (no YAML), best of 3, microseconds per layer (flat = linear):",
+        "",
+        "| layers | resolve | trace | table | json |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        md.append(f"| {r['layers']:,} | {r['us_per_layer_resolve']} | {r['us_per_layer_trace']} | {r['us_per_layer_table']} | {r['us_per_layer_json']} |")
     path = save("spec_scale", rows, "\n".join(md), {"baseline_s": round(base_wall, 3), "baseline_rss_mb": round(base_rss / 2**20, 1)})
     print(path.read_text())
 
