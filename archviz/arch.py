@@ -2,27 +2,56 @@
 
 Loading an ARCH never imports torch for built-ins and spec files; that is what makes
 ``archviz shapes googlenet`` answer faster than ``import torch``.
+
+Code that is not archviz's (a user's module, a torchvision constructor) runs inside
+``user_code``: its prints go to stderr (so ``--format json`` stays pure JSON), a slow
+build gets a sign of life after a second, and its errors name the callable.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
+import inspect
+import sys
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archviz import zoo
-from archviz.errors import RunError, UsageError
+from archviz.errors import ArchvizError, RunError, UsageError
+from archviz.params import parse_params
+from archviz.shape import InputSpec, as_inputs
 from archviz.spec import Resolved, load_spec_file, resolve
 from archviz.spec.loader import suggest
-from archviz.trace.record import Shape, Trace
+from archviz.trace.record import Shape, TensorInfo, Trace
 
 if TYPE_CHECKING:
     from torch import nn
 
 TORCHVISION_DEFAULT_INPUT: Shape = (1, 3, 224, 224)
+SIGN_OF_LIFE_S = 1.0
+
+
+@contextlib.contextmanager
+def user_code(message: str | None = None, after_s: float = SIGN_OF_LIFE_S) -> Iterator[None]:
+    """Run code that is not archviz's: its prints go to stderr, and ``message ...`` appears on stderr if it takes over ``after_s``."""
+    err = sys.stderr
+    timer = None
+    if message:
+        timer = threading.Timer(after_s, lambda: print(f"{message} ...", file=err, flush=True))
+        timer.daemon = True
+        timer.start()
+    try:
+        with contextlib.redirect_stdout(err):
+            yield
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 @dataclass(frozen=True)
@@ -30,12 +59,22 @@ class Arch:
     """A loaded architecture: either a resolved spec, or a factory returning an nn.Module."""
 
     name: str
-    kind: str  # "builtin", "file", "torchvision", "callable"
+    kind: str  # "builtin", "file", "torchvision", "callable", "module"
     default_input: Shape
     description: str = ""
     resolved: Resolved | None = None
     factory: Callable[[], nn.Module] | None = field(default=None, compare=False)
     params: Mapping[str, Any] = field(default_factory=dict)
+    default_inputs: tuple[InputSpec, ...] = ()  # when the model takes more than one float ``default_input``
+
+    @property
+    def inputs(self) -> tuple[InputSpec, ...]:
+        """The inputs used when none is given."""
+        return self.default_inputs or (InputSpec(self.default_input),)
+
+    def input_specs(self, inputs: Any = None) -> tuple[InputSpec, ...] | dict[str, InputSpec]:
+        """``inputs`` as InputSpecs (positional tuple or keyword dict); None means the architecture's own."""
+        return self.inputs if inputs is None else as_inputs(inputs)
 
     def build(self, input_shape: Shape | None = None, device: str | None = None) -> nn.Module:
         """A fresh model with real (randomly initialised) weights, or on ``device="meta"`` none at all."""
@@ -45,22 +84,49 @@ class Arch:
             return build(self.resolved, input_shape or self.default_input, device)
         from archviz.trace.from_module import instantiate
 
-        return instantiate(self.factory, self.name, device or "cpu")
+        with user_code(f"building {self.name}" if self.kind != "module" else None):
+            return instantiate(self.factory, self.name, device or "cpu")
 
-    def trace(self, input_shape: Shape | None = None) -> Trace:
-        """Shapes, params and FLOPs on ``input_shape`` without computing anything."""
-        shape = tuple(input_shape or self.default_input)
+    def trace(self, inputs: Any = None, *, compute: bool = False) -> Trace:
+        """Shapes, params and FLOPs on ``inputs`` without computing anything (``compute``: with real CPU tensors).
+
+        ``inputs``: a shape such as ``(1, 3, 224, 224)``, an InputSpec or ``"2x32:int64"``, a
+        list of them for a model with several inputs, or a dict of them for keyword inputs.
+        """
+        specs = self.input_specs(inputs)
         if self.resolved is not None:
-            from archviz.trace.from_spec import trace_spec
-
-            return trace_spec(self.resolved, shape, self.name)
+            return self._trace_spec(specs)
         from archviz.trace.from_module import trace_module
 
-        return trace_module(self.build(device="meta"), shape, self.name)
+        model = self.build(device="cpu" if compute else "meta")
+        with user_code(f"tracing {self.name}" + (" with real tensors" if compute else "") if self.kind != "module" else None):
+            return trace_module(model, specs, self.name, compute=compute)
+
+    def _trace_spec(self, specs: tuple[InputSpec, ...] | dict[str, InputSpec]) -> Trace:
+        from archviz.trace.from_spec import trace_spec
+
+        if isinstance(specs, dict) or len(specs) != 1 or not specs[0].is_float:
+            given = ", ".join(str(s) for s in (specs.values() if isinstance(specs, dict) else specs))
+            raise UsageError(f"{self.name} takes one floating-point input (e.g. --input {InputSpec(self.default_input)}), not {given}.")
+        spec = specs[0]
+        if len(spec.shape) != len(self.default_input):
+            rank = len(self.default_input)
+            raise UsageError(f"{self.name} takes a {rank}-D input such as --input {InputSpec(self.default_input)}, not {spec} ({len(spec.shape)}-D).")
+        trace = trace_spec(self.resolved, spec.shape, self.name)
+        if spec.dtype == "float32":
+            return trace
+        outputs = tuple(TensorInfo(o.name, o.shape, spec.dtype) for o in trace.outputs)
+        return dataclasses.replace(trace, inputs=(TensorInfo("input", spec.shape, spec.dtype),), outputs=outputs)
+
+    @classmethod
+    def from_module(cls, model: nn.Module, name: str | None = None) -> Arch:
+        """An nn.Module in hand; archviz traces a weight-free meta copy and never changes the module."""
+        label = name or type(model).__name__
+        return cls(label, "module", TORCHVISION_DEFAULT_INPUT, (type(model).__doc__ or "").strip().split("\n")[0], factory=lambda: model)
 
 
 def load_arch(text: str, params: Iterable[str] | Mapping[str, Any] | None = None) -> Arch:
-    """Resolve an ARCH argument; ``params`` are ``KEY=VALUE`` strings (``-p``) or a mapping."""
+    """Resolve an ARCH argument; ``params`` are ``KEY=VALUE`` strings (``-p``, values read as YAML) or a mapping."""
     text = (text or "").strip()
     if not text:
         raise UsageError("no architecture given; name a built-in (see `archviz list`), a spec file, torchvision:NAME or module:callable.")
@@ -73,64 +139,73 @@ def load_arch(text: str, params: Iterable[str] | Mapping[str, Any] | None = None
         resolved = resolve(spec, params)
         return Arch(spec.name, "file", resolved.default_input, spec.description, resolved, params=resolved.params)
     if text.startswith("torchvision:"):
-        return _torchvision(text.partition(":")[2], _kwargs(params))
+        return _torchvision(text.partition(":")[2].strip(), parse_params(params))
     if ":" in text:
-        return _callable(text, _kwargs(params))
+        return _callable(text, parse_params(params))
     raise UsageError(
         f"unknown architecture {text!r}{suggest(text, zoo.list_models())} "
         f"(built-ins: {', '.join(zoo.list_models())}; or a spec .yaml file, torchvision:NAME, package.module:callable)."
     )
 
 
-def _kwargs(params: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
-    """``-p`` values for a Python constructor: ints, floats, true/false, else text."""
-    if isinstance(params, Mapping):
-        return dict(params)
-    out = {}
-    for item in params or ():
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise UsageError(f"-p {item!r} must be written KEY=VALUE, e.g. -p num_classes=10.")
-        out[key.strip()] = _literal(raw.strip())
-    return out
-
-
-def _literal(raw: str) -> Any:
-    if raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return raw
+def torchvision_inputs(name: str, builder: Callable[..., Any]) -> tuple[InputSpec, ...]:
+    """A sensible default input per torchvision family (its builder's module says which)."""
+    family = builder.__module__.split(".")[2] if builder.__module__.count(".") >= 2 else ""
+    if family == "detection":
+        return (InputSpec((1, 3, 480, 640)),)  # images; the model resizes them itself (GeneralizedRCNNTransform)
+    if family == "segmentation":
+        return (InputSpec((1, 3, 520, 520)),)  # torchvision's segmentation reference crop
+    if family == "optical_flow":
+        return (InputSpec((1, 3, 224, 224)), InputSpec((1, 3, 224, 224)))  # two frames; RAFT needs sides divisible by 8
+    if family == "video":
+        side = 112 if name in ("r3d_18", "mc3_18", "r2plus1d_18") else 224
+        return (InputSpec((1, 3, 16, side, side)),)  # N x C x T x H x W
+    side = 299 if "inception" in name else 224
+    return (InputSpec((1, 3, side, side)),)
 
 
 def _torchvision(name: str, kwargs: dict[str, Any]) -> Arch:
     from torchvision import models
 
-    available = models.list_models(module=models)
+    available = models.list_models()
     if name not in available:
-        raise UsageError(
-            f"torchvision has no classification model {name!r}{suggest(name, available)} (torchvision.models.list_models() lists the {len(available)} it has)."
-        )
+        raise UsageError(f"torchvision has no model {name!r}{suggest(name, available)} (torchvision.models.list_models() lists the {len(available)} it has).")
+    builder = models.get_model_builder(name)
+    accepted = inspect.signature(builder).parameters
+    # weights=None and no backbone weights: archviz never downloads anything.
+    defaults = {"weights": None, **({"weights_backbone": None} if "weights_backbone" in accepted else {})}
+    given = {**defaults, **kwargs}
 
     def make() -> Any:
         # googlenet and inception_v3 warn about a future change of their default init: noise here.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            return models.get_model(name, weights=None, **kwargs)
+            return builder(**given)
 
     factory = _checked_factory(make, f"torchvision:{name}", kwargs)
-    return Arch(f"torchvision:{name}", "torchvision", TORCHVISION_DEFAULT_INPUT, f"torchvision.models.{name}", factory=factory, params=kwargs)
+    inputs = torchvision_inputs(name, builder)
+    return Arch(
+        f"torchvision:{name}",
+        "torchvision",
+        inputs[0].shape,
+        f"torchvision.models.{name}",
+        factory=factory,
+        params=kwargs,
+        default_inputs=inputs if len(inputs) > 1 else (),
+    )
 
 
 def _callable(text: str, kwargs: dict[str, Any]) -> Arch:
     module_name, _, attr = text.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        with user_code(f"importing {module_name}"):
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UsageError(f"cannot import module {module_name!r} for {text!r} ({exc}); check the name and that it is on PYTHONPATH.") from None
+    except SystemExit as exc:
+        raise RunError(f"importing {module_name!r} called sys.exit({exc.code!r}); archviz cannot load a module that ends the program.") from None
+    except Exception as exc:
+        raise RunError(f"importing {module_name!r} raised {_raised(exc)}.") from None
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):
@@ -138,10 +213,30 @@ def _callable(text: str, kwargs: dict[str, Any]) -> Arch:
         target = getattr(target, part)
     if not callable(target):
         raise UsageError(f"{text!r} is a {type(target).__name__}, not a callable; point at a function or class that returns an nn.Module.")
+    try:
+        inspect.signature(target).bind(**kwargs)
+    except TypeError as exc:
+        raise UsageError(f"{text} does not accept the parameters {sorted(kwargs)} ({exc}).") from None
+    except ValueError:  # no signature to check (a builtin): the call itself will say
+        pass
     factory = _checked_factory(lambda: target(**kwargs), text, kwargs)
     return Arch(
         text, "callable", TORCHVISION_DEFAULT_INPUT, (target.__doc__ or "").strip().splitlines()[0] if target.__doc__ else text, factory=factory, params=kwargs
     )
+
+
+def _raised(exc: BaseException) -> str:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+
+
+def constructor_error(name: str, exc: BaseException) -> ArchvizError:
+    """One sentence for an exception raised while a user's (or torchvision's) constructor ran."""
+    if isinstance(exc, ArchvizError):
+        return exc
+    if isinstance(exc, SystemExit):
+        return RunError(f"{name} called sys.exit({exc.code!r}) while building the model; archviz cannot inspect a model that ends the program.")
+    return RunError(f"{name} raised {_raised(exc)} while building the model (in its constructor, not in archviz).")
 
 
 def _checked_factory(make: Callable[[], Any], name: str, kwargs: dict[str, Any]) -> Callable[[], nn.Module]:
@@ -151,9 +246,9 @@ def _checked_factory(make: Callable[[], Any], name: str, kwargs: dict[str, Any])
         try:
             model = make()
         except TypeError as exc:
-            if kwargs:
+            if kwargs and "argument" in str(exc):
                 raise UsageError(f"{name} does not accept the parameters {sorted(kwargs)} ({exc}).") from None
-            raise RunError(f"{name} could not be constructed: {exc}.") from None
+            raise
         if not isinstance(model, nn.Module):
             raise UsageError(f"{name} returned a {type(model).__name__}, not a torch.nn.Module.")
         return model

@@ -38,7 +38,7 @@ def test_depth_expands_blocks(cli):
     blocks = json.loads(out)["blocks"]
     assert [b["name"] for b in blocks[:7]] == ["0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "1"]
     assert blocks[0]["type"] == "Conv2d" and blocks[0]["output_shape"] == [1, 96, 58, 58]
-    assert blocks[6] == {"name": "1", "type": "MaxPool2d", "depth": 1, "output_shape": [1, 96, 28, 28], "params": 0, "trainable_params": 0}
+    assert blocks[6] == {"name": "1", "type": "MaxPool2d", "depth": 1, "output_shape": [1, 96, 28, 28], "params": 0, "trainable_params": 0, "called": True}
 
 
 def test_csv_and_markdown(cli):
@@ -94,7 +94,7 @@ def test_torchvision_model(cli):
     report = json.loads(out)
     assert code == 0 and report["input_shape"] == [1, 3, 224, 224]
     assert report["total_params"] == 11_689_512  # torchvision's num_params metadata
-    assert report["blocks"][-1] == {"name": "fc", "type": "Linear", "depth": 1, "output_shape": [1, 1000], "params": 513_000, "trainable_params": 513_000}
+    assert report["blocks"][-1] == {"name": "fc", "type": "Linear", "depth": 1, "output_shape": [1, 1000], "params": 513_000, "trainable_params": 513_000, "called": True}
     code, out, _ = cli("shapes", "torchvision:resnet18", "-p", "num_classes=10", "-f", "json")
     assert json.loads(out)["output_shape"] == [1, 10]
 
@@ -125,13 +125,13 @@ def test_user_callable_with_params(cli):
 
 
 BAD_INPUTS = [
-    (["shapes", "googlenet", "--input", "1x1x96"], 2, "--input '1x1x96' has 3 dimension(s); write it as NxCxHxW"),
+    (["shapes", "googlenet", "--input", "1x1x96"], 2, "googlenet takes a 4-D input such as --input 1x1x96x96, not 1x1x96 (3-D)"),
     (["shapes", "googlenet", "--input", "axbxcxd"], 2, "'a' is not a whole number"),
     (["shapes", "googlenet", "--input", "0x1x96x96"], 2, "every size must be at least 1, got 0"),
     (["shapes", "googlenet", "--input", "1x1x-96x96"], 2, "every size must be at least 1, got -96"),
-    (["shapes", "googlenet", "--input", ""], 2, "has 0 dimension(s)"),
+    (["shapes", "googlenet", "--input", ""], 2, "--input '' is empty; write it as SHAPE[:DTYPE]"),
     (["shapes", "googlnet"], 2, "unknown architecture 'googlnet'; did you mean 'googlenet'"),
-    (["shapes", "torchvision:resnet19"], 2, "torchvision has no classification model 'resnet19'; did you mean 'resnet18'"),
+    (["shapes", "torchvision:resnet19"], 2, "torchvision has no model 'resnet19'; did you mean 'resnet18'"),
     (["shapes", "usermodels:NOT_CALLABLE"], 2, "'usermodels:NOT_CALLABLE' is a int, not a callable"),
     (["shapes", "usermodels:not_a_module"], 2, "usermodels:not_a_module returned a str, not a torch.nn.Module"),
     (["shapes", "usermodels:nothing"], 2, "module 'usermodels' has no attribute 'nothing'"),

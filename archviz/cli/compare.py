@@ -13,7 +13,7 @@ from archviz.cli.options import DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, Pa
 from archviz.cost.memory import TargetDevice
 from archviz.errors import UsageError
 from archviz.render import Format
-from archviz.shape import parse_shape
+from archviz.shape import single_shape
 from archviz.train.config import Optimizer
 
 _WITH_PARAMS = re.compile(r"^(?P<arch>[^\[\]]+)\[(?P<params>[^\[\]]*)\]$")
@@ -50,7 +50,7 @@ def compare(
     """Compare params, MACs, training FLOPs, training memory, output and smallest input."""
     if len(archs) < 2:
         raise UsageError("compare needs at least two architectures, e.g. `archviz compare lenet lenet_bn`.")
-    shape = parse_shape(input) if input is not None else None
+    shape = single_shape(input, "compare")
     loaded = []
     for text in archs:
         name, params = split_arch(text)

@@ -13,7 +13,7 @@ from archviz.cost.memory import DType, Mode, TargetDevice
 from archviz.cost.units import format_bytes, parse_size
 from archviz.errors import RunError
 from archviz.render import Format
-from archviz.shape import format_shape, parse_shape
+from archviz.shape import format_shape, single_shape
 from archviz.train.config import Optimizer
 
 
@@ -43,7 +43,7 @@ def cost(
 ) -> None:
     """FLOPs and receptive field per block, and the predicted memory of a training step."""
     budget_bytes = parse_size(budget) if budget is not None else None
-    shape = parse_shape(input) if input is not None else None
+    shape = single_shape(input, "cost")
     from archviz.cost.report import cost_report
     from archviz.render.cost import render_cost
 

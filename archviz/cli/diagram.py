@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from archviz.arch import load_arch
+from archviz.arch import load_arch, user_code
 from archviz.cli.app import command
-from archviz.cli.options import ArchArg, DepthOpt, InputOpt, ParamOpt
+from archviz.cli.options import ArchArg, ComputeOpt, DepthOpt, InputOpt, ParamOpt
 from archviz.files import graphviz_output_of, refuse_overwrite
 from archviz.render.dot import DiagramFormat, Direction, check_writable, default_filename, output_format, render, save_diagram, to_dot
-from archviz.shape import parse_shape
+from archviz.shape import parse_inputs
 
 OutputOpt = Annotated[
     str | None,
@@ -42,6 +42,7 @@ FoldOpt = Annotated[
         "archviz diagram resnet18 --depth 2 --no-fold   # both basic blocks of every stage",
         "archviz diagram lenet -f dot -o -              # DOT source on stdout",
         "archviz diagram torchvision:resnet18 -o resnet18.pdf",
+        "archviz diagram torchvision:raft_small -o raft.svg   # two inputs, every output drawn",
     ],
 )
 def diagram(
@@ -54,20 +55,24 @@ def diagram(
     fold: FoldOpt = True,
     param: ParamOpt = None,
     force: ForceOpt = False,
+    compute: ComputeOpt = False,
 ) -> None:
     """Draw the dataflow with graphviz: blocks (--depth 1) or layers, their settings and params, shapes on the edges."""
-    shape = parse_shape(input) if input is not None else None
+    inputs = parse_inputs(input)
     if output and output != "-":
         check_writable(Path(output))
     fmt = output_format(output, format)
-    loaded = load_arch(arch, param)
-    if output == "-":
-        sys.stdout.buffer.write(render(to_dot(loaded.trace(shape), depth, direction, fold), fmt))
+    with user_code():  # a user module's prints go to stderr, never into the diagram
+        loaded = load_arch(arch, param)
+        path = None if output == "-" else Path(output) if output else Path(default_filename(loaded.name, fmt))
+        if path is not None:
+            check_writable(path)  # before tracing, which can take seconds for a torch model
+            if not output:  # a name the user did not give: keep their own file of that name
+                refuse_overwrite(path, graphviz_output_of(loaded.name), force, " (it is the default output name; give -o PATH to write elsewhere)")
+        trace = loaded.trace(inputs, compute=compute)
+    if path is None:
+        sys.stdout.buffer.write(render(to_dot(trace, depth, direction, fold), fmt))
         sys.stdout.buffer.flush()
         return
-    path = Path(output) if output else Path(default_filename(loaded.name, fmt))
-    check_writable(path)  # before tracing, which can take seconds for a torch model
-    if not output:  # a name the user did not give: keep their own file of that name
-        refuse_overwrite(path, graphviz_output_of(loaded.name), force, " (it is the default output name; give -o PATH to write elsewhere)")
-    written = save_diagram(loaded.trace(shape), path, fmt, depth, direction, fold, force=force)
+    written = save_diagram(trace, path, fmt, depth, direction, fold, force=force)
     print(f"wrote {written}")

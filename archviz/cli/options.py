@@ -19,12 +19,27 @@ ArchArg = Annotated[
     ),
 ]
 InputOpt = Annotated[
-    str | None,
-    typer.Option("--input", "-i", metavar="NxCxHxW", help="Input shape, e.g. 1x1x96x96. Default: the architecture's own."),
+    list[str] | None,
+    typer.Option(
+        "--input",
+        "-i",
+        metavar="SHAPE[:DTYPE]",
+        help="Input shape of any rank with an optional dtype, e.g. 1x1x96x96, 4x1x16000, 2x32:int64, 8x128x256:bf16; "
+        "repeat it for a model with several inputs. Default: the architecture's own.",
+        show_default=False,
+    ),
+]
+ComputeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compute",
+        help="Trace with real tensors on the CPU, for models the meta device cannot run (data-dependent ops such as detection's nonzero); "
+        "it runs the forward pass, so it takes time and memory.",
+    ),
 ]
 ParamOpt = Annotated[
     list[str] | None,
-    typer.Option("--param", "-p", metavar="KEY=VALUE", help="Set a spec parameter (repeatable), e.g. -p ratio=8 -p num_classes=100."),
+    typer.Option("--param", "-p", metavar="KEY=VALUE", help="Set a parameter (repeatable); values are read as YAML: -p ratio=8 -p aux_logits=false -p weights_backbone=None."),
 ]
 DepthOpt = Annotated[
     int,

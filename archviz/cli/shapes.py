@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from archviz.arch import load_arch
 from archviz.cli.app import command
-from archviz.cli.options import ArchArg, DepthOpt, FormatOpt, InputOpt, ParamOpt
+from archviz.arch import user_code
+from archviz.cli.options import ArchArg, ComputeOpt, DepthOpt, FormatOpt, InputOpt, ParamOpt
 from archviz.render import Format
 from archviz.render.shapes import render_shapes
-from archviz.shape import parse_shape
+from archviz.shape import parse_inputs
 
 
 @command(
@@ -17,6 +18,9 @@ from archviz.shape import parse_shape
         "archviz shapes vgg11 -p ratio=8 --depth 2",
         "archviz shapes my_net.yaml --format json",
         "archviz shapes torchvision:resnet18",
+        "archviz shapes torchvision:raft_small --input 1x3x128x128 --input 1x3x128x128",
+        "archviz shapes torchvision:fasterrcnn_resnet50_fpn --compute",
+        "archviz shapes my_models:TextClassifier --input 8x128:int64",
     ],
 )
 def shapes(
@@ -25,8 +29,10 @@ def shapes(
     depth: DepthOpt = 1,
     format: FormatOpt = Format.table,
     param: ParamOpt = None,
+    compute: ComputeOpt = False,
 ) -> None:
-    """Show each block's output shape and parameters, without running the network."""
-    shape = parse_shape(input) if input is not None else None
-    trace = load_arch(arch, param).trace(shape)
-    print(render_shapes(trace, depth, format))
+    """Show each block's output shape and parameters, and every output, without running the network."""
+    inputs = parse_inputs(input)
+    with user_code():  # a user module's prints go to stderr: stdout stays the table or pure JSON
+        text = render_shapes(load_arch(arch, param).trace(inputs, compute=compute), depth, format)
+    print(text)

@@ -24,7 +24,7 @@ def uncounted_ops(trace: Trace) -> list[str]:
     """``'path (Type)'`` for every leaf module or function that counted 0 FLOPs without a rule saying 0 is right."""
     out = []
     for node in trace.nodes:
-        if node.is_leaf and node.type not in COUNTED_MODULES and node.type not in ZERO_MODULES and node.flops == 0:
+        if node.is_leaf and node.called and node.type not in COUNTED_MODULES and node.type not in ZERO_MODULES and node.flops == 0:
             out.append(f"{node.path} ({node.type})")
     for op in trace.ops:
         # A function the FLOP counter saw doing arithmetic (attention, say) is counted, whatever its name.

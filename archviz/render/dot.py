@@ -184,8 +184,8 @@ def _ancestors(path: str, upto: int) -> tuple[str, ...]:
 
 
 def _vertex(op: Op, nodes: Mapping[str, Node], depth: int) -> Vertex:
-    if op.kind in ("input", "output"):
-        return Vertex(f"@{op.kind}", "io", op=op)
+    if op.kind in ("input", "output"):  # one vertex per input and per output ("input", "output:aux")
+        return Vertex(f"@{op.id}", "io", op=op)
     module = nodes.get(op.module)
     level = module.depth if module is not None else len(op.module.split(".")) if op.module else 0
     if op.kind == "function":
@@ -401,7 +401,8 @@ def _vertex_attrs(v: Vertex, trace: Trace) -> str:
     fill = KIND_COLOURS.get(v.kind, "#ffffff")
     if v.op is not None and v.op.kind in ("input", "output"):
         title = "Input" if v.op.kind == "input" else "Output"
-        label = _rows(f"<B>{title}</B>", _small(_shape(v.op.output_shape)))
+        name = v.op.id.partition(":")[2]  # several inputs/outputs are named: "output:aux" -> "aux"
+        label = _rows(f"<B>{title}</B>" + (f" {_e(name)}" if name else ""), _small(_shape(v.op.output_shape)))
         return f'label={label}, fillcolor="#ffffff", penwidth=1.2'
     if v.op is not None and v.op.kind == "function":
         if v.kind == "merge":

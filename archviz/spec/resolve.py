@@ -57,6 +57,11 @@ def _convert(spec_name: str, key: str, raw: Any, default: Any) -> Any:
     if not isinstance(raw, str):
         return raw
     kind = type(default)
+    from archviz.params import parse_value  # -p values read as YAML scalars, as for callables (issue 9)
+
+    value = parse_value(raw, f"{key}={raw}")
+    if type(value) is kind or (kind is float and type(value) is int) or kind is type(None):
+        return float(value) if kind is float else value
     try:
         if kind is bool:
             if raw.lower() in ("true", "1", "yes"):

@@ -7,8 +7,10 @@ weights, and hooks are registered globally (not on the user's modules) for the o
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -17,9 +19,9 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from archviz.errors import RunError
-from archviz.shape import format_shape
+from archviz.shape import InputSpec, as_inputs, format_inputs
 from archviz.spec import ops
-from archviz.trace.record import Node, Op, Shape, Trace
+from archviz.trace.record import Node, Op, Shape, TensorInfo, Trace
 
 # Functions whose results are metadata or that every forward calls in passing.
 _IGNORED_FUNCTIONS = {"__get__", "size", "dim", "numel", "__len__", "__format__", "__repr__", "is_floating_point", "contiguous", "type"}
@@ -31,15 +33,21 @@ def instantiate(factory: Callable[[], nn.Module], name: str, device: str = "cpu"
 
     Some constructors compute with tensors and fail under the meta device (torchvision's
     regnet), and a callable may return a module that already exists: never convert that one.
+    Any other error (or a sys.exit) in the constructor becomes one sentence naming ``name``.
     """
-    if device != "meta":
-        with torch.device(device):
-            return factory()
+    from archviz.arch import constructor_error
+
     try:
-        with torch.device("meta"):
+        if device != "meta":
+            with torch.device(device):
+                return factory()
+        try:
+            with torch.device("meta"):
+                model = factory()
+        except (NotImplementedError, RuntimeError):
             model = factory()
-    except (NotImplementedError, RuntimeError):
-        model = factory()
+    except (Exception, SystemExit) as exc:
+        raise constructor_error(name, exc) from None
     return model if _all_meta(model) else meta_copy(model)
 
 
@@ -84,13 +92,46 @@ def module_attrs(module: nn.Module) -> dict[str, Any]:
 
 
 def _flat_tensors(value: Any) -> list[torch.Tensor]:
+    return [t for _, t in named_tensors(value)]
+
+
+def named_tensors(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor in a (nested) output, with its path: ``0``, ``out``, ``0.boxes``.
+
+    Tuples, lists, namedtuples (torchvision's GoogLeNetOutputs), dicts (segmentation's
+    OrderedDict, detection's list of dicts), dataclasses and plain objects holding tensors
+    (detection's ImageList) are walked in order, a few levels deep.
+    """
     if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [t for v in value for t in _flat_tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _flat_tensors(v)]
-    return []
+        return [(prefix, value)]
+    if depth > 6 or isinstance(value, nn.Module | str | bytes | int | float | bool | type(None)):
+        return []
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):
+        items = list(zip(value._fields, value, strict=True))
+    elif isinstance(value, list | tuple):
+        items = [(str(i), v) for i, v in enumerate(value)]
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        items = [(k, v) for k, v in vars(value).items() if not k.startswith("_")]
+    else:
+        return []
+    return [pair for key, v in items for pair in named_tensors(v, f"{prefix}.{key}" if prefix else key, depth + 1)]
+
+
+def _function_name(func: Any) -> str:
+    """``torch.nonzero``, ``Tensor.item``, ``Tensor.__bool__`` (an ``if`` on a tensor): how a reader knows it."""
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or str(func)
+    owner, _, short = name.rpartition(".")
+    if owner in ("TensorBase", "_TensorBase", "Tensor"):
+        return f"Tensor.{short}"
+    if owner == "_VariableFunctionsClass" or getattr(func, "__module__", None) == "torch":
+        return f"torch.{short}"
+    if getattr(func, "__module__", None) == "torch.nn.functional":
+        return f"torch.nn.functional.{short}"
+    return name
 
 
 class _Recorder(TorchFunctionMode):
@@ -171,7 +212,12 @@ class _Recorder(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         flops_before = self.counter.get_total_flops()
-        result = func(*args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:  # remember the innermost torch function that failed (e.g. nonzero on meta)
+            if not hasattr(exc, "archviz_op"):
+                exc.archviz_op = _function_name(func)  # type: ignore[attr-defined]
+            raise
         if self.in_leaf or not self.stack:
             return result
         name = getattr(func, "__name__", str(func)).strip("_")
@@ -190,85 +236,259 @@ class _Recorder(TorchFunctionMode):
         return result
 
 
-def trace_module(model: nn.Module, input_shape: Shape, arch: str = "model") -> Trace:
-    """Trace ``model`` on a meta input of ``input_shape``; RunError names the layer if it cannot run."""
-    meta = model if _all_meta(model) else meta_copy(model)
-    meta.eval()  # batch-1 BatchNorm1d fails in train mode; shapes do not depend on the mode
+Inputs = Sequence[InputSpec] | Mapping[str, InputSpec]
+
+# --compute allocates the inputs for real; refuse more than this for them alone.
+MAX_COMPUTE_INPUT_BYTES = 4 * 2**30
+
+
+def input_names(model: nn.Module, inputs: tuple[InputSpec, ...] | dict[str, InputSpec]) -> list[str]:
+    """``input`` for one positional input; forward's own argument names for several."""
+    if isinstance(inputs, dict):
+        return list(inputs)
+    if len(inputs) == 1:
+        return ["input"]
     try:
-        return _run(meta, tuple(input_shape), arch)
+        params = [
+            p.name for p in inspect.signature(model.forward).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    names = params[: len(inputs)] if len(params) >= len(inputs) and all(params[: len(inputs)]) else []
+    return names if len(set(names)) == len(inputs) else [f"input_{i}" for i in range(len(inputs))]
+
+
+def _make_tensor(spec: InputSpec, device: str, generator: torch.Generator | None) -> torch.Tensor:
+    # Integer inputs are zeros: a valid index for any embedding or gather; floats are noise when computed.
+    if not spec.is_float or device == "meta":
+        return torch.zeros(spec.shape, dtype=spec.torch_dtype, device=device)
+    return torch.randn(spec.shape, dtype=torch.float32, generator=generator).to(spec.torch_dtype)
+
+
+def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute: bool = False) -> Trace:
+    """Trace ``model`` on meta inputs (or, with ``compute``, real CPU tensors); RunError names the layer if it cannot run.
+
+    ``inputs``: a shape, an InputSpec, a sequence of them (positional) or a mapping (keyword).
+    The model is left as it was: a meta trace runs on a weight-free copy, and the train/eval
+    flags of every module are restored.
+    """
+    specs = as_inputs(inputs)
+    if compute:
+        total = sum(s.nbytes for s in (specs.values() if isinstance(specs, dict) else specs))
+        if total > MAX_COMPUTE_INPUT_BYTES:
+            raise RunError(f"--compute would allocate {total / 2**30:.1f} GiB for the inputs alone (limit 4 GiB); use a smaller --input.")
+        target = model
+    else:
+        target = model if _all_meta(model) else meta_copy(model)
+    flags = [(m, m.training) for m in target.modules()]
+    target.eval()  # batch-1 BatchNorm1d fails in train mode; shapes do not depend on the mode
+    try:
+        return _run(target, specs, arch, "cpu" if compute else "meta")
     except RunError:
         raise
     except Exception as exc:  # translated into one sentence naming the layer
-        raise _explain(meta, tuple(input_shape), arch, exc) from None
+        raise _explain(target, specs, arch, exc, compute) from None
+    except SystemExit as exc:
+        raise RunError(f"{arch}'s forward called sys.exit({exc.code!r}); archviz cannot trace a model that ends the program.") from None
+    finally:
+        for module, training in flags:
+            module.training = training
 
 
-def _run(meta: nn.Module, input_shape: Shape, arch: str) -> Trace:
+def _run(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpec], arch: str, device: str = "meta") -> Trace:
     counter = FlopCounterMode(display=False)
-    recorder = _Recorder(meta, counter)
-    X = torch.empty(input_shape, device="meta")
-    recorder.producer[id(X)] = "input"
-    ops_input = Op("input", "input", "Input", "", (), input_shape)
+    recorder = _Recorder(model, counter)
+    names = input_names(model, specs)
+    values = list(specs.values()) if isinstance(specs, dict) else list(specs)
+    generator = torch.Generator().manual_seed(0) if device != "meta" else None
+    if device != "meta":
+        device = next((t.device.type for t in _tensors(model)), "cpu")
+    tensors = [_make_tensor(s, device, generator) for s in values]
+    single = len(values) == 1 and not isinstance(specs, dict)
+    input_ops = []
+    for name, spec, X in zip(names, values, tensors, strict=True):
+        op_id = "input" if single else f"input:{name}"
+        recorder.producer[id(X)] = op_id
+        input_ops.append(Op(op_id, "input", "Input", "", (), spec.shape))
+    args, kwargs = ((), dict(zip(names, tensors, strict=True))) if isinstance(specs, dict) else (tuple(tensors), {})
     pre = nn.modules.module.register_module_forward_pre_hook(recorder.pre)
     post = nn.modules.module.register_module_forward_hook(recorder.post)
     try:
         with torch.no_grad(), counter, recorder:
-            Y = meta(X)
-    except Exception as exc:
+            Y = model(*args, **kwargs)
+    except BaseException as exc:
         exc.archviz_failed_in = recorder.failed_in()  # type: ignore[attr-defined]
         raise
     finally:
         pre.remove()
         post.remove()
-    outs = _flat_tensors(Y)
-    out_shape = tuple(outs[0].shape) if outs else ()
-    output = Op("output", "output", "Output", "", recorder._sources(outs[:1]), out_shape)
-    nodes = tuple(n for n in recorder.nodes if n is not None)
-    params = {id(p): p for p in meta.parameters()}
+    named = named_tensors(Y)
+    if len(named) == 1 and named[0][0] == "":
+        named = [("output", named[0][1])]
+    outputs = tuple(TensorInfo(name or "output", tuple(t.shape), str(t.dtype).removeprefix("torch.")) for name, t in named)
+    output_ops = tuple(
+        Op("output" if len(named) == 1 else f"output:{name}", "output", "Output", "", recorder._sources([t]), tuple(t.shape)) for name, t in named
+    )
+    if not output_ops:  # a model that returns no tensor: an output vertex with nothing to show
+        output_ops = (Op("output", "output", "Output", "", (), ()),)
+    recorded = [n for n in recorder.nodes if n is not None]
+    nodes = _complete_nodes(model, recorded)
+    params = {id(p): p for p in model.parameters()}
     total = sum(p.numel() for p in params.values())
     trainable = sum(p.numel() for p in params.values() if p.requires_grad)
-    return Trace(arch, input_shape, nodes, (ops_input, *recorder.ops, output), total, trainable)
+    infos = tuple(TensorInfo(name, spec.shape, spec.dtype) for name, spec in zip(names, values, strict=True))
+    first = values[0].shape if values else ()
+    return Trace(arch, first, nodes, (*input_ops, *recorder.ops, *output_ops), total, trainable, inputs=infos, outputs=outputs)
 
 
-def _runs(meta: nn.Module, shape: Shape) -> bool:
+def _complete_nodes(model: nn.Module, recorded: list[Node]) -> tuple[Node, ...]:
+    """Every module, in pre-order: called ones as recorded, plus the ones the forward never called.
+
+    A ModuleList, a ModuleDict or any module that only holds children is never called
+    itself; it gets a row at its real depth, with its children under it, as torchinfo
+    shows it. Unused modules (an auxiliary head in eval mode) and parameters held
+    directly by a module with children (ViT's class_token) get rows too, so that the
+    rows at any depth hold every parameter exactly once. Siblings are ordered by when
+    the forward first reached them, uncalled ones last in definition order.
+    """
+    by_path = {n.path: n for n in recorded}
+    order = {n.path: i for i, n in enumerate(recorded)}
+    seen: set[int] = set()
+    first_call: dict[int, float] = {}
+
+    def reached(module: nn.Module, path: str) -> float:
+        if id(module) in first_call:
+            return first_call[id(module)]
+        first_call[id(module)] = math.inf
+        own = order.get(path, math.inf)
+        below = [reached(child, f"{path}.{name}" if path else name) for name, child in module.named_children()]
+        first_call[id(module)] = min([own, *below])
+        return first_call[id(module)]
+
+    reached(model, "")
+    out: list[Node] = []
+
+    def visit(module: nn.Module, path: str, depth: int) -> tuple[int, int, int]:
+        """Append ``module``'s rows; return (params, trainable, flops) of what was appended (for containers)."""
+        seen.add(id(module))
+        index = len(out)
+        out.append(None)  # type: ignore[arg-type]
+        children = [(name, child) for name, child in module.named_children() if id(child) not in seen]
+        children.sort(key=lambda item: first_call.get(id(item[1]), math.inf))  # stable: ties keep definition order
+        flops = 0
+        own = list(module.named_parameters(recurse=False)) if children else []
+        for name, p in own:
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            out.append(
+                Node(
+                    f"{path}.{name}" if path else name,
+                    "Parameter",
+                    depth + 1,
+                    True,
+                    (),
+                    tuple(p.shape),
+                    p.numel(),
+                    p.numel() if p.requires_grad else 0,
+                    called=False,
+                )
+            )
+        for name, child in children:
+            if id(child) in seen:
+                continue
+            flops += visit(child, f"{path}.{name}" if path else name, depth + 1)[2]
+        params = {id(p): p for p in module.parameters()}
+        numel = sum(p.numel() for p in params.values())
+        trainable = sum(p.numel() for p in params.values() if p.requires_grad)
+        node = by_path.get(path)
+        if node is None:
+            node = Node(path, _kind(module), depth, not children, (), (), numel, trainable, flops, module_attrs(module), called=False)
+        out[index] = node
+        return numel, trainable, node.flops
+
+    visit(model, "", 0)
+    return tuple(out)
+
+
+def smallest_input(meta: nn.Module, spec: InputSpec, limit: int | None = None) -> InputSpec | None:
+    """The smallest N x C x S x S (x S...) of ``spec``'s rank that runs, by binary search on S.
+
+    Only for one input of rank 3 or more (N, C, then spatial sizes); assumes larger sizes keep working.
+    """
+    rank = len(spec.shape)
+    if rank < 3:
+        return None
+    limit = limit or {3: 1 << 16, 4: 2048, 5: 256}.get(rank, 64)
+    n, c = spec.shape[:2]
+
+    def at(size: int) -> InputSpec:
+        return InputSpec((n, c, *([size] * (rank - 2))), spec.dtype)
+
+    if not _runs(meta, at(limit)):
+        return None
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _runs(meta, at(mid)):
+            hi = mid
+        else:
+            lo = mid + 1
+    return at(lo)
+
+
+def smallest_square_input(meta: nn.Module, input_shape: Shape, limit: int = 2048) -> Shape | None:
+    """The smallest NxCxSxS that runs (kept for callers that hold a plain shape)."""
+    found = smallest_input(meta, InputSpec(tuple(input_shape)), limit if len(input_shape) == 4 else None)
+    return found.shape if found else None
+
+
+def _runs(meta: nn.Module, spec: InputSpec) -> bool:
     try:
-        _run(meta, shape, "probe")
+        _run(meta, (spec,), "probe")
         return True
     except Exception:
         return False
 
 
-def smallest_square_input(meta: nn.Module, input_shape: Shape, limit: int = 2048) -> Shape | None:
-    """The smallest NxCxSxS that runs, by binary search (assumes larger inputs keep working)."""
-    n, c = input_shape[:2]
-    if not _runs(meta, (n, c, limit, limit)):
-        return None
-    lo, hi = 1, limit
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if _runs(meta, (n, c, mid, mid)):
-            hi = mid
-        else:
-            lo = mid + 1
-    return (n, c, lo, lo)
+def _is_meta_limit(exc: Exception) -> bool:
+    """The meta device cannot run this op (it needs real values), as opposed to a bad input."""
+    text = str(exc)
+    if "meta" not in text.lower():
+        return False
+    return isinstance(exc, NotImplementedError) or "item()" in text or "data-dependent" in text or "'Meta' backend" in text
 
 
-def _explain(meta: nn.Module, input_shape: Shape, arch: str, exc: Exception) -> RunError:
+def _explain(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpec], arch: str, exc: Exception, compute: bool) -> RunError:
     failed = getattr(exc, "archviz_failed_in", None)
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    head = f"{arch} cannot run on input {format_shape(input_shape)}"
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    raised = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+    values = list(specs.values()) if isinstance(specs, dict) else list(specs)
+    head = f"{arch} cannot run on input {format_inputs(values)}"
+    where = "its forward" if failed is None else f"layer {failed[0] or '<model>'!r} ({_kind(failed[1])})"
+    if not compute and _is_meta_limit(exc):
+        op = getattr(exc, "archviz_op", None) or "an op"
+        what = "an `if` on a tensor's value" if op == "Tensor.__bool__" else f"{op}()" if op != "an op" else op
+        return RunError(
+            f"{arch} cannot be traced on the meta device: {where} calls {what}, which needs real values; "
+            "rerun with --compute to trace with real tensors on the CPU (it computes the forward pass: slower, and needs the memory of a real run)."
+        )
     if failed is None:
-        return RunError(f"{head}: {reason}.")
+        return RunError(f"{head}: {where} raised {raised}.")
     path, module, shapes = failed
-    where = f"layer {path or '<model>'!r} ({_kind(module)})"
     got = shapes[0] if shapes else ()
-    if isinstance(module, nn.Conv2d) and len(got) == 4 and got[1] != module.in_channels:
-        fix = format_shape((got[0], module.in_channels, *got[2:])) if path.count(".") <= 1 else None
-        hint = f"; use --input {fix}" if fix and _runs(meta, (got[0], module.in_channels, *input_shape[2:])) else ""
+    single = len(values) == 1 and not isinstance(specs, dict)
+    if isinstance(module, nn.modules.conv._ConvNd) and len(got) >= 2 and got[1] != module.in_channels:
+        hint = ""
+        first = values[0]
+        if single and len(first.shape) == len(got) and first.shape[1] == got[1] and path.count(".") <= 1:
+            fix = InputSpec((first.shape[0], module.in_channels, *first.shape[2:]), first.dtype)
+            hint = f"; use --input {fix}" if _runs(model, fix) else ""
         return RunError(f"{head}: {where} expects {module.in_channels} input channels but gets {got[1]}{hint}.")
     if isinstance(module, nn.Linear) and got and got[-1] != module.in_features:
         return RunError(f"{head}: {where} expects {module.in_features} input features but gets {got[-1]} (from shape {list(got)}).")
-    if len(input_shape) == 4:
-        smallest = smallest_square_input(meta, input_shape)
-        if smallest and math.prod(smallest[2:]) > math.prod(input_shape[2:]):
-            return RunError(f"{head}: {where} gets {list(got)}, too small ({reason}); the smallest input that works is {format_shape(smallest)}.")
-    return RunError(f"{head}: {where} failed on input {list(got)}: {reason}.")
+    if single and not compute and values[0].is_float and len(values[0].shape) >= 3:
+        smallest = smallest_input(model, values[0])
+        if smallest and math.prod(smallest.shape[2:]) > math.prod(values[0].shape[2:]):
+            return RunError(f"{head}: {where} gets {list(got)}, too small ({reason}); the smallest input that works is {smallest}.")
+    return RunError(f"{head}: {where} raised {raised} on input {list(got)}.")

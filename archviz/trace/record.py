@@ -10,6 +10,18 @@ Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True)
+class TensorInfo:
+    """One input or output of the network: its name, shape and dtype (torch's name)."""
+
+    name: str  # "input"/"output" when there is one; else the forward argument, the dict key or the index path
+    shape: Shape
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
 class Node:
     """One module of the network, as called on the traced input (first call only)."""
 
@@ -25,6 +37,10 @@ class Node:
     # matrix products (torch.utils.flop_counter's convention; pooling, norms, activations: 0).
     flops: int = 0
     attrs: Mapping[str, Any] = field(default_factory=dict)  # kernel_size, stride, ... as torch names them
+    # False for a module the forward never called: a container (ModuleList, ModuleDict, a
+    # holder of children) or an unused one (an auxiliary head in eval mode), and for a
+    # parameter held directly by a module with children; output_shape is then ().
+    called: bool = True
 
     @property
     def name(self) -> str:
@@ -61,6 +77,14 @@ class Trace:
     trainable_params: int
     # Things that run but are probably not what was meant (a linear layer on a 4-D tensor), one sentence each.
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    inputs: tuple[TensorInfo, ...] = ()  # every input, in the order forward takes them; default: one float input_shape
+    outputs: tuple[TensorInfo, ...] = ()  # every tensor the model returns, flattened; default: one output_shape
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            object.__setattr__(self, "inputs", (TensorInfo("input", tuple(self.input_shape)),))
+        if not self.outputs:
+            object.__setattr__(self, "outputs", (TensorInfo("output", tuple(self.root.output_shape)),))
 
     @property
     def root(self) -> Node:
@@ -68,7 +92,8 @@ class Trace:
 
     @property
     def output_shape(self) -> Shape:
-        return self.root.output_shape
+        """The first output's shape: the output, for a model that returns one tensor."""
+        return self.outputs[0].shape if self.outputs else ()
 
     @property
     def non_trainable_params(self) -> int:
