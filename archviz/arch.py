@@ -37,13 +37,25 @@ TORCHVISION_DEFAULT_INPUT: Shape = (1, 3, 224, 224)
 SIGN_OF_LIFE_S = 1.0
 
 
+_signalled: list[str] = []  # sign-of-life lines printed by this process: one is enough
+
+
 @contextlib.contextmanager
-def user_code(message: str | None = None, after_s: float = SIGN_OF_LIFE_S) -> Iterator[None]:
-    """Run code that is not archviz's: its prints go to stderr, and ``message ...`` appears on stderr if it takes over ``after_s``."""
+def user_code(message: str | None = None, after_s: float = SIGN_OF_LIFE_S, *, always: bool = False) -> Iterator[None]:
+    """Run code that is not archviz's: its prints go to stderr, and ``message ...`` appears on stderr if it takes over ``after_s``.
+
+    One sign of life per process (``always`` for a step the user asked to be slow, such as --compute).
+    """
     err = sys.stderr
     timer = None
+
+    def signal() -> None:
+        if always or not _signalled:
+            _signalled.append(message)
+            print(f"{message} ...", file=err, flush=True)
+
     if message:
-        timer = threading.Timer(after_s, lambda: print(f"{message} ...", file=err, flush=True))
+        timer = threading.Timer(after_s, signal)
         timer.daemon = True
         timer.start()
     try:
@@ -99,7 +111,8 @@ class Arch:
         from archviz.trace.from_module import trace_module
 
         model = self.build(device="cpu" if compute else "meta")
-        with user_code(f"tracing {self.name}" + (" with real tensors" if compute else "") if self.kind != "module" else None):
+        message = f"tracing {self.name} with real tensors on the CPU" if compute else f"tracing {self.name}" if self.kind != "module" else None
+        with user_code(message, always=compute):
             return trace_module(model, specs, self.name, compute=compute)
 
     def _trace_spec(self, specs: tuple[InputSpec, ...] | dict[str, InputSpec]) -> Trace:
@@ -198,7 +211,7 @@ def _torchvision(name: str, kwargs: dict[str, Any]) -> Arch:
 def _callable(text: str, kwargs: dict[str, Any]) -> Arch:
     module_name, _, attr = text.partition(":")
     try:
-        with user_code(f"importing {module_name}"):
+        with user_code(f"building {text}"):
             module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UsageError(f"cannot import module {module_name!r} for {text!r} ({exc}); check the name and that it is on PYTHONPATH.") from None

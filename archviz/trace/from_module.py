@@ -269,8 +269,9 @@ def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute:
     """Trace ``model`` on meta inputs (or, with ``compute``, real CPU tensors); RunError names the layer if it cannot run.
 
     ``inputs``: a shape, an InputSpec, a sequence of them (positional) or a mapping (keyword).
-    The model is left as it was: a meta trace runs on a weight-free copy, and the train/eval
-    flags of every module are restored.
+    The model is left as it was: a meta trace runs on a weight-free copy (cast to the inputs'
+    float dtype when they all share one other than float32), and the train/eval flags of
+    every module are restored.
     """
     specs = as_inputs(inputs)
     if compute:
@@ -279,7 +280,10 @@ def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute:
             raise RunError(f"--compute would allocate {total / 2**30:.1f} GiB for the inputs alone (limit 4 GiB); use a smaller --input.")
         target = model
     else:
-        target = model if _all_meta(model) else meta_copy(model)
+        target = meta_copy(model)  # even of a meta model: the user's module is never changed
+        floats = {s.torch_dtype for s in (specs.values() if isinstance(specs, dict) else specs) if s.is_float}
+        if len(floats) == 1 and floats != {torch.float32}:
+            target.to(floats.pop())  # `--input 8x128x256:bf16` means the model runs in bf16
     flags = [(m, m.training) for m in target.modules()]
     target.eval()  # batch-1 BatchNorm1d fails in train mode; shapes do not depend on the mode
     try:
@@ -465,13 +469,21 @@ def _explain(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpe
     raised = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
     values = list(specs.values()) if isinstance(specs, dict) else list(specs)
     head = f"{arch} cannot run on input {format_inputs(values)}"
-    where = "its forward" if failed is None else f"layer {failed[0] or '<model>'!r} ({_kind(failed[1])})"
+    if failed is None:
+        where = "its forward"
+    elif failed[0]:
+        where = f"layer {failed[0]!r} ({_kind(failed[1])})"
+    else:
+        where = f"the forward of {_kind(failed[1])}"
     if not compute and _is_meta_limit(exc):
-        op = getattr(exc, "archviz_op", None) or "an op"
-        what = "an `if` on a tensor's value" if op == "Tensor.__bool__" else f"{op}()" if op != "an op" else op
+        op = getattr(exc, "archviz_op", None)
+        if op in ("Tensor.__bool__", "Tensor.item", "Tensor.tolist", "Tensor.__int__", "Tensor.__float__", "Tensor.__index__"):
+            what = f"uses a tensor's value in Python ({op}, e.g. an `if` on a tensor)"
+        else:
+            what = f"calls {op}(), whose output shape depends on the values" if op else "needs a tensor's values"
         return RunError(
-            f"{arch} cannot be traced on the meta device: {where} calls {what}, which needs real values; "
-            "rerun with --compute to trace with real tensors on the CPU (it computes the forward pass: slower, and needs the memory of a real run)."
+            f"{arch} cannot be traced on the meta device, which has shapes but no values: {where} {what}; "
+            "rerun with --compute to trace with real tensors on the CPU (it runs the forward pass: slower, and needs the memory of a real run)."
         )
     if failed is None:
         return RunError(f"{head}: {where} raised {raised}.")

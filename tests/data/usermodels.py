@@ -31,3 +31,127 @@ def not_a_module():
 
 
 NOT_CALLABLE = 42
+
+
+class TextClassifier(nn.Module):
+    """Embedding + LSTM + linear: takes int64 token ids [batch, seq]."""
+
+    def __init__(self, vocab: int = 100, embed: int = 16, hidden: int = 32, num_classes: int = 2):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, embed)
+        self.lstm = nn.LSTM(embed, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, tokens):
+        out, _ = self.lstm(self.emb(tokens))
+        return self.head(out[:, -1])
+
+
+def audio_net() -> nn.Module:
+    """Conv1d over raw audio [batch, 1, samples]."""
+    return nn.Sequential(nn.Conv1d(1, 8, 80, stride=16), nn.ReLU(), nn.MaxPool1d(4), nn.Conv1d(8, 16, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(16, 5))
+
+
+def transformer() -> nn.Module:
+    layer = nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64, batch_first=True)
+    return nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+
+
+class TwoInputs(nn.Module):
+    """forward(x, y): two feature vectors, two heads returned as a dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.fx = nn.Linear(8, 4)
+        self.fy = nn.Linear(6, 4)
+        self.heads = nn.ModuleDict({"cls": nn.Linear(4, 3), "reg": nn.Linear(4, 1)})
+
+    def forward(self, x, y):
+        h = self.fx(x) + self.fy(y)
+        return {"cls": self.heads["cls"](h), "reg": self.heads["reg"](h)}
+
+
+class Stack(nn.Module):
+    """A ModuleList of identical blocks, applied in a loop, and a tuple output."""
+
+    def __init__(self, n: int = 4, width: int = 8):
+        super().__init__()
+        self.stem = nn.Linear(3, width)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(width, width), nn.ReLU()) for _ in range(n))
+        self.unused = nn.Linear(width, 1)  # never called by forward
+        self.scale = nn.Parameter(torch.ones(width))  # held by the model itself
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return x * self.scale, x.sum(dim=1)
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if x.mean() > 0:  # needs a real value: the meta device cannot answer
+            return self.fc(x)
+        return -self.fc(x)
+
+
+def configurable(widths=(4, 8), dropout: float = 0.0, bias: bool = True, norm=None, act: str = "relu") -> nn.Module:
+    """Every -p value type: a list, a float, a bool, None, a string."""
+    layers, c = [], 3
+    for w in widths:
+        layers += [nn.Linear(c, w, bias=bias)]
+        if norm is not None:
+            layers.append(nn.LayerNorm(w))
+        layers += [nn.ReLU() if act == "relu" else nn.GELU(), nn.Dropout(dropout)]
+        c = w
+    return nn.Sequential(*layers)
+
+
+def broken_init() -> nn.Module:
+    raise ValueError("boom")
+
+
+class BrokenForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        raise ValueError("bad forward")
+
+
+def exits_in_init() -> nn.Module:
+    import sys
+
+    sys.exit(3)
+
+
+class ExitsInForward(nn.Module):
+    def forward(self, x):
+        import sys
+
+        sys.exit("stop")
+
+
+class Chatty(nn.Module):
+    """Prints in its constructor and its forward (it must not reach stdout)."""
+
+    def __init__(self):
+        super().__init__()
+        print("hello from __init__")
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        print("hello from forward")
+        return self.fc(x)
+
+
+def slow() -> nn.Module:
+    import time
+
+    time.sleep(1.6)
+    return nn.Linear(4, 2)

@@ -1,0 +1,337 @@
+"""Issue 9: any input rank and dtype, several inputs, every output, containers, every torchvision model,
+-p values as YAML, and errors that say whose code failed."""
+
+import json
+import socket
+
+import pytest
+import torch
+from torchvision import models
+
+from archviz.arch import load_arch
+from archviz.errors import RunError, UsageError
+from archviz.params import parse_value
+from archviz.shape import InputSpec, parse_input, parse_inputs
+
+
+# --- the --input grammar --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shape", "dtype"),
+    [
+        ("1x3x224x224", (1, 3, 224, 224), "float32"),
+        ("2x32:int64", (2, 32), "int64"),
+        ("4x1x16000", (4, 1, 16000), "float32"),
+        ("1x3x16x112x112", (1, 3, 16, 112, 112), "float32"),
+        ("8x128x256:bf16", (8, 128, 256), "bfloat16"),
+        ("8x128x256:BFloat16", (8, 128, 256), "bfloat16"),
+        ("10:long", (10,), "int64"),
+        ("2x5:fp16", (2, 5), "float16"),
+        ("3x3:bool", (3, 3), "bool"),
+    ],
+)
+def test_input_grammar(text, shape, dtype):
+    spec = parse_input(text)
+    assert spec == InputSpec(shape, dtype)
+    assert parse_input(str(spec)) == spec  # str() writes the same grammar back
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2x32:int46", "unknown dtype 'int46'; did you mean 'int64'"),
+        ("2xx32", "'' is not a whole number"),
+        ("1x3x-5", "every size must be at least 1, got -5"),
+        ("1x0x5", "every size must be at least 1, got 0"),
+        ("1x1x4000000000x4000000000", "has 1.6e+19 elements, more than archviz accepts per input (1,099,511,627,776 = 2^40)"),
+        ("1x1x1x1x1x1x1x1x1", "has 9 dimensions; archviz accepts at most 8"),
+    ],
+)
+def test_bad_input_grammar(text, message):
+    with pytest.raises(UsageError, match=None) as info:
+        parse_input(text)
+    assert message in str(info.value)
+
+
+def test_huge_input_is_one_sentence_not_cpp_frames(cli):
+    code, out, err = cli("shapes", "torchvision:resnet18", "--input", "1x1x4000000000x4000000000")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "more than archviz accepts per input" in err and "Traceback" not in err and "c10" not in err
+
+
+def test_repeated_inputs_keep_their_order():
+    assert parse_inputs(["1x8", "1x6:int32"]) == (InputSpec((1, 8)), InputSpec((1, 6), "int32"))
+    assert parse_inputs(None) is None
+
+
+# --- any rank, any dtype, several inputs, every output ---------------------------------------------
+
+
+def test_token_ids_through_embedding_and_lstm(cli):
+    code, out, err = cli("shapes", "usermodels:TextClassifier", "--input", "2x32:int64", "-f", "json")
+    report = json.loads(out)
+    assert code == 0, err
+    assert report["inputs"] == [{"name": "input", "shape": [2, 32], "dtype": "int64"}]
+    assert [(b["name"], b["output_shape"]) for b in report["blocks"]] == [("emb", [2, 32, 16]), ("lstm", [2, 32, 32]), ("head", [2, 2])]
+    assert report["output_shape"] == [2, 2] and report["total_params"] == 100 * 16 + 4 * (32 * 16 + 32 * 32 + 2 * 32) + 33 * 2
+
+
+def test_conv1d_audio_and_3d_transformer_inputs():
+    audio = load_arch("usermodels:audio_net").trace(["4x1x16000"])
+    assert audio.node("0").output_shape == (4, 8, (16000 - 80) // 16 + 1) and audio.output_shape == (4, 5)
+    encoder = load_arch("usermodels:transformer").trace((2, 10, 32))
+    assert encoder.output_shape == (2, 10, 32) and encoder.node("layers.1").output_shape == (2, 10, 32)
+
+
+def test_bf16_input_gives_bf16_outputs():
+    trace = load_arch("usermodels:audio_net").trace("2x1x4000:bf16")
+    assert trace.inputs[0].dtype == "bfloat16" and trace.outputs[0].dtype == "bfloat16"
+
+
+def test_two_inputs_and_a_dict_output(cli):
+    code, out, err = cli("shapes", "usermodels:TwoInputs", "--input", "2x8", "--input", "2x6", "-f", "json")
+    report = json.loads(out)
+    assert code == 0, err
+    assert report["inputs"] == [{"name": "x", "shape": [2, 8], "dtype": "float32"}, {"name": "y", "shape": [2, 6], "dtype": "float32"}]
+    assert report["outputs"] == [{"name": "cls", "shape": [2, 3], "dtype": "float32"}, {"name": "reg", "shape": [2, 1], "dtype": "float32"}]
+    assert report["output_shape"] is None  # several outputs: `outputs` has them all
+    code, out, _ = cli("shapes", "usermodels:TwoInputs", "--input", "2x8", "--input", "2x6")
+    assert "Inputs: x 2x8, y 2x6" in out and "Outputs: cls 2x3, reg 2x1" in out
+
+
+def test_keyword_inputs_from_a_dict():
+    trace = load_arch("usermodels:TwoInputs").trace({"y": (5, 6), "x": (5, 8)})
+    assert [(i.name, i.shape) for i in trace.inputs] == [("y", (5, 6)), ("x", (5, 8))]
+    assert [o.shape for o in trace.outputs] == [(5, 3), (5, 1)]
+
+
+def test_diagram_draws_every_input_and_output(cli):
+    code, out, err = cli("diagram", "usermodels:TwoInputs", "--input", "2x8", "--input", "2x6", "-f", "dot", "-o", "-")
+    assert code == 0, err
+    for vertex in ('"@input:x"', '"@input:y"', '"@output:cls"', '"@output:reg"'):
+        assert f"{vertex} [label=" in out  # drawn
+        assert f"-> {vertex}" in out or f"{vertex} ->" in out  # and connected
+    assert "<B>Output</B> cls" in out
+
+
+def test_tuple_output_of_a_module_list_model():
+    trace = load_arch("usermodels:Stack").trace((2, 3))
+    assert [(o.name, o.shape) for o in trace.outputs] == [("0", (2, 8)), ("1", (2,))]
+
+
+def test_wrong_rank_for_a_spec_is_a_usage_error(cli):
+    code, _, err = cli("shapes", "lenet", "--input", "1x784")
+    assert code == 2 and "lenet takes a 4-D input such as --input 1x1x28x28, not 1x784 (2-D)" in err
+    code, _, err = cli("shapes", "lenet", "--input", "1x1x28x28:int64")
+    assert code == 2 and "lenet takes one floating-point input" in err
+
+
+def test_channel_hint_keeps_the_rank_and_dtype(cli):
+    code, _, err = cli("shapes", "usermodels:audio_net", "--input", "4x2x16000")
+    assert code == 1 and "layer '0' (Conv1d) expects 1 input channels but gets 2; use --input 4x1x16000." in err
+
+
+def test_smallest_input_search_works_on_1d_inputs(cli):
+    code, _, err = cli("shapes", "usermodels:audio_net", "--input", "1x1x50")
+    assert code == 1 and "the smallest input that works is 1x1x" in err
+    smallest = int(err.split("the smallest input that works is 1x1x")[1].split(".")[0])
+    # conv 80/16 -> L1, maxpool 4 -> L1 // 4, conv 3 needs >= 3: L1 >= 12, so samples >= 80 + 16 * 11
+    assert smallest == 80 + 16 * 11
+
+
+# --- containers and unused modules -------------------------------------------------------------------
+
+
+def test_module_list_is_a_block_with_its_children(cli):
+    trace = load_arch("usermodels:Stack").trace((2, 3))
+    assert [(n.path, n.type, n.called) for n in trace.blocks(1)] == [
+        ("scale", "Parameter", False),
+        ("stem", "Linear", True),
+        ("blocks", "ModuleList", False),
+        ("unused", "Linear", False),
+    ]
+    assert [n.path for n in trace.children("blocks")] == ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]
+    assert sum(n.params for n in trace.blocks(1)) == trace.total_params == 8 + 32 + 4 * 72 + 9
+    assert sum(n.params for n in trace.blocks(2)) == trace.total_params
+    code, out, _ = cli("shapes", "usermodels:Stack", "--input", "2x3", "-f", "json")
+    blocks = json.loads(out)["blocks"]
+    assert blocks[2] == {"name": "blocks", "type": "ModuleList", "depth": 1, "output_shape": None, "params": 288, "trainable_params": 288, "called": False}
+
+
+def test_folding_applies_to_a_module_lists_children(cli):
+    code, out, err = cli("diagram", "usermodels:Stack", "--input", "2x3", "--depth", "2", "-f", "dot", "-o", "-")
+    assert code == 0, err
+    assert "Sequential \u00d7 4" in out and '"blocks.1"' not in out
+
+
+def test_maxvit_blocks_appear_at_depth_1(cli):
+    code, out, _ = cli("shapes", "torchvision:maxvit_t", "-f", "json")
+    blocks = {b["name"]: b for b in json.loads(out)["blocks"]}
+    assert list(blocks) == ["stem", "blocks", "classifier"]
+    assert blocks["blocks"]["type"] == "ModuleList" and blocks["blocks"]["params"] == 30_105_160
+    code, out, _ = cli("diagram", "torchvision:maxvit_t", "-f", "dot", "-o", "-")
+    assert out.count("[label=<") < 20  # three blocks, input, output (878 vertices before)
+
+
+def _row_params(model: torch.nn.Module, trace, depth: int) -> list[set[int]]:
+    rows = []
+    for node in trace.blocks(depth):
+        if node.type == "Parameter":
+            rows.append({id(model.get_parameter(node.path))})
+        else:
+            rows.append({id(p) for p in model.get_submodule(node.path).parameters()})
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", models.list_models(module=models))
+def test_every_classification_model_rows_hold_every_parameter_once(name):
+    arch = load_arch(f"torchvision:{name}")
+    model = arch.build(device="meta")
+    trace = arch.trace()
+    rows = _row_params(model, trace, 1)
+    every = {id(p) for p in model.parameters()}
+    assert sum(n.params for n in trace.blocks(1)) == trace.total_params
+    assert sum(len(r) for r in rows) == len(every) and set().union(*rows) == every
+
+
+# --- every torchvision model, never the network -----------------------------------------------------
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("archviz tried to open a network connection")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+DEFAULT_INPUTS = {
+    "fcn_resnet50": [(1, 3, 520, 520)],
+    "fasterrcnn_resnet50_fpn": [(1, 3, 480, 640)],
+    "r3d_18": [(1, 3, 16, 112, 112)],
+    "mvit_v2_s": [(1, 3, 16, 224, 224)],
+    "raft_small": [(1, 3, 224, 224), (1, 3, 224, 224)],
+    "inception_v3": [(1, 3, 299, 299)],
+    "quantized_resnet18": [(1, 3, 224, 224)],
+}
+
+
+@pytest.mark.parametrize(("name", "inputs"), DEFAULT_INPUTS.items())
+def test_each_family_has_a_sensible_default_input(name, inputs):
+    assert [s.shape for s in load_arch(f"torchvision:{name}").inputs] == inputs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", models.list_models())
+def test_every_torchvision_model_builds_without_the_network_and_traces_or_says_why(name, no_network):
+    arch = load_arch(f"torchvision:{name}")
+    try:
+        trace = arch.trace()
+    except RunError as exc:  # detection: data-dependent ops
+        assert "cannot be traced on the meta device" in str(exc) and "--compute" in str(exc)
+        assert models.get_model_builder(name).__module__.startswith("torchvision.models.detection")
+        return
+    assert trace.total_params > 0 and trace.outputs
+
+
+def test_detection_names_the_op_that_stopped_the_meta_trace(cli):
+    code, _, err = cli("shapes", "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn")
+    assert code == 1 and err.count("\n") == 1
+    assert "layer 'rpn' (RegionProposalNetwork) calls torch.where(), whose output shape depends on the values" in err and "--compute" in err
+
+
+@pytest.mark.slow
+def test_detection_traces_with_compute(cli):
+    code, out, err = cli("shapes", "torchvision:ssdlite320_mobilenet_v3_large", "--compute", "-f", "json")
+    report = json.loads(out)
+    assert code == 0, err
+    assert report["total_params"] == 3_440_060  # torchvision's num_params for SSDlite320
+    assert [o["name"] for o in report["outputs"]] == ["0.boxes", "0.scores", "0.labels"]
+    assert report["outputs"][2]["dtype"] == "int64"
+
+
+def test_data_dependent_if_says_so_and_compute_traces_it(cli):
+    code, _, err = cli("shapes", "usermodels:DataDependent", "--input", "1x4")
+    assert code == 1 and "uses a tensor's value in Python (Tensor.__bool__, e.g. an `if` on a tensor)" in err and "--compute" in err
+    code, out, err = cli("shapes", "usermodels:DataDependent", "--input", "1x4", "--compute", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)["output_shape"] == [1, 4]
+
+
+# --- -p values as YAML scalars ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("None", None), ("null", None), ("~", None), ("true", True), ("False", False), ("3", 3), ("0.5", 0.5), ("[1, 2]", [1, 2]), ("relu", "relu"), ("'3'", "3")],
+)
+def test_param_values_are_yaml_scalars(raw, value):
+    assert parse_value(raw) == value and type(parse_value(raw)) is type(value)
+
+
+def test_param_values_reach_a_callable_typed(cli):
+    code, out, err = cli(
+        "shapes", "usermodels:configurable", "-p", "widths=[5, 7]", "-p", "dropout=0.5", "-p", "bias=false", "-p", "norm=true", "-p", "act=gelu",
+        "--input", "1x3", "-d", "1", "-f", "json",
+    )  # fmt: skip
+    assert code == 0, err
+    types = [b["type"] for b in json.loads(out)["blocks"]]
+    assert types == ["Linear", "LayerNorm", "GELU", "Dropout"] * 2
+    assert json.loads(out)["total_params"] == 3 * 5 + 2 * 5 + 5 * 7 + 2 * 7  # no biases
+
+
+def test_none_reaches_torchvision(cli):
+    code, out, err = cli("shapes", "torchvision:googlenet", "-p", "aux_logits=false", "-p", "init_weights=None", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)["total_params"] == 6_624_904  # googlenet without its two auxiliary heads
+
+
+def test_spec_params_parse_as_yaml_too(cli):
+    code, out, _ = cli("shapes", "vgg11", "-p", "ratio=8", "-f", "json")
+    assert code == 0 and json.loads(out)["total_params"] == 2_018_346
+    code, _, err = cli("shapes", "vgg11", "-p", "ratio=[8]")
+    assert code == 2 and "vgg11's parameter ratio must be a whole number" in err
+
+
+def test_bad_yaml_value_is_one_sentence(cli):
+    code, _, err = cli("shapes", "usermodels:configurable", "-p", "widths=[1, 2")
+    assert code == 2 and "-p 'widths=[1, 2': the value is not valid YAML" in err
+
+
+# --- whose code failed ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["usermodels:broken_init"], 1, "usermodels:broken_init raised ValueError: boom while building the model (in its constructor, not in archviz)."),
+        (["usermodels:BrokenForward", "-i", "1x4"], 1, "usermodels:BrokenForward cannot run on input 1x4: the forward of BrokenForward raised ValueError: bad forward"),
+        (["usermodels:exits_in_init"], 1, "usermodels:exits_in_init called sys.exit(3) while building the model"),
+        (["usermodels:ExitsInForward", "-i", "1x4"], 1, "usermodels:ExitsInForward's forward called sys.exit('stop')"),
+        (["exits_on_import:anything"], 1, "importing 'exits_on_import' called sys.exit(5)"),
+        (["usermodels:tiny_cnn", "-p", "widht=3"], 2, "usermodels:tiny_cnn does not accept the parameters ['widht']"),
+    ],
+)
+def test_user_code_errors_name_the_callable(cli, args, code, message):
+    got, out, err = cli("shapes", *args)
+    assert got == code and out == ""
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_user_prints_go_to_stderr_so_json_stays_pure(cli):
+    code, out, err = cli("shapes", "usermodels:Chatty", "--input", "1x4", "-f", "json")
+    assert code == 0
+    assert json.loads(out)["output_shape"] == [1, 2]
+    assert "hello from __init__" in err and "hello from forward" in err
+
+
+def test_slow_callable_gets_a_sign_of_life(cli, monkeypatch):
+    import archviz.arch
+
+    monkeypatch.setattr(archviz.arch, "_signalled", [])
+    code, out, err = cli("shapes", "usermodels:slow", "--input", "1x4", "-f", "json")
+    assert code == 0 and json.loads(out)["output_shape"] == [1, 2]
+    assert "building usermodels:slow ..." in err
