@@ -13,7 +13,6 @@ from archviz.errors import RunError, UsageError
 from archviz.params import parse_value
 from archviz.shape import InputSpec, parse_input, parse_inputs
 
-
 # --- the --input grammar --------------------------------------------------------------------------
 
 
@@ -308,7 +307,11 @@ def test_bad_yaml_value_is_one_sentence(cli):
     ("args", "code", "message"),
     [
         (["usermodels:broken_init"], 1, "usermodels:broken_init raised ValueError: boom while building the model (in its constructor, not in archviz)."),
-        (["usermodels:BrokenForward", "-i", "1x4"], 1, "usermodels:BrokenForward cannot run on input 1x4: the forward of BrokenForward raised ValueError: bad forward"),
+        (
+            ["usermodels:BrokenForward", "-i", "1x4"],
+            1,
+            "usermodels:BrokenForward cannot run on input 1x4: the forward of BrokenForward raised ValueError: bad forward",
+        ),
         (["usermodels:exits_in_init"], 1, "usermodels:exits_in_init called sys.exit(3) while building the model"),
         (["usermodels:ExitsInForward", "-i", "1x4"], 1, "usermodels:ExitsInForward's forward called sys.exit('stop')"),
         (["exits_on_import:anything"], 1, "importing 'exits_on_import' called sys.exit(5)"),

@@ -94,7 +94,15 @@ def test_torchvision_model(cli):
     report = json.loads(out)
     assert code == 0 and report["input_shape"] == [1, 3, 224, 224]
     assert report["total_params"] == 11_689_512  # torchvision's num_params metadata
-    assert report["blocks"][-1] == {"name": "fc", "type": "Linear", "depth": 1, "output_shape": [1, 1000], "params": 513_000, "trainable_params": 513_000, "called": True}
+    assert report["blocks"][-1] == {
+        "name": "fc",
+        "type": "Linear",
+        "depth": 1,
+        "output_shape": [1, 1000],
+        "params": 513_000,
+        "trainable_params": 513_000,
+        "called": True,
+    }
     code, out, _ = cli("shapes", "torchvision:resnet18", "-p", "num_classes=10", "-f", "json")
     assert json.loads(out)["output_shape"] == [1, 10]
 

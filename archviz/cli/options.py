@@ -39,7 +39,7 @@ ComputeOpt = Annotated[
 ]
 ParamOpt = Annotated[
     list[str] | None,
-    typer.Option("--param", "-p", metavar="KEY=VALUE", help="Set a parameter (repeatable); values are read as YAML: -p ratio=8 -p aux_logits=false -p weights_backbone=None."),
+    typer.Option("--param", "-p", metavar="KEY=VALUE", help="Set a parameter (repeatable), read as YAML: -p ratio=8 -p aux_logits=false -p init_weights=None."),
 ]
 DepthOpt = Annotated[
     int,

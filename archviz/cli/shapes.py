@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from archviz.arch import load_arch
+from archviz.arch import load_arch, user_code
 from archviz.cli.app import command
-from archviz.arch import user_code
 from archviz.cli.options import ArchArg, ComputeOpt, DepthOpt, FormatOpt, InputOpt, ParamOpt
 from archviz.render import Format
 from archviz.render.shapes import render_shapes

@@ -49,7 +49,9 @@ class TextClassifier(nn.Module):
 
 def audio_net() -> nn.Module:
     """Conv1d over raw audio [batch, 1, samples]."""
-    return nn.Sequential(nn.Conv1d(1, 8, 80, stride=16), nn.ReLU(), nn.MaxPool1d(4), nn.Conv1d(8, 16, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(16, 5))
+    return nn.Sequential(
+        nn.Conv1d(1, 8, 80, stride=16), nn.ReLU(), nn.MaxPool1d(4), nn.Conv1d(8, 16, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(16, 5)
+    )
 
 
 def transformer() -> nn.Module:
