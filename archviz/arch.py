@@ -14,8 +14,10 @@ import contextlib
 import dataclasses
 import importlib
 import inspect
+import os
 import sys
 import threading
+import traceback
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -99,11 +101,12 @@ class Arch:
         with user_code(f"building {self.name}" if self.kind != "module" else None):
             return instantiate(self.factory, self.name, device or "cpu")
 
-    def trace(self, inputs: Any = None, *, compute: bool = False) -> Trace:
+    def trace(self, inputs: Any = None, *, compute: bool = False, data: Any = None) -> Trace:
         """Shapes, params and FLOPs on ``inputs`` without computing anything (``compute``: with real CPU tensors).
 
         ``inputs``: a shape such as ``(1, 3, 224, 224)``, an InputSpec or ``"2x32:int64"``, a
         list of them for a model with several inputs, or a dict of them for keyword inputs.
+        ``data``: with ``compute``, real tensors to run on (else random ones of ``inputs``' shapes).
         """
         specs = self.input_specs(inputs)
         if self.resolved is not None:
@@ -113,7 +116,7 @@ class Arch:
         model = self.build(device="cpu" if compute else "meta")
         message = f"tracing {self.name} with real tensors on the CPU" if compute else f"tracing {self.name}" if self.kind != "module" else None
         with user_code(message, always=compute):
-            return trace_module(model, specs, self.name, compute=compute)
+            return trace_module(model, specs, self.name, compute=compute, data=data)
 
     def _trace_spec(self, specs: tuple[InputSpec, ...] | dict[str, InputSpec]) -> Trace:
         from archviz.trace.from_spec import trace_spec
@@ -218,6 +221,7 @@ def _callable(text: str, kwargs: dict[str, Any]) -> Arch:
     except SystemExit as exc:
         raise RunError(f"importing {module_name!r} called sys.exit({exc.code!r}); archviz cannot load a module that ends the program.") from None
     except Exception as exc:
+        show_traceback(exc)
         raise RunError(f"importing {module_name!r} raised {_raised(exc)}.") from None
     target: Any = module
     for part in attr.split("."):
@@ -243,10 +247,17 @@ def _raised(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
 
 
+def show_traceback(exc: BaseException) -> None:
+    """With ARCHVIZ_DEBUG=1, the traceback of an error archviz is about to turn into one sentence."""
+    if os.environ.get("ARCHVIZ_DEBUG"):
+        traceback.print_exception(exc, file=sys.stderr)
+
+
 def constructor_error(name: str, exc: BaseException) -> ArchvizError:
     """One sentence for an exception raised while a user's (or torchvision's) constructor ran."""
     if isinstance(exc, ArchvizError):
         return exc
+    show_traceback(exc)
     if isinstance(exc, SystemExit):
         return RunError(f"{name} called sys.exit({exc.code!r}) while building the model; archviz cannot inspect a model that ends the program.")
     return RunError(f"{name} raised {_raised(exc)} while building the model (in its constructor, not in archviz).")

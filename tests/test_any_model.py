@@ -338,3 +338,11 @@ def test_slow_callable_gets_a_sign_of_life(cli, monkeypatch):
     code, out, err = cli("shapes", "usermodels:slow", "--input", "1x4", "-f", "json")
     assert code == 0 and json.loads(out)["output_shape"] == [1, 2]
     assert "building usermodels:slow ..." in err
+
+
+def test_debug_shows_the_users_traceback_then_the_sentence(cli, monkeypatch):
+    monkeypatch.setenv("ARCHVIZ_DEBUG", "1")
+    code, _, err = cli("shapes", "usermodels:BrokenForward", "-i", "1x4")
+    assert code == 1
+    assert "Traceback (most recent call last)" in err and 'raise ValueError("bad forward")' in err
+    assert err.rstrip().splitlines()[-1].startswith("archviz: error: usermodels:BrokenForward cannot run on input 1x4")

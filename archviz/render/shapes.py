@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from archviz.render import Format
-from archviz.render.tables import human, render_rows
+from archviz.render.tables import human, render_html, render_rows
 from archviz.shape import format_shape
 from archviz.trace.record import TensorInfo, Trace
 
@@ -44,9 +44,10 @@ def shapes_report(trace: Trace, depth: int = 1) -> dict[str, Any]:
     }
 
 
-def render_shapes(trace: Trace, depth: int = 1, fmt: Format = Format.table) -> str:
+def render_shapes(trace: Trace, depth: int = 1, fmt: Format = Format.table, *, html: bool = False) -> str:
+    """The `shapes` table (or JSON, CSV, Markdown); ``html``: the table as HTML, for Jupyter."""
     report = shapes_report(trace, depth)
-    if fmt is Format.table:
+    if fmt is Format.table or html:
         # The table shows the enclosing blocks too, indented like a tree (as torchinfo does);
         # JSON and CSV list only the blocks at ``depth``, so their params add up to the total.
         rows = [
@@ -65,6 +66,8 @@ def render_shapes(trace: Trace, depth: int = 1, fmt: Format = Format.table) -> s
         ("Non-trainable params", human(trace.non_trainable_params)),
     ]
     title = f"{trace.arch} @ {inputs_text(trace.inputs)}"
+    if html:
+        return render_html(rows, columns, title=title, footer=footer)
     return render_rows(rows, columns, fmt, title=title, footer=footer, payload=report)
 
 

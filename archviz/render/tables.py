@@ -131,3 +131,17 @@ def _plain_table(rows, cells, columns, title, footer) -> str | None:
     lines.append(rule("\u2514", "\u2500", "\u2534", "\u2518"))
     lines += [f"{label}: {text}".rstrip() for label, text in footer]
     return "\n".join(lines)
+
+
+def render_html(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], *, title: str = "", footer: Sequence[tuple[str, str]] = ()) -> str:
+    """An HTML table for Jupyter (``_repr_html_``): the same cells as the text table."""
+    from html import escape
+
+    head = "".join(f"<th style='text-align:{'right' if _numeric(rows, k) else 'left'}'>{escape(h)}</th>" for k, h in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:{'right' if _numeric(rows, k) else 'left'}'>{escape(_cell(r.get(k)))}</td>" for k, _ in columns) + "</tr>"
+        for r in rows
+    )
+    caption = f"<caption style='text-align:left'><b>{escape(title)}</b></caption>" if title else ""
+    notes = "".join(f"{escape(label)}: {escape(text)}<br/>" for label, text in footer)
+    return f"<div><table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><p>{notes}</p></div>"

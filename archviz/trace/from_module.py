@@ -265,15 +265,18 @@ def _make_tensor(spec: InputSpec, device: str, generator: torch.Generator | None
     return torch.randn(spec.shape, dtype=torch.float32, generator=generator).to(spec.torch_dtype)
 
 
-def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute: bool = False) -> Trace:
+def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute: bool = False, data: Any = None) -> Trace:
     """Trace ``model`` on meta inputs (or, with ``compute``, real CPU tensors); RunError names the layer if it cannot run.
 
-    ``inputs``: a shape, an InputSpec, a sequence of them (positional) or a mapping (keyword).
+    ``inputs``: a shape, an InputSpec, a sequence of them (positional) or a mapping (keyword);
+    ``data``: with ``compute``, the tensors themselves, in the same order or with the same keys.
     The model is left as it was: a meta trace runs on a weight-free copy (cast to the inputs'
     float dtype when they all share one other than float32), and the train/eval flags of
     every module are restored.
     """
     specs = as_inputs(inputs)
+    if data is not None and not compute:
+        data = None  # a meta trace needs only the shapes and dtypes, which ``inputs`` has
     if compute:
         total = sum(s.nbytes for s in (specs.values() if isinstance(specs, dict) else specs))
         if total > MAX_COMPUTE_INPUT_BYTES:
@@ -287,10 +290,13 @@ def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute:
     flags = [(m, m.training) for m in target.modules()]
     target.eval()  # batch-1 BatchNorm1d fails in train mode; shapes do not depend on the mode
     try:
-        return _run(target, specs, arch, "cpu" if compute else "meta")
+        return _run(target, specs, arch, "cpu" if compute else "meta", data)
     except RunError:
         raise
     except Exception as exc:  # translated into one sentence naming the layer
+        from archviz.arch import show_traceback
+
+        show_traceback(exc)
         raise _explain(target, specs, arch, exc, compute) from None
     except SystemExit as exc:
         raise RunError(f"{arch}'s forward called sys.exit({exc.code!r}); archviz cannot trace a model that ends the program.") from None
@@ -299,7 +305,7 @@ def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute:
             module.training = training
 
 
-def _run(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpec], arch: str, device: str = "meta") -> Trace:
+def _run(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpec], arch: str, device: str = "meta", data: Any = None) -> Trace:
     counter = FlopCounterMode(display=False)
     recorder = _Recorder(model, counter)
     names = input_names(model, specs)
@@ -307,7 +313,10 @@ def _run(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpec], 
     generator = torch.Generator().manual_seed(0) if device != "meta" else None
     if device != "meta":
         device = next((t.device.type for t in _tensors(model)), "cpu")
-    tensors = [_make_tensor(s, device, generator) for s in values]
+    if data is not None:  # the caller's own tensors (archviz.summary(input_data=..., compute=True)), used as they are
+        tensors = list(data.values()) if isinstance(data, Mapping) else list(data)
+    else:
+        tensors = [_make_tensor(s, device, generator) for s in values]
     single = len(values) == 1 and not isinstance(specs, dict)
     input_ops = []
     for name, spec, X in zip(names, values, tensors, strict=True):

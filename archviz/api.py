@@ -1,0 +1,314 @@
+"""The notebook API: ``archviz.summary``, ``archviz.cost`` and ``archviz.diagram``.
+
+Each takes what the CLI takes (a built-in name, a spec path, ``torchvision:NAME``,
+``module:callable``) or an ``nn.Module`` already in hand, and returns an object that
+holds data (``to_dict()`` is the CLI's ``--format json``), prints as the CLI's table and
+shows itself in Jupyter. A module in hand is never changed: archviz traces a weight-free
+meta-device copy, so its device, dtype, train/eval flags, ``requires_grad``, hooks and
+parameters stay as they were.
+
+Inputs follow torchinfo's ``summary``: ``input_size`` is one shape or a list of shapes
+(``(1, 3, 224, 224)``, ``"2x32:int64"``, ``[(1, 8), (1, 6)]``) or a dict for keyword
+inputs, with ``dtypes`` one per input; or ``input_data`` is a tensor, a tuple/list of
+tensors (positional) or a dict of tensors (keyword), whose shapes and dtypes are used.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archviz.arch import Arch, load_arch, user_code
+from archviz.errors import UsageError
+from archviz.shape import DTYPES, InputSpec, as_inputs
+
+if TYPE_CHECKING:
+    from archviz.trace.record import Trace
+
+
+def _arch(model_or_arch: Any, params: Mapping[str, Any]) -> Arch:
+    if isinstance(model_or_arch, Arch):
+        return model_or_arch
+    if isinstance(model_or_arch, str | os.PathLike):
+        return load_arch(str(model_or_arch), params)
+    from torch import nn
+
+    if isinstance(model_or_arch, nn.Module):
+        if params:
+            raise UsageError(f"parameters {sorted(params)} apply to a name or a callable; a module in hand is already built.")
+        return Arch.from_module(model_or_arch)
+    raise UsageError(
+        f"cannot inspect a {type(model_or_arch).__name__}; give an nn.Module, a built-in name, a spec path, 'torchvision:NAME' or 'module:callable'."
+    )
+
+
+def _dtype_name(dtype: Any) -> str:
+    text = str(dtype).removeprefix("torch.").lower()
+    if text not in DTYPES:
+        raise UsageError(f"unknown dtype {dtype!r}; use a torch dtype such as torch.int64 or a name such as 'bf16'.")
+    return DTYPES[text]
+
+
+def _inputs(arch: Arch, input_size: Any, input_data: Any, dtypes: Sequence[Any] | None) -> tuple[Any, Any]:
+    """(InputSpecs or None for the architecture's own, the tensors of ``input_data`` or None)."""
+    if input_size is not None and input_data is not None:
+        raise UsageError("give input_size or input_data, not both.")
+    if input_data is not None:
+        import torch
+
+        if isinstance(input_data, torch.Tensor):
+            input_data = (input_data,)
+        items = input_data.items() if isinstance(input_data, Mapping) else enumerate(input_data)
+        specs = {}
+        for key, t in items:
+            if not isinstance(t, torch.Tensor):
+                raise UsageError(f"input_data[{key!r}] is a {type(t).__name__}; give tensors, a tuple/list of tensors or a dict of tensors.")
+            specs[key] = InputSpec(tuple(t.shape), _dtype_name(t.dtype))
+        if isinstance(input_data, Mapping):
+            return {str(k): v for k, v in specs.items()}, dict(input_data)
+        return tuple(specs.values()), tuple(input_data)
+    if input_size is None:
+        if arch.kind == "module":
+            raise UsageError("a module in hand needs an input: pass input_size=(1, 3, 224, 224) (or a list of sizes) or input_data=tensor.")
+        specs = arch.inputs
+    else:
+        specs = as_inputs(input_size)
+    if dtypes is not None:
+        values = list(specs.values()) if isinstance(specs, dict) else list(specs)
+        if len(dtypes) != len(values):
+            raise UsageError(f"dtypes has {len(dtypes)} entries for {len(values)} input(s); give one per input.")
+        typed = [InputSpec(s.shape, _dtype_name(d)) for s, d in zip(values, dtypes, strict=True)]
+        specs = dict(zip(specs, typed, strict=True)) if isinstance(specs, dict) else tuple(typed)
+    return specs, None
+
+
+def _trace(model_or_arch: Any, input_size: Any, input_data: Any, dtypes: Any, compute: bool, params: Mapping[str, Any]) -> tuple[Arch, Trace]:
+    with user_code():  # a user module's prints go to stderr, as on the command line
+        arch = _arch(model_or_arch, params)
+        specs, data = _inputs(arch, input_size, input_data, dtypes)
+        return arch, arch.trace(specs, compute=compute, data=data)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What ``archviz shapes`` shows: per-block output shapes and parameters, every input and output."""
+
+    trace: Trace = field(repr=False)
+    depth: int = 1
+
+    @property
+    def total_params(self) -> int:
+        return self.trace.total_params
+
+    @property
+    def trainable_params(self) -> int:
+        return self.trace.trainable_params
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.trace.non_trainable_params
+
+    @property
+    def macs(self) -> int:
+        """Forward multiply-accumulates (FLOPs = 2 x MACs; convolutions, linear layers, matrix products)."""
+        return self.trace.flops // 2
+
+    @property
+    def flops(self) -> int:
+        return self.trace.flops
+
+    @property
+    def blocks(self) -> list[dict[str, Any]]:
+        """One dict per block at ``depth`` (name, type, depth, output_shape, params, trainable_params, called)."""
+        return self.to_dict()["blocks"]
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        return [i.to_dict() for i in self.trace.inputs]
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        """Every tensor the model returns: ``{name, shape, dtype}``."""
+        return [o.to_dict() for o in self.trace.outputs]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The same JSON as ``archviz shapes --format json``."""
+        from archviz.render.shapes import shapes_report
+
+        return shapes_report(self.trace, self.depth)
+
+    def __str__(self) -> str:
+        from archviz.render.shapes import render_shapes
+
+        return render_shapes(self.trace, self.depth)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from archviz.render.shapes import render_shapes
+
+        return render_shapes(self.trace, self.depth, html=True)
+
+
+def summary(
+    model_or_arch: Any,
+    input_size: Any = None,
+    input_data: Any = None,
+    dtypes: Sequence[Any] | None = None,
+    depth: int = 1,
+    *,
+    compute: bool = False,
+    **params: Any,
+) -> Summary:
+    """Per-block output shapes and parameters of ``model_or_arch`` (as ``archviz shapes``), without computing.
+
+    ``params`` are the ``-p`` values (spec parameters or the callable's keyword arguments).
+    ``compute=True`` traces with real tensors on the CPU, for data-dependent models.
+    """
+    if depth < 1:
+        raise UsageError(f"depth must be at least 1 (1 = top-level blocks), got {depth}.")
+    return Summary(_trace(model_or_arch, input_size, input_data, dtypes, compute, params)[1], depth)
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """What ``archviz cost`` shows: FLOPs, receptive fields and the memory of a training step."""
+
+    report: dict[str, Any] = field(repr=False)
+
+    @property
+    def total_params(self) -> int:
+        return self.report["total_params"]
+
+    @property
+    def macs(self) -> int:
+        return self.report["macs"]
+
+    @property
+    def flops(self) -> int:
+        return self.report["flops"]
+
+    @property
+    def peak_bytes(self) -> int:
+        """Predicted peak bytes of the step (see ``to_dict()["conventions"]``)."""
+        return self.report["memory"]["peak_bytes"]
+
+    @property
+    def blocks(self) -> list[dict[str, Any]]:
+        return self.report["blocks"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The same JSON as ``archviz cost --format json``."""
+        import copy
+
+        return copy.deepcopy(self.report)
+
+    def __str__(self) -> str:
+        from archviz.render.cost import render_cost
+
+        return render_cost(self.report)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return f"<pre>{escape(str(self))}</pre>"
+
+
+def cost(
+    model_or_arch: Any,
+    input_size: Any = None,
+    input_data: Any = None,
+    dtypes: Sequence[Any] | None = None,
+    depth: int = 1,
+    *,
+    optimizer: str = "sgd",
+    dtype: str = "fp32",
+    amp: bool = False,
+    mode: str = "train",
+    device: str = "cpu",
+    budget: str | int | None = None,
+    **params: Any,
+) -> CostReport:
+    """FLOPs, receptive fields and the predicted memory of a training step (as ``archviz cost``).
+
+    ``budget``: bytes, or a size such as ``"24GiB"``, to find the largest batch that fits.
+    """
+    from archviz.cost.report import cost_report
+    from archviz.cost.units import parse_size
+
+    with user_code():
+        arch = _arch(model_or_arch, params)
+        specs, _ = _inputs(arch, input_size, input_data, dtypes)
+        values = list(specs.values()) if isinstance(specs, dict) else list(specs)
+        if isinstance(specs, dict) or len(values) != 1 or values[0].dtype != "float32":
+            raise UsageError("archviz.cost takes one float32 input for now (set the weights' dtype with dtype=); archviz.summary takes several and any dtype.")
+        budget_bytes = parse_size(budget) if isinstance(budget, str) else budget
+        report = cost_report(arch, values[0].shape, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth)
+    return CostReport(report)
+
+
+@dataclass(frozen=True)
+class Diagram:
+    """A graphviz drawing of the dataflow: shows itself inline in Jupyter (SVG), ``.save(path)`` writes it."""
+
+    source: str = field(repr=False)  # DOT source
+    name: str = "diagram"
+
+    def _repr_svg_(self) -> str | None:
+        from archviz.render.dot import DiagramFormat, GraphvizMissing, render
+
+        try:
+            return render(self.source, DiagramFormat.svg).decode()
+        except GraphvizMissing:
+            return None  # Jupyter then shows repr(): the DOT source
+
+    def __repr__(self) -> str:
+        return self.source
+
+    def save(self, path: str | os.PathLike, format: str | None = None, *, overwrite: bool = False) -> Path:
+        """Write the diagram; the format follows the extension (.svg/.png/.pdf/.dot) unless ``format`` says.
+
+        An existing file is kept unless ``overwrite=True``; the file appears whole or not at all.
+        """
+        from archviz.render.dot import check_writable, output_format, render
+
+        path = Path(path)
+        fmt = output_format(path, format)
+        check_writable(path)
+        if path.exists() and not overwrite:
+            raise UsageError(f"{str(path)!r} already exists; pass overwrite=True to replace it.")
+        data = render(self.source, fmt)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def diagram(
+    model_or_arch: Any,
+    input_size: Any = None,
+    input_data: Any = None,
+    dtypes: Sequence[Any] | None = None,
+    depth: int = 1,
+    *,
+    direction: str = "TB",
+    fold: bool = True,
+    compute: bool = False,
+    **params: Any,
+) -> Diagram:
+    """The dataflow diagram of ``model_or_arch`` (as ``archviz diagram``): blocks at ``depth``, every input and output."""
+    from archviz.render.dot import Direction, to_dot
+
+    arch, trace = _trace(model_or_arch, input_size, input_data, dtypes, compute, params)
+    return Diagram(to_dot(trace, depth, Direction(direction), fold), arch.name)
