@@ -28,6 +28,9 @@ def parse_value(raw: str, item: str | None = None) -> Any:
         if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
             raise UsageError(f"-p {shown!r}: YAML aliases (*name) are not accepted in a value; write the value out.")
         return yaml.safe_load(text)
+    except ValueError:  # an integer over Python's 4300-digit limit for int()
+        key = shown.partition("=")[0]
+        raise UsageError(f"-p {key}: the number has {len(text.lstrip('+-'))} digits; parameters must stay below 2**63.") from None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UsageError(f"-p {shown!r}: the value is not valid YAML ({problem}); quote text, e.g. -p 'name=\"a: b\"'.") from None
