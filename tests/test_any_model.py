@@ -346,3 +346,9 @@ def test_debug_shows_the_users_traceback_then_the_sentence(cli, monkeypatch):
     assert code == 1
     assert "Traceback (most recent call last)" in err and 'raise ValueError("bad forward")' in err
     assert err.rstrip().splitlines()[-1].startswith("archviz: error: usermodels:BrokenForward cannot run on input 1x4")
+
+
+def test_several_inputs_get_no_guessed_hint(cli):
+    code, _, err = cli("shapes", "usermodels:TwoInputs", "--input", "2x8", "--input", "2x5")
+    assert code == 1 and "layer 'fy' (Linear) expects 6 input features but gets 5 (from shape [2, 5])." in err
+    assert "smallest" not in err and "use --input" not in err

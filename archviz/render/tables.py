@@ -139,9 +139,17 @@ def render_html(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], 
 
     head = "".join(f"<th style='text-align:{'right' if _numeric(rows, k) else 'left'}'>{escape(h)}</th>" for k, h in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td style='text-align:{'right' if _numeric(rows, k) else 'left'}'>{escape(_cell(r.get(k)))}</td>" for k, _ in columns) + "</tr>"
+        "<tr>" + "".join(f"<td style='text-align:{'right' if _numeric(rows, k) else 'left'}'>{_html_cell(r.get(k))}</td>" for k, _ in columns) + "</tr>"
         for r in rows
     )
     caption = f"<caption style='text-align:left'><b>{escape(title)}</b></caption>" if title else ""
     notes = "".join(f"{escape(label)}: {escape(text)}<br/>" for label, text in footer)
     return f"<div><table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><p>{notes}</p></div>"
+
+
+def _html_cell(value: Any) -> str:
+    from html import escape
+
+    text = _cell(value)
+    indent = len(text) - len(text.lstrip(" "))
+    return "&nbsp;" * indent + escape(text.lstrip(" "))  # the tree's indentation survives HTML's whitespace rules
