@@ -53,4 +53,4 @@ def test_a_5k_layer_spec_traces_and_renders(tmp_path):
     trace = trace_spec(resolved, resolved.default_input)
     assert len(trace.nodes) == 5_001 and trace.total_params == 2_500 * (4 * 4 * 9 + 4)
     text = render_shapes(trace, 1, Format.table)
-    assert text.count("\n") + 1 == 1 + 3 + 5_000 + 1 + 4  # title, 3 head lines, rows, bottom, 4 footer lines
+    assert text.count("\n") + 1 == 1 + 3 + 5_000 + 1 + 5  # title, 3 head lines, rows, bottom, 5 footer lines (input, output, params)
