@@ -16,7 +16,6 @@ tensors (positional) or a dict of tensors (keyword), whose shapes and dtypes are
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,27 +270,19 @@ class Diagram:
     def __repr__(self) -> str:
         return self.source
 
-    def save(self, path: str | os.PathLike, format: str | None = None, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike, format: str | None = None, *, force: bool = False) -> Path:
         """Write the diagram; the format follows the extension (.svg/.png/.pdf/.dot) unless ``format`` says.
 
-        An existing file is kept unless ``overwrite=True``; the file appears whole or not at all.
+        Written atomically; an existing file archviz did not write is kept unless ``force=True``.
         """
+        from archviz.files import graphviz_output_of, refuse_overwrite, write_atomic
         from archviz.render.dot import check_writable, output_format, render
 
         path = Path(path)
         fmt = output_format(path, format)
         check_writable(path)
-        if path.exists() and not overwrite:
-            raise UsageError(f"{str(path)!r} already exists; pass overwrite=True to replace it.")
-        data = render(self.source, fmt)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        refuse_overwrite(path, graphviz_output_of(self.name), force)
+        write_atomic(path, render(self.source, fmt))
         return path
 
 

@@ -131,11 +131,15 @@ def test_diagram_shows_inline_and_saves(tmp_path, net):
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
     path = d.save(tmp_path / "net.svg")
     assert path.read_text() == svg
-    with pytest.raises(UsageError, match="already exists; pass overwrite=True"):
-        d.save(tmp_path / "net.svg")
+    assert d.save(tmp_path / "net.svg") == path  # archviz's own drawing of this net: replaced
     assert d.save(tmp_path / "net.dot").read_text() == d.source
-    assert d.save(tmp_path / "net.svg", overwrite=True) == tmp_path / "net.svg"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.dot", "net.svg"]  # no temporary files left
+    mine = tmp_path / "mine.svg"
+    mine.write_text("<svg>my own drawing</svg>")
+    with pytest.raises(UsageError, match="already exists and archviz did not write it"):
+        d.save(mine)
+    assert mine.read_text() == "<svg>my own drawing</svg>"
+    assert d.save(mine, force=True).read_text() == svg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.svg", "net.dot", "net.svg"]  # no temporary files left
 
 
 def test_import_archviz_does_not_import_torch_and_cost_stays_a_package():
