@@ -14,10 +14,11 @@ from archviz.errors import UsageError
 
 Shape = tuple[int, ...]
 
-# An input may hold at most 2^40 elements (4 TiB at fp32). Nothing is allocated on the
-# meta device, but torch computes sizes in int64: 1x1x4e9x4e9 (1.6e19 elements) would
-# overflow inside C++ and end in a stack of C++ frames instead of one sentence.
-MAX_ELEMENTS = 2**40
+# An input may hold at most 2^53 elements. Nothing is allocated on the meta device, but
+# torch computes sizes in int64: 1x1x4e9x4e9 (1.6e19 elements) would overflow inside C++
+# and end in a stack of C++ frames instead of one sentence. 2^53 leaves room for the
+# largest batch `cost --budget` searches (2^40) times an image's elements.
+MAX_ELEMENTS = 2**53
 MAX_RANK = 8
 
 # Accepted spellings -> torch's name. Float types first: they are what `--input` means by default.
@@ -116,7 +117,7 @@ def check_size(shape: Shape, text: str) -> None:
     numel = math.prod(shape)
     if numel > MAX_ELEMENTS:
         raise UsageError(
-            f"input {text} has {numel:.3g} elements, more than archviz accepts per input ({MAX_ELEMENTS:,} = 2^40); "
+            f"input {text} has {numel:.3g} elements, more than archviz accepts per input ({MAX_ELEMENTS:,} = 2^53); "
             "use a smaller batch or size (shapes and parameters do not depend on the batch)."
         )
 
