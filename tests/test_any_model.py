@@ -352,3 +352,12 @@ def test_several_inputs_get_no_guessed_hint(cli):
     code, _, err = cli("shapes", "usermodels:TwoInputs", "--input", "2x8", "--input", "2x5")
     assert code == 1 and "layer 'fy' (Linear) expects 6 input features but gets 5 (from shape [2, 5])." in err
     assert "smallest" not in err and "use --input" not in err
+
+
+def test_a_constructor_that_computes_with_tensors_still_builds_weightless():
+    """regnet derives its widths with torch ops and .tolist(): not on meta; its weights go to meta as they register."""
+    register_parameter = torch.nn.Module.register_parameter
+    model = load_arch("torchvision:regnet_x_400mf").build(device="meta")
+    assert torch.nn.Module.register_parameter is register_parameter  # the patch is gone
+    assert all(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    assert sum(p.numel() for p in model.parameters()) == 5_495_976  # torchvision's num_params

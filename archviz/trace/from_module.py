@@ -6,6 +6,7 @@ weights, and hooks are registered globally (not on the user's modules) for the o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import inspect
@@ -45,10 +46,36 @@ def instantiate(factory: Callable[[], nn.Module], name: str, device: str = "cpu"
             with torch.device("meta"):
                 model = factory()
         except (NotImplementedError, RuntimeError):
-            model = factory()
+            with _weights_on_meta():
+                model = factory()
     except (Exception, SystemExit) as exc:
         raise constructor_error(name, exc) from None
     return model if _all_meta(model) else meta_copy(model)
+
+
+@contextlib.contextmanager
+def _weights_on_meta() -> Iterator[None]:
+    """Build on the CPU, but every parameter and buffer moves to meta as it is registered.
+
+    For constructors that compute with tensors (torchvision's regnet derives its widths
+    with torch ops and ``.tolist()``): those tensors stay real, the weights never exist, so
+    regnet_y_128gf (644 M parameters) builds without allocating its 2.6 GB.
+    """
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        if param is not None and not param.is_meta:
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(self, name, param)
+
+    def buffer(self: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
+        register_buffer(self, name, tensor.to("meta") if tensor is not None else None, persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer  # type: ignore[method-assign]
 
 
 def _all_meta(model: nn.Module) -> bool:
