@@ -499,6 +499,9 @@ def _is_meta_limit(exc: Exception) -> bool:
     return isinstance(exc, NotImplementedError) or "item()" in text or "data-dependent" in text or "'Meta' backend" in text
 
 
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)  # public classes, no private _ConvNd
+
+
 def _explain(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpec], arch: str, exc: Exception, compute: bool) -> RunError:
     failed = getattr(exc, "archviz_failed_in", None)
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -526,7 +529,7 @@ def _explain(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpe
     path, module, shapes = failed
     got = shapes[0] if shapes else ()
     single = len(values) == 1 and not isinstance(specs, dict)
-    if isinstance(module, nn.modules.conv._ConvNd) and len(got) >= 2 and got[1] != module.in_channels:
+    if isinstance(module, _CONVS) and len(got) >= 2 and got[1] != module.in_channels:
         hint = ""
         first = values[0]
         if single and len(first.shape) == len(got) and first.shape[1] == got[1] and path.count(".") <= 1:
