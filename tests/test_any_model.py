@@ -361,3 +361,12 @@ def test_a_constructor_that_computes_with_tensors_still_builds_weightless():
     assert torch.nn.Module.register_parameter is register_parameter  # the patch is gone
     assert all(t.is_meta for t in [*model.parameters(), *model.buffers()])
     assert sum(p.numel() for p in model.parameters()) == 5_495_976  # torchvision's num_params
+
+
+def test_video_and_optical_flow_trace_at_their_default_inputs():
+    video = load_arch("torchvision:r3d_18").trace()
+    assert video.input_shape == (1, 3, 16, 112, 112) and video.output_shape == (1, 400)
+    assert video.node("layer4").output_shape == (1, 512, 2, 7, 7)
+    flow = load_arch("torchvision:raft_small").trace(["1x3x128x128", "1x3x128x128"])
+    assert [i.name for i in flow.inputs] == ["image1", "image2"]
+    assert len(flow.outputs) == 12 and {o.shape for o in flow.outputs} == {(1, 2, 128, 128)}  # one flow estimate per refinement step
