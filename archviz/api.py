@@ -76,6 +76,8 @@ def _inputs(arch: Arch, input_size: Any, input_data: Any, dtypes: Sequence[Any] 
         specs = arch.inputs
     else:
         specs = as_inputs(input_size)
+        if dtypes is None and arch.kind == "module" and not _has_text(input_size):
+            dtypes = _weights_dtype(arch, specs)  # a float64 model in hand gets float64 inputs, as torchinfo users expect
     if dtypes is not None:
         values = list(specs.values()) if isinstance(specs, dict) else list(specs)
         if len(dtypes) != len(values):
@@ -83,6 +85,27 @@ def _inputs(arch: Arch, input_size: Any, input_data: Any, dtypes: Sequence[Any] 
         typed = [InputSpec(s.shape, _dtype_name(d)) for s, d in zip(values, dtypes, strict=True)]
         specs = dict(zip(specs, typed, strict=True)) if isinstance(specs, dict) else tuple(typed)
     return specs, None
+
+
+def _has_text(input_size: Any) -> bool:
+    if isinstance(input_size, str | InputSpec):
+        return True
+    if isinstance(input_size, Mapping):
+        return any(_has_text(v) for v in input_size.values())
+    return isinstance(input_size, Sequence) and any(isinstance(v, str | InputSpec) or (isinstance(v, Sequence) and _has_text(v)) for v in input_size)
+
+
+def _weights_dtype(arch: Arch, specs: Any) -> list[str] | None:
+    """The float dtype of the module's weights for every float input given as a bare shape; None if float32 or mixed."""
+    model = arch.factory()
+    kinds = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if len(kinds) != 1:
+        return None
+    name = _dtype_name(kinds.pop())
+    if name == "float32":
+        return None
+    values = list(specs.values()) if isinstance(specs, dict) else list(specs)
+    return [name if s.is_float else s.dtype for s in values]
 
 
 def _trace(model_or_arch: Any, input_size: Any, input_data: Any, dtypes: Any, compute: bool, params: Mapping[str, Any]) -> tuple[Arch, Trace]:

@@ -141,9 +141,20 @@ class Arch:
         return cls(label, "module", TORCHVISION_DEFAULT_INPUT, (type(model).__doc__ or "").strip().split("\n")[0], factory=lambda: model)
 
 
-def load_arch(text: str, params: Iterable[str] | Mapping[str, Any] | None = None) -> Arch:
-    """Resolve an ARCH argument; ``params`` are ``KEY=VALUE`` strings (``-p``, values read as YAML) or a mapping."""
-    text = (text or "").strip()
+def load_arch(text: Any, params: Iterable[str] | Mapping[str, Any] | None = None) -> Arch:
+    """Resolve an ARCH argument; ``params`` are ``KEY=VALUE`` strings (``-p``, values read as YAML) or a mapping.
+
+    An ``nn.Module`` in hand is accepted too (see ``Arch.from_module``).
+    """
+    if text is not None and not isinstance(text, str | os.PathLike):
+        from torch import nn
+
+        if isinstance(text, nn.Module):
+            if params:
+                raise UsageError(f"parameters {sorted(params)} apply to a name or a callable; a module in hand is already built.")
+            return Arch.from_module(text)
+        raise UsageError(f"cannot load a {type(text).__name__} as an architecture; give a name, a spec path, torchvision:NAME, module:callable or an nn.Module.")
+    text = os.fspath(text or "").strip()
     if not text:
         raise UsageError("no architecture given; name a built-in (see `archviz list`), a spec file, torchvision:NAME or module:callable.")
     if zoo.is_builtin(text):

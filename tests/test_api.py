@@ -150,3 +150,20 @@ def test_import_archviz_does_not_import_torch_and_cost_stays_a_package():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
+
+def test_load_arch_takes_a_module_in_hand(net):
+    from archviz.arch import load_arch
+
+    before = _state(net)
+    trace = load_arch(net).trace("1x3x8x8:float64")
+    assert _same(before, _state(net))
+    assert trace.arch == "Net" and [o.shape for o in trace.outputs] == [(1, 4), (1, 2)]
+    with pytest.raises(UsageError, match="cannot load a int as an architecture"):
+        load_arch(3)
+
+
+def test_a_float64_module_gets_float64_inputs_by_default(net):
+    s = archviz.summary(net, input_size=(1, 3, 8, 8))
+    assert s.inputs == [{"name": "input", "shape": [1, 3, 8, 8], "dtype": "float64"}]
+    assert {o["dtype"] for o in s.outputs} == {"float64"}
