@@ -153,7 +153,7 @@ def load_arch(text: Any, params: Iterable[str] | Mapping[str, Any] | None = None
             if params:
                 raise UsageError(f"parameters {sorted(params)} apply to a name or a callable; a module in hand is already built.")
             return Arch.from_module(text)
-        raise UsageError(f"cannot load a {type(text).__name__} as an architecture; give a name, a spec file, torchvision:NAME, module:callable or an nn.Module.")
+        raise UsageError(f"cannot load a {type(text).__name__} as an architecture; give a name, spec file, torchvision:NAME, module:callable or nn.Module.")
     text = os.fspath(text or "").strip()
     if not text:
         raise UsageError("no architecture given; name a built-in (see `archviz list`), a spec file, torchvision:NAME or module:callable.")
