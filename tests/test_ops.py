@@ -186,6 +186,7 @@ def test_new_ops_are_in_the_table_with_kinds_and_flop_rules():
     assert layer_kind("module", "Conv3d") == "conv" and layer_kind("module", "MaxPool1d") == "pool"
     assert layer_kind("function", "mul") == "merge"
     assert layer_kind("module", "SomethingElse") == "other"
+    assert layer_kind("module", "LayerNorm2d") == "norm" and layer_kind("module", "Conv2dSame") == "conv"
     for op in O.OPS.values():  # every primitive's torch classes have a diagram kind and a FLOP rule
         for name in op.torch:
             assert O.TORCH_TYPES[name].flops in (O.COUNTED, O.ZERO)
