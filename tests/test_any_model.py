@@ -153,6 +153,7 @@ def test_module_list_is_a_block_with_its_children(cli):
     assert [n.path for n in trace.children("blocks")] == ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]
     assert sum(n.params for n in trace.blocks(1)) == trace.total_params == 8 + 32 + 4 * 72 + 9
     assert sum(n.params for n in trace.blocks(2)) == trace.total_params
+    assert trace.node("blocks").flops == 4 * 2 * (2 * 8 * 8) == sum(n.flops for n in trace.children("blocks"))  # a container's FLOPs are its children's
     code, out, _ = cli("shapes", "usermodels:Stack", "--input", "2x3", "-f", "json")
     blocks = json.loads(out)["blocks"]
     assert blocks[2] == {"name": "blocks", "type": "ModuleList", "depth": 1, "output_shape": None, "params": 288, "trainable_params": 288, "called": False}

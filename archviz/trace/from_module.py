@@ -408,8 +408,8 @@ def _complete_nodes(model: nn.Module, recorded: list[Node]) -> tuple[Node, ...]:
     reached(model, "")
     out: list[Node] = []
 
-    def visit(module: nn.Module, path: str, depth: int) -> tuple[int, int, int]:
-        """Append ``module``'s rows; return (params, trainable, flops) of what was appended (for containers)."""
+    def visit(module: nn.Module, path: str, depth: int) -> int:
+        """Append the rows of ``module`` and everything under it; return its forward FLOPs (for containers)."""
         seen.add(id(module))
         index = len(out)
         out.append(None)  # type: ignore[arg-type]
@@ -437,15 +437,15 @@ def _complete_nodes(model: nn.Module, recorded: list[Node]) -> tuple[Node, ...]:
         for name, child in children:
             if id(child) in seen:
                 continue
-            flops += visit(child, f"{path}.{name}" if path else name, depth + 1)[2]
-        params = {id(p): p for p in module.parameters()}
-        numel = sum(p.numel() for p in params.values())
-        trainable = sum(p.numel() for p in params.values() if p.requires_grad)
+            flops += visit(child, f"{path}.{name}" if path else name, depth + 1)
         node = by_path.get(path)
-        if node is None:
+        if node is None:  # never called: its record is made here
+            params = {id(p): p for p in module.parameters()}
+            numel = sum(p.numel() for p in params.values())
+            trainable = sum(p.numel() for p in params.values() if p.requires_grad)
             node = Node(path, _kind(module), depth, not children, (), (), numel, trainable, flops, module_attrs(module), called=False)
         out[index] = node
-        return numel, trainable, node.flops
+        return node.flops
 
     visit(model, "", 0)
     return tuple(out)
