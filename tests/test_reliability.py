@@ -403,6 +403,17 @@ def test_a_cpu_out_of_memory_gets_the_batch_size_advice(cli, tmp_path, monkeypat
     assert re.search(r"--batch-size \d+\.$", message)
 
 
+def test_a_cpu_out_of_memory_while_measuring_threads_gets_the_same_advice(cli, tmp_path, monkeypatch):
+    def oom(*args):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9663676416 bytes.")
+
+    monkeypatch.setattr(loop, "cpu_threads", oom)
+    args = ["--limit-train", "1000", "--limit-test", "500", "--batch-size", "100", "--epochs", "1"]  # no --threads: they are measured
+    code, _, stderr = cli("train", "lenet", *args, "--out", str(tmp_path / "oom"))
+    assert code == 1
+    assert one_sentence(stderr).startswith("archviz: error: out of memory on cpu training lenet at 28x28 with batch size 100; ")
+
+
 def test_a_huge_budget_is_not_silently_capped(cli):
     code, _, stderr = cli("cost", "lenet", "--budget", "100000000000GiB")
     assert code == 2
@@ -539,3 +550,17 @@ def test_names_in_diagrams_and_errors_are_escaped(cli, tmp_path):
     bad.write_text('layers:\n  - "\\e[2Jconv\\u202e"\n')
     code, _, stderr = cli("shapes", str(bad))
     assert code == 2 and "\x1b" not in stderr and "\u202e" not in stderr and "\\x1b[2Jconv\\u202e" in one_sentence(stderr)
+
+
+def test_ci_runs_the_readmes_test_commands():
+    """The README's test commands are exactly what .ci/run runs: newest and lowest versions."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Run the test suite", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("scripts/setup")]
+    assert block == ci == ["scripts/setup --test && .venv/bin/python -m pytest", "scripts/setup --test --lowest && .venv-lowest/bin/python -m pytest"]
+    lowest = dict(line.split("==") for line in (ROOT / "scripts" / "lowest.txt").read_text().splitlines() if "==" in line)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for name, version in lowest.items():  # each pin is the lower bound pyproject allows (2.11.0 is written 2.11)
+        bound = re.sub(r"(\.0)+$", "", version)
+        assert f'"{name}>={bound}' in pyproject, name
+    assert tuple(map(int, lowest["torch"].split("."))) <= (2, 11, 0)  # a GPU machine here runs torch 2.11

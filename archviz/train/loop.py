@@ -191,7 +191,12 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     loss = nn.CrossEntropyLoss()
     if not on_gpu:  # resolved once and written to config.json, so --resume computes with the same threads
         X, y = data.train_X[:batch_size], data.train_y[:batch_size]
-        threads = config.threads or (torch.get_num_threads() if dist.active else cpu_threads(net, loss, prepare(X, config.resize, channels), y))
+        try:  # the thread measurement runs a full batch: the first place a CPU can run out of memory
+            threads = config.threads or (torch.get_num_threads() if dist.active else cpu_threads(net, loss, prepare(X, config.resize, channels), y))
+        except RuntimeError as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise out_of_memory(arch, input_shape, config, batch_size, amp, device, data.nbytes) from None
         torch.set_num_threads(threads)
         config = dataclasses.replace(config, threads=threads)
     optimizer = make_optimizer(config.optimizer, net.parameters(), config.lr, config.weight_decay, on_gpu)
