@@ -37,6 +37,7 @@ from torch import nn
 
 from archviz import zoo
 from archviz.arch import load_arch
+from archviz.step import make_optimizer
 from archviz.train import loop
 from archviz.train.data import FILES, find_files, search_path
 from archviz.train.recipes import make_config
@@ -92,7 +93,7 @@ def reference_speed(
     torch.manual_seed(0)
     model = load_arch(arch, config.params)
     net = model.build((1, model.default_input[1], config.resize, config.resize)).to(dev)
-    optimizer = loop.make_optimizer(config.optimizer, net.parameters(), config.lr, config.weight_decay, dev.type == "cuda")
+    optimizer = make_optimizer(config.optimizer, net.parameters(), config.lr, config.weight_decay, dev.type == "cuda")
     trans = [transforms.ToTensor()]
     if config.resize != 28:
         trans.insert(0, transforms.Resize(config.resize))

@@ -57,11 +57,11 @@ def test_prediction_matches_the_training_loop_archviz_train_runs():
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         net = arch.build(shape)
         loss = nn.CrossEntropyLoss()
-        optimizer = loop.make_optimizer("adam", net.parameters(), 0.01, 0.0, on_gpu=False)
+        optimizer = make_optimizer("adam", net.parameters(), 0.01, 0.0, on_gpu=False)
         X, y = torch.randn(shape), torch.randint(0, 10, (shape[0],))
-        state = loop.train_step(net, loss, optimizer, X, y, amp=False)
+        state = loop.train_step(net, loss, optimizer, X, y)
         with record_function(measure._STEP):
-            state = loop.train_step(net, loss, optimizer, X, y, amp=False)
+            state = loop.train_step(net, loss, optimizer, X, y)
         del state
     peak, _ = measure._cpu_peak(prof)
     assert predict_memory(arch, shape, "adam").peak_bytes == pytest.approx(peak, rel=0.05)

@@ -8,13 +8,12 @@ from typing import Annotated
 import typer
 
 from archviz.arch import load_arch
+from archviz.choices import Optimizer, TargetDevice
 from archviz.cli.app import command
 from archviz.cli.options import DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt
-from archviz.cost.memory import TargetDevice
 from archviz.errors import UsageError
 from archviz.render import Format
 from archviz.shape import single_shape
-from archviz.train.config import Optimizer
 
 _WITH_PARAMS = re.compile(r"^(?P<arch>[^\[\]]+)\[(?P<params>[^\[\]]*)\]$")
 

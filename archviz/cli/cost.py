@@ -7,14 +7,13 @@ from typing import Annotated
 import typer
 
 from archviz.arch import load_arch
+from archviz.choices import DType, Mode, Optimizer, TargetDevice
 from archviz.cli.app import command
 from archviz.cli.options import ArchArg, DepthOpt, DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt
-from archviz.cost.memory import DType, Mode, TargetDevice
 from archviz.cost.units import format_bytes, parse_size
 from archviz.errors import RunError
 from archviz.render import Format
 from archviz.shape import format_shape, single_shape
-from archviz.train.config import Optimizer
 
 
 @command(

@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from archviz.cost.memory import TargetDevice
+from archviz.choices import Optimizer, TargetDevice
 from archviz.render import Format
-from archviz.train.config import Optimizer
 
 ArchArg = Annotated[
     str,

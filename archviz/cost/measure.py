@@ -7,8 +7,8 @@
 - CUDA: ``torch.cuda.reset_peak_memory_stats()`` before step 2, then
   ``torch.cuda.max_memory_allocated()`` after it.
 
-Both run the same two steps as the prediction (:func:`archviz.cost.simulate.training_step`)
-with real weights and random data. This costs a real training step: use small batches.
+Both run the same two steps as the prediction (:func:`archviz.step.train_step`, with the
+prediction's loss :func:`archviz.cost.simulate.simulated_loss`) with real weights and random data. This costs a real training step: use small batches.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from archviz.cost.memory import DType, TargetDevice, choice, torch_dtype
-from archviz.cost.simulate import classification_loss, make_optimizer, training_step
+from archviz.choices import DType, Optimizer, TargetDevice
+from archviz.cost.memory import choice, torch_dtype
+from archviz.cost.simulate import simulated_loss
 from archviz.errors import RunError
-from archviz.train.config import Optimizer
+from archviz.step import make_optimizer, train_step
 
 if TYPE_CHECKING:
     from archviz.arch import Arch
@@ -58,7 +59,8 @@ def measure_training_peak(
     dtype = choice(DType, dtype, "dtype")
     device = choice(TargetDevice, device, "device")
     shape = tuple(input_shape or arch.default_input)
-    classes = arch.trace(shape).output_shape[-1]
+    trace = arch.trace(shape)
+    classes = trace.output_shape[-1] if trace.output_shape else 1
     weights_dtype = torch_dtype(DType.fp32 if amp else dtype)
     amp_dtype = torch_dtype(DType.fp16 if dtype is DType.fp16 else DType.bf16) if amp else None
     on_gpu = device is TargetDevice.cuda
@@ -72,11 +74,12 @@ def measure_training_peak(
         net = arch.build(shape).to(device=str(device), dtype=weights_dtype).train()
         X = torch.randn(shape, device=str(device), dtype=weights_dtype)
         y = torch.randint(0, max(int(classes), 1), (shape[0],), device=str(device))
-        opt = make_optimizer(optimizer, [p for p in net.parameters() if p.requires_grad], on_gpu, weight_decay)
+        trainable = [p for p in net.parameters() if p.requires_grad]
+        opt = make_optimizer(optimizer, trainable, weight_decay=weight_decay, on_gpu=on_gpu) if trainable else None
         autocast = (lambda: torch.autocast(str(device), dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
-        state = training_step(net, classification_loss, opt, X, y, autocast)
+        state = train_step(net, simulated_loss, opt, X, y, autocast)
         with phase_of_step2():
-            state = training_step(net, classification_loss, opt, X, y, autocast)
+            state = train_step(net, simulated_loss, opt, X, y, autocast)
         del state
 
     if on_gpu:

@@ -1,10 +1,13 @@
 """Predict the memory of a training step, and of an eval forward pass, before running either.
 
 **The peak, precisely.** The steady-state training step is the *second* step of the loop
-`archviz train` runs (forward under optional autocast, ``optimizer.zero_grad(set_to_none=True)``,
+`archviz train` runs (:func:`archviz.step.train_step`, d2l's order:
+``optimizer.zero_grad(set_to_none=True)``, forward under optional autocast, loss,
 ``backward``, ``optimizer.step()``): the optimizer state exists, and the previous step's
-gradients are alive during the forward pass until ``zero_grad`` frees them. The peak is
-the most bytes alive at once from the start of that step to its end:
+gradients are freed before the forward pass. The loss is cross-entropy for a
+[batch, classes] output; for any other output structure it is the sum over every
+floating-point output (:func:`archviz.cost.simulate.simulated_loss`). The peak is the most
+bytes alive at once from the start of that step to its end:
 
 - on a GPU, what ``torch.cuda.max_memory_allocated()`` reports after
   ``torch.cuda.reset_peak_memory_stats()`` at the start of the step: every block rounded
@@ -30,35 +33,17 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from archviz.choices import DType, Mode, Optimizer, TargetDevice
 from archviz.errors import UsageError
-from archviz.train.config import Optimizer
 
 if TYPE_CHECKING:
     from archviz.arch import Arch
+    from archviz.trace.record import Trace
+
+# What is predicted, in a few words (the JSON's ``memory.step``; archviz.step has the code).
+STEP = "2nd step of zero_grad(set_to_none) -> forward -> backward -> optimizer.step (d2l order)"
 
 __all__ = ["DType", "MemoryEstimate", "Mode", "Optimizer", "TargetDevice", "largest_batch", "predict_memory"]
-
-
-class DType(StrEnum):
-    """The weights' dtype; with ``amp`` the weights stay fp32 and this is the autocast dtype."""
-
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
-class Mode(StrEnum):
-    """``train``: the training step; ``eval``: one forward pass under ``torch.no_grad()``."""
-
-    train = "train"
-    eval = "eval"
-
-
-class TargetDevice(StrEnum):
-    """The device the prediction is *for* (no GPU is needed to predict for ``cuda``)."""
-
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def choice(enum: type[StrEnum], value: Any, option: str) -> Any:
@@ -93,6 +78,8 @@ class MemoryEstimate:
     peak_phase: str = ""  # forward, zero_grad, backward or optimizer
     peak_breakdown: dict[str, int] = field(default_factory=dict)  # what was alive at the peak, by category
     kept_by_module: dict[str, int] = field(default_factory=dict)  # activations kept for backward, by the module that made them
+    step: str = STEP  # which step is predicted
+    outputs: int = 1  # floating-point output tensors; the simulated loss sums over them
 
     @property
     def batch(self) -> int:
@@ -124,12 +111,15 @@ def predict_memory(
     mode: Mode | str = "train",
     device: TargetDevice | str = "cpu",
     weight_decay: float = 0.0,
+    *,
+    trace: Trace | None = None,
 ) -> MemoryEstimate:
     """Predict the peak memory of a training step (``mode="train"``) or an eval forward.
 
     ``amp=True``: fp32 weights with autocast to bf16 (or to fp16 with ``dtype="fp16"``).
-    Raises UsageError for unknown choices and RunError when the network cannot run on
-    ``input_shape``.
+    ``trace``: the architecture's trace when the caller has one (it says the network runs
+    on this input; without it the architecture is traced once to check that). Raises
+    UsageError for unknown choices and RunError when the network cannot run on the input.
     """
     from archviz.arch import load_arch
 
@@ -138,19 +128,21 @@ def predict_memory(
     dtype = choice(DType, dtype, "dtype")
     mode = choice(Mode, mode, "mode")
     device = choice(TargetDevice, device, "device")
-    shape = tuple(input_shape or arch.default_input)
-    arch.trace(shape)  # a network that cannot run on this input fails here, with the layer named
+    shape = tuple(input_shape or (trace.input_shape if trace is not None else arch.default_input))
+    if trace is None:
+        arch.trace(shape)  # a network that cannot run on this input fails here, with the layer named
 
     from archviz.cost import simulate, workspace
 
     on_gpu = device is TargetDevice.cuda
-    kernel_scratch = None if on_gpu else workspace.cpu_workspace
+    kernel_scratch = None if on_gpu else workspace.cpu_workspace(workspace.CpuFacts.here())
     weights_dtype = torch_dtype(DType.fp32 if amp else dtype)
     amp_dtype = torch_dtype(DType.fp16 if dtype is DType.fp16 else DType.bf16) if amp else None
-    inference = simulate.simulate_inference(
-        arch.build(shape, device="meta"), shape, dtype=weights_dtype, amp_dtype=amp_dtype, on_gpu=on_gpu, workspace=kernel_scratch
-    )
+    inputs = [(shape, None)]
     common = dict(arch=arch.name, input_shape=shape, optimizer=str(optimizer), dtype=str(dtype), amp=amp, mode=str(mode), device=str(device))
+    inference = simulate.simulate_inference(
+        arch.build(shape, device="meta"), inputs, dtype=weights_dtype, amp_dtype=amp_dtype, on_gpu=on_gpu, workspace=kernel_scratch
+    )
     if mode is Mode.eval:
         return MemoryEstimate(
             **common,
@@ -165,10 +157,11 @@ def predict_memory(
             inference_peak_bytes=inference.peak.bytes,
             peak_phase=inference.peak.phase,
             peak_breakdown=inference.breakdown,
+            step="one forward pass under torch.no_grad() in eval mode",
         )
     step = simulate.simulate_training(
         arch.build(shape, device="meta"),
-        shape,
+        inputs,
         optimizer,
         dtype=weights_dtype,
         amp_dtype=amp_dtype,
@@ -190,6 +183,7 @@ def predict_memory(
         peak_phase=step.peak.phase,
         peak_breakdown=step.breakdown,
         kept_by_module=step.kept_by_module,
+        outputs=step.outputs,
     )
 
 
@@ -203,6 +197,8 @@ def largest_batch(
     dtype: DType | str = "fp32",
     mode: Mode | str = "train",
     limit: int = 2**40,
+    *,
+    trace: Trace | None = None,
 ) -> tuple[int, MemoryEstimate] | None:
     """The largest batch size whose predicted peak fits in ``budget_bytes``, with its estimate.
 
@@ -217,11 +213,12 @@ def largest_batch(
     if budget_bytes <= 0:
         raise UsageError(f"the memory budget must be more than zero bytes, not {budget_bytes}.")
     shape = tuple(input_shape or arch.default_input)
+    trace = trace or arch.trace(shape)  # checked once: the batch size does not change whether a network runs
     cache: dict[int, MemoryEstimate] = {}
 
     def at(batch: int) -> MemoryEstimate:
         if batch not in cache:
-            cache[batch] = predict_memory(arch, (batch, *shape[1:]), optimizer, dtype, amp, mode, device)
+            cache[batch] = predict_memory(arch, (batch, *shape[1:]), optimizer, dtype, amp, mode, device, trace=trace)
         return cache[batch]
 
     def fits(batch: int) -> bool:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from archviz.choices import DType, Mode, Optimizer, TargetDevice
 from archviz.cost.flops import training_flops_per_image, uncounted_ops
-from archviz.cost.memory import DType, Mode, TargetDevice, choice, largest_batch, predict_memory
+from archviz.cost.memory import choice, largest_batch, predict_memory
 from archviz.cost.receptive import block_fields, receptive_fields, unknown_ops
-from archviz.train.config import Optimizer
 
 if TYPE_CHECKING:
     from archviz.arch import Arch

@@ -17,15 +17,17 @@ import contextlib
 import functools
 import math
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from archviz.choices import Optimizer
 from archviz.compat import TorchDispatchMode, WeakIdKeyDictionary, fake_mode, fused_adam_on_meta, is_fake, replaced_sdpa, sdpa_kernels, tree_leaves
-from archviz.train.config import Optimizer
+from archviz.errors import RunError
+from archviz.step import make_optimizer, train_step
 
 Workspace = Callable[[Any, tuple, dict, Any], int]
 
@@ -215,60 +217,29 @@ def attention_backend(on_gpu: bool) -> Iterator[None]:
         yield
 
 
-def _no_phase(name: str) -> contextlib.AbstractContextManager:
-    return contextlib.nullcontext()
+def simulated_loss(y_hat: Any, y: torch.Tensor) -> torch.Tensor:
+    """The loss the simulation (and its measurement) backpropagates, for any output structure.
 
-
-def training_step(
-    net: nn.Module,
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-    phase: Callable[[str], contextlib.AbstractContextManager] = _no_phase,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The step `archviz train` runs (archviz/train/loop.py, ``train_step``), phase by phase.
-
-    The previous step's gradients stay alive through this step's forward pass and are
-    freed (``set_to_none``) just before ``backward``; the caller keeps the returned loss and
-    logits until the next step returns, as a training loop does.
+    The sum over every floating-point tensor in the output (a tensor, tuple, list, dict,
+    namedtuple such as torchvision's ``InceptionOutputs``): cross-entropy against ``y`` for a
+    [batch, classes] tensor, the tensor's plain sum for any other. An output without a
+    floating-point tensor gives a constant loss: no backward pass.
     """
-    with phase("forward"), autocast():
-        y_hat = net(X)
-        l = loss(y_hat, y)
-    with phase("zero_grad"):
-        optimizer.zero_grad(set_to_none=True)
-    with phase("backward"):
-        l.backward()
-    with phase("optimizer"):
-        optimizer.step()
-    return l, y_hat
+    total = None
+    for out in tree_leaves(y_hat):
+        if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+            continue
+        if out.dim() == 2 and out.shape[0] == y.shape[0]:
+            term = nn.functional.cross_entropy(out, y)
+        else:
+            term = out.float().sum()
+        total = term if total is None else total + term
+    return total if total is not None else torch.zeros((), device=y.device)
 
 
-def classification_loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy for [batch, classes] logits; a plain sum for any other output."""
-    if y_hat.dim() == 2:
-        return nn.functional.cross_entropy(y_hat, y)
-    return y_hat.float().sum()
-
-
-def make_optimizer(kind: Optimizer, params: Any, on_gpu: bool, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """The optimizers of `archviz train`, with the implementation torch picks on each device.
-
-    On a GPU, SGD takes torch's default ``foreach`` path (one kernel over all tensors, with
-    temporaries the size of all of them) and Adam/AdamW the ``fused`` kernel `archviz train`
-    asks for; on a CPU both run tensor by tensor (torch's default there).
-    """
-    kind = Optimizer(kind)
-    lr = 0.1  # the learning rate does not change memory
-    if kind in (Optimizer.sgd, Optimizer.momentum):
-        momentum = 0.9 if kind is Optimizer.momentum else 0.0
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=on_gpu)
-    cls = torch.optim.Adam if kind is Optimizer.adam else torch.optim.AdamW
-    if on_gpu:
-        return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
-    return cls(params, lr=lr, weight_decay=weight_decay, foreach=False)
+def floating_outputs(y_hat: Any) -> int:
+    """How many floating-point tensors the output holds (the terms of ``simulated_loss``)."""
+    return sum(isinstance(t, torch.Tensor) and t.is_floating_point() for t in tree_leaves(y_hat))
 
 
 @dataclass
@@ -285,6 +256,7 @@ class StepRecord:
     activations_bytes: int
     largest_temporary_bytes: int
     kept_by_module: dict[str, int] = field(default_factory=dict)
+    outputs: int = 1  # floating-point tensors in the model's output, summed into the loss
 
 
 @contextlib.contextmanager
@@ -310,9 +282,48 @@ def _simulation(
         yield tracker, device
 
 
+InputSpec = torch.Tensor | tuple[tuple[int, ...], torch.dtype | None]
+"""One model input: a tensor (its shape and dtype are used, never its data), or ``(shape, dtype)``;
+``dtype=None`` means the weights' dtype."""
+
+
+def _make_inputs(
+    inputs: Sequence[InputSpec], dtype: torch.dtype, device: str, tracker: StorageTracker, labels: bool = True
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """Empty tensors for the model's inputs and (``labels``) ``y``, one class index per sample; all tracked."""
+    if not inputs:
+        raise ValueError("a simulation needs at least one input")
+    made = []
+    for spec in inputs:
+        shape, kind = (tuple(spec.shape), spec.dtype) if isinstance(spec, torch.Tensor) else (tuple(spec[0]), spec[1])
+        X = torch.empty(shape, dtype=kind or dtype, device=device)
+        tracker.track(X, INPUT)
+        made.append(X)
+    if not labels:
+        return made, None
+    batch = made[0].shape[0] if made[0].dim() else 1
+    y = torch.zeros(batch, dtype=torch.long, device=device)
+    tracker.track(y, INPUT)
+    return made, y
+
+
+@contextlib.contextmanager
+def _named_failures(tracker: StorageTracker) -> Iterator[None]:
+    """Turn the errors a real run would also hit into one sentence that names the layer."""
+    try:
+        yield
+    except ValueError as exc:
+        if "Expected more than 1 value per channel when training" not in str(exc):
+            raise
+        where = f"layer '{tracker.modules[-1]}'" if tracker.modules else "a batch-norm layer"
+        raise RunError(
+            f"{where} normalises a single value per channel in train mode, which batch norm cannot do; use a batch of 2 or more, or --mode eval."
+        ) from None
+
+
 def simulate_training(
     model: nn.Module,
-    input_shape: tuple[int, ...],
+    inputs: Sequence[InputSpec],
     optimizer: Optimizer,
     *,
     dtype: torch.dtype = torch.float32,
@@ -321,34 +332,37 @@ def simulate_training(
     weight_decay: float = 0.0,
     workspace: Workspace | None = None,
 ) -> StepRecord:
-    """Two training steps of ``model`` (on the meta device; it is changed) on a batch of ``input_shape``.
+    """Two training steps (archviz.step.train_step) of ``model`` (on the meta device; it is changed) on ``inputs``.
 
     Without autocast everything runs on meta tensors; autocast needs a real backend, so
-    with ``amp_dtype`` the model becomes CPU FakeTensors (shapes only, CPU dispatch).
+    with ``amp_dtype`` the model becomes CPU FakeTensors (shapes only, CPU dispatch). The
+    loss is :func:`simulated_loss`; a model without trainable parameters has no optimizer
+    and no backward pass.
     """
     with _simulation(model, dtype, amp_dtype, on_gpu, workspace, train=True) as (tracker, device):
-        X = torch.empty(input_shape, dtype=dtype, device=device)
-        tracker.track(X, INPUT)
-        y = torch.zeros(input_shape[0], dtype=torch.long, device=device)
-        tracker.track(y, INPUT)
-        opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], on_gpu, weight_decay)
+        X, y = _make_inputs(inputs, dtype, device, tracker)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        opt = make_optimizer(optimizer, trainable, weight_decay=weight_decay, on_gpu=on_gpu) if trainable else None
         autocast = (lambda: torch.autocast("cpu", dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
-        state = training_step(model, classification_loss, opt, X, y, autocast, tracker.in_phase)
-        _label_after_step(model, opt, tracker, host_steps=on_gpu)
-        tracker.start_window()
-        window = tracker.clock
-        with module_scope(model, tracker):
+        with module_scope(model, tracker), _named_failures(tracker):
+            state = train_step(model, simulated_loss, opt, X, y, autocast, tracker.in_phase)
+            outputs = floating_outputs(state[1])
+            _label_after_step(model, opt, tracker, host_steps=on_gpu)
+            tracker.start_window()
+            window = tracker.clock
             forward_end = [0]
 
             def phase(name: str) -> contextlib.AbstractContextManager:
-                if name == "zero_grad":
+                if name == "backward":
                     forward_end[0] = tracker.clock
                 return tracker.in_phase(name)
 
-            state = training_step(model, classification_loss, opt, X, y, autocast, phase)
-        _label_after_step(model, opt, tracker, host_steps=on_gpu)
-        del state
-        return _record(tracker, window, forward_end[0])
+            state = train_step(model, simulated_loss, opt, X, y, autocast, phase)
+            _label_after_step(model, opt, tracker, host_steps=on_gpu)
+            del state
+        record = _record(tracker, window, forward_end[0] or tracker.clock)
+        record.outputs = outputs
+        return record
 
 
 def _track_model(model: nn.Module, tracker: StorageTracker) -> None:
@@ -358,10 +372,12 @@ def _track_model(model: nn.Module, tracker: StorageTracker) -> None:
         tracker.track(b, BUFFERS)
 
 
-def _label_after_step(model: nn.Module, opt: torch.optim.Optimizer, tracker: StorageTracker, host_steps: bool) -> None:
+def _label_after_step(model: nn.Module, opt: torch.optim.Optimizer | None, tracker: StorageTracker, host_steps: bool) -> None:
     for p in model.parameters():
         if p.grad is not None:
             tracker.track(p.grad, GRADS)
+    if opt is None:
+        return
     for state in opt.state.values():
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
@@ -415,7 +431,7 @@ def _record(tracker: StorageTracker, window: int, forward_end: int) -> StepRecor
 
 def simulate_inference(
     model: nn.Module,
-    input_shape: tuple[int, ...],
+    inputs: Sequence[InputSpec],
     *,
     dtype: torch.dtype = torch.float32,
     amp_dtype: torch.dtype | None = None,
@@ -424,13 +440,12 @@ def simulate_inference(
 ) -> StepRecord:
     """One eval-mode forward pass under ``torch.no_grad()`` (weights and input included in the peak)."""
     with _simulation(model, dtype, amp_dtype, on_gpu, workspace, train=False) as (tracker, device):
-        X = torch.empty(input_shape, dtype=dtype, device=device)
-        tracker.track(X, INPUT)
+        X, _ = _make_inputs(inputs, dtype, device, tracker, labels=False)
         tracker.start_window()
         window = tracker.clock
         autocast = torch.autocast("cpu", dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
         with torch.no_grad(), autocast, tracker.in_phase("forward"):
-            y_hat = model(X)
+            y_hat = model(*X)
         del y_hat
     for s in tracker.storages:
         if s.born > window and not s.category:

@@ -18,37 +18,106 @@ run time; it is not modelled (``cuda_workspace`` returns 0), see the README's li
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+# oneDNN's ISA names, weakest first (dnnl_cpu_isa_t; ONEDNN_MAX_CPU_ISA takes them in capitals).
+ONEDNN_ISAS = (
+    "sse41",
+    "avx",
+    "avx2",
+    "avx2_vnni",
+    "avx2_vnni_2",
+    "avx512_core",
+    "avx512_core_vnni",
+    "avx512_core_bf16",
+    "avx10_1_512",
+    "avx10_1_512_amx",
+    "avx10_1_512_amx_fp16",
+)
+_ALIASES = {"avx512_core_fp16": "avx10_1_512", "avx512_core_amx": "avx10_1_512_amx", "avx512_core_amx_fp16": "avx10_1_512_amx_fp16"}
 
-def _block() -> int:
-    return 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+
+@dataclass(frozen=True)
+class CpuFacts:
+    """What the CPU kernels decide by: read from the running process, as the kernels read it.
+
+    ``aten``: ATen's dispatch capability (``torch.backends.cpu.get_cpu_capability()``, which
+    obeys ``ATEN_CPU_CAPABILITY``). ``onednn``: the ISA oneDNN runs (the CPU's, capped by
+    ``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA`` as oneDNN caps it). ``threads``: torch's
+    intra-op threads. ``bf16``: whether ATen hands bf16 convolutions and matmuls to oneDNN
+    (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, the check ATen itself makes).
+    """
+
+    aten: str
+    onednn: str
+    threads: int
+    bf16: bool
+
+    @classmethod
+    def here(cls) -> CpuFacts:
+        return cls(torch.backends.cpu.get_cpu_capability(), onednn_isa(), torch.get_num_threads(), _mkldnn_bf16())
+
+    @property
+    def block(self) -> int:
+        """oneDNN's channel block: 16 floats in an AVX-512 register, 8 in an AVX/AVX2 one."""
+        return 16 if ONEDNN_ISAS.index(self.onednn) >= ONEDNN_ISAS.index("avx512_core") else 8
+
+    def describe(self) -> str:
+        return f"oneDNN {self.onednn}, ATen {self.aten}, {self.threads} thread{'s' if self.threads != 1 else ''}, bf16 {'native' if self.bf16 else 'emulated'}"
+
+
+def onednn_isa() -> str:
+    """The ISA oneDNN's kernels use here: the hardware's best, capped by ONEDNN_MAX_CPU_ISA."""
+    import torch.cpu
+
+    if torch.cpu._is_avx512_bf16_supported():
+        hardware = "avx512_core_bf16"
+    elif torch.cpu._is_avx512_supported():
+        hardware = "avx512_core"
+    elif torch.cpu._is_avx2_supported():
+        hardware = "avx2"
+    else:
+        hardware = "sse41"
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().lower()
+    cap = _ALIASES.get(cap, cap)
+    if cap in ONEDNN_ISAS and ONEDNN_ISAS.index(cap) < ONEDNN_ISAS.index(hardware):
+        return cap
+    return hardware
+
+
+def _mkldnn_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _blocked(channels: int, block: int) -> int:
     return -(-channels // block) * block
 
 
-def _uses_onednn(x: torch.Tensor, w: torch.Tensor, stride, dilation, transposed: bool, groups: int) -> bool:
+def _uses_onednn(x: torch.Tensor, w: torch.Tensor, stride, dilation, transposed: bool, groups: int, facts: CpuFacts) -> bool:
     """ATen's ``ConvParams::use_mkldnn`` for CPU tensors (aten/src/ATen/native/Convolution.cpp)."""
     if not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled:
         return False
     if x.dtype in (torch.bfloat16, torch.float16):
-        return True
+        return facts.bf16
     if x.dtype != torch.float32 or x.dim() != 4:
         return False
     n, c, h, wd = x.shape
     kh, kw = w.shape[-2:]
     strided = any(s != 1 for s in stride)
     dilated = any(d != 1 for d in dilation)
-    worth = strided or dilated or n >= 16 or kw != 1 or kh != 1 or torch.get_num_threads() > 1
+    worth = strided or dilated or n >= 16 or kw != 1 or kh != 1 or facts.threads > 1
     big = groups > 1 or (kw > 3 and kh > 3) or n > 1 or n * c * h * wd > 20480
     return worth and big
 
 
-def _conv_forward(args: tuple) -> int:
+def _conv_forward(args: tuple, facts: CpuFacts) -> int:
     x, w = args[0], args[1]
     stride, padding, dilation, transposed, _, groups = args[3:9]
     if transposed or x.dim() != 4:
@@ -58,10 +127,10 @@ def _conv_forward(args: tuple) -> int:
     ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     e = x.element_size()
-    if not _uses_onednn(x, w, stride, dilation, transposed, groups):
+    if not _uses_onednn(x, w, stride, dilation, transposed, groups, facts):
         pointwise = kh == kw == 1 and all(s == 1 for s in stride) and all(p == 0 for p in padding)
         return 0 if pointwise else e * n * c * kh * kw * ho * wo  # im2col columns
-    b = _block()
+    b = facts.block
     out = e * n * _blocked(o, b) * ho * wo
     weights = e * _blocked(o, b) * (_blocked(i, b) if groups == 1 else i) * kh * kw
     if c % b == 0:
@@ -69,31 +138,80 @@ def _conv_forward(args: tuple) -> int:
     return out
 
 
-def _conv_backward(args: tuple) -> int:
+# oneDNN's backward-weights kernels split the batch over threads when there are fewer output
+# channel blocks than threads, and reduce the per-thread weight gradients in a scratchpad: a
+# copy of the blocked weight gradient per extra thread plus bookkeeping. The bookkeeping was
+# measured (torch.profiler, oneDNN 3.12) at 20,736-20,928 bytes with 16-channel blocks and
+# 24,768 with 8-channel blocks, for every shape tried; it is the one estimated term here.
+REDUCTION_EXTRA = {16: 20_928, 8: 24_768}
+
+
+def _conv_backward(args: tuple, facts: CpuFacts) -> int:
+    """oneDNN's backward pass: backward-data, then backward-weights, each in its own blocked copies.
+
+    Backward-data (when the input needs a gradient) reorders the output gradient and the
+    weights into blocks, computes the input gradient blocked and copies it out. Backward-weights
+    runs with 16-channel blocks on AVX-512 only when the input channels are a multiple of 16
+    or fewer than 4 (a "first" convolution, whose input stays plain); otherwise it falls back
+    to the AVX2 kernel with 8-channel blocks. On AVX2 only a 3-channel input stays plain.
+    """
     grad, x, w = args[0], args[1], args[2]
     stride, padding, dilation, transposed, _, groups = args[4:10]
+    mask = args[10] if len(args) > 10 else (True, True, True)
     if transposed or x.dim() != 4:
         return 0
     n, c, h, wd = x.shape
     o, i, kh, kw = w.shape
     e = x.element_size()
-    if not _uses_onednn(x, w, stride, dilation, transposed, groups):
+    if not _uses_onednn(x, w, stride, dilation, transposed, groups, facts):
         pointwise = kh == kw == 1 and all(s == 1 for s in stride) and all(p == 0 for p in padding)
         return 0 if pointwise else e * n * c * kh * kw * grad.shape[2] * grad.shape[3]
-    b = _block()
-    grad_blocked = e * n * _blocked(o, b) * grad.shape[2] * grad.shape[3]
-    x_blocked = e * n * c * h * wd if c % b == 0 else 0
-    weights = e * _blocked(o, b) * (_blocked(i, b) if groups == 1 else i) * kh * kw
-    return max(weights, grad_blocked + x_blocked)
+    b = facts.block
+    out_pixels = grad.shape[2] * grad.shape[3]
+    if groups != 1:  # grouped and depthwise kernels: the output gradient and input, blocked
+        grad_blocked = e * n * _blocked(o, b) * out_pixels
+        x_blocked = e * n * c * h * wd if c % b == 0 else 0
+        return max(e * _blocked(o, b) * i * kh * kw, grad_blocked + x_blocked)
+    grad_input = e * n * c * h * wd if mask[0] else 0
+    outputs = grad_input + (e * o * i * kh * kw if mask[1] else 0) + (e * o if mask[2] else 0)
+    peak = 0
+    if mask[0]:
+        blocked_input_grad = e * n * _blocked(c, b) * h * wd
+        peak = max(
+            e * n * _blocked(o, b) * out_pixels + e * _blocked(o, b) * _blocked(c, b) * kh * kw + blocked_input_grad,
+            blocked_input_grad + grad_input,
+        )
+    if mask[1]:
+        if b == 16 and c >= 4 and c % 16:
+            b = 8  # the AVX2 kernel
+        first = c < 4 if b == 16 else c == 3
+        src = 0 if first else e * n * _blocked(c, b) * h * wd
+        weight_grad = e * _blocked(o, b) * (c if first else _blocked(c, b)) * kh * kw
+        reduction = 0
+        split = min(facts.threads, n)  # threads sharing the batch (a batch of 1 is not split)
+        if _blocked(o, b) // b < facts.threads and split > 1:
+            reduction = (split - 1) * weight_grad + REDUCTION_EXTRA[b]
+        working = e * n * _blocked(o, b) * out_pixels + src + weight_grad + reduction
+        peak = max(peak, grad_input + working, outputs + weight_grad)
+    return max(peak - outputs, 0)
 
 
-def cpu_workspace(func: Any, args: tuple, kwargs: dict, out: Any) -> int:
+def cpu_workspace(facts: CpuFacts) -> Any:
+    """The scratch rule for a CPU with these facts: ``rule(func, args, kwargs, out)`` -> bytes."""
+
+    def rule(func: Any, args: tuple, kwargs: dict, out: Any) -> int:
+        return _cpu_scratch(func, args, facts)
+
+    return rule
+
+
+def _cpu_scratch(func: Any, args: tuple, facts: CpuFacts) -> int:
     """Bytes a CPU kernel holds inside ``func`` beyond its inputs and outputs."""
     name = func.overloadpacket.__name__
     if name == "convolution":
-        return _conv_forward(args)
+        return _conv_forward(args, facts)
     if name == "convolution_backward":
-        return _conv_backward(args)
+        return _conv_backward(args, facts)
     if name == "native_batch_norm_backward":
         return args[1].numel() * args[1].element_size()
     if name == "native_batch_norm" and args[0].dim() >= 2:

@@ -7,24 +7,10 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from archviz.choices import Device, Optimizer
 from archviz.errors import RunError, UsageError
 
-
-class Optimizer(StrEnum):
-    """Optimizers `archviz train` knows; ``momentum`` is SGD with momentum 0.9."""
-
-    sgd = "sgd"
-    momentum = "momentum"
-    adam = "adam"
-    adamw = "adamw"
-
-
-class Device(StrEnum):
-    """Where to train; ``auto`` picks CUDA when there is one."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+__all__ = ["Device", "Optimizer", "TrainConfig"]
 
 
 @dataclass

@@ -6,7 +6,9 @@ What it adds to the seed's loop, each for a reason:
 - every epoch's order is a function of (seed, epoch) and checkpoints carry the RNG state, so
   ``--resume`` after a stop, even mid-epoch, reproduces the uninterrupted run exactly on a CPU;
 - Ctrl-C only sets a flag: the step in flight finishes, a checkpoint is written, the run returns;
-- the loss is checked for NaN/inf every few steps (a host sync), not every step.
+- the loss is checked for NaN/inf every few steps (a host sync), not every step;
+- the step itself is ``archviz.step.train_step`` (gradients freed before the forward pass),
+  the very function whose memory `archviz cost` predicts.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from torch import nn
 
 from archviz.errors import RunError, UsageError
 from archviz.files import LOCK_NAME, dir_lock
+from archviz.step import make_optimizer, train_step
 from archviz.train import checkpoint, distributed, perf
-from archviz.train.config import Device, Optimizer, TrainConfig, check_batch_split
+from archviz.train.config import Device, TrainConfig, check_batch_split
 from archviz.train.data import batches, epoch_order, load_fashion_mnist, num_batches, prepare
 from archviz.train.evaluate import confusion
 from archviz.train.plot import learning_curve_svg
@@ -158,6 +161,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     device = resolve_device(config.device, dist.local_rank)
     on_gpu = device.type == "cuda"
     amp = on_gpu if config.amp is None else config.amp
+    autocast = lambda: torch.autocast(device.type, torch.bfloat16, enabled=amp)  # noqa: E731
     if on_gpu:
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
@@ -261,7 +265,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
                 order = epoch_order(n_train, config.seed, epoch, dist.world_size, dist.rank)
                 train_iter = batches(data.train_X, data.train_y, batch_size, config.resize, order=order, start=first, channels=channels, channels_last=on_gpu)
                 for i, (X, y) in enumerate(train_iter, start=first):
-                    l, y_hat = train_step(model, loss, optimizer, X, y, amp)
+                    l, y_hat = train_step(model, loss, optimizer, X, y, autocast)
                     sums[0] += l.detach() * len(y)
                     sums[1] += (y_hat.argmax(dim=1) == y).sum()
                     sums[2] += len(y)
@@ -335,17 +339,6 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
         if result.peak_tflops and result.achieved_tflops:
             result.mfu = round(result.achieved_tflops / (result.peak_tflops * dist.world_size), 4)
     return result
-
-
-def train_step(model: nn.Module, loss: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor, amp: bool):
-    """One optimisation step; returns the batch's mean loss and the logits."""
-    with torch.autocast(X.device.type, torch.bfloat16, enabled=amp):
-        y_hat = model(X)
-        l = loss(y_hat, y)
-    optimizer.zero_grad(set_to_none=True)
-    l.backward()
-    optimizer.step()
-    return l, y_hat
 
 
 class NonFinite(Exception):
@@ -443,19 +436,6 @@ def check_output(net: nn.Module, input_shape: tuple[int, ...], device: torch.dev
         raise UsageError(f"{arch} outputs shape {list(y_hat.shape)} for a batch of 2, but Fashion-MNIST needs [2, 10]; pass -p num_classes=10.")
 
 
-def make_optimizer(kind: Optimizer, params: Any, lr: float, weight_decay: float, on_gpu: bool) -> torch.optim.Optimizer:
-    kind = Optimizer(kind)
-    if kind is Optimizer.sgd:
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
-    if kind is Optimizer.momentum:
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    # fused kernels: one launch per step for all parameters on a GPU
-    options = {"fused": True} if on_gpu else {}
-    if kind is Optimizer.adam:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **options)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **options)
-
-
 def _is_run_file(name: str) -> bool:
     """Files `archviz train` writes in a run folder (and its temporaries and lock)."""
     if name in RUN_FILES + EXTRA_RUN_FILES + (LOCK_NAME,):
@@ -473,6 +453,7 @@ def prepare_out(out: Path, resume: bool, force: bool = False, locked: bool = Tru
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a directory; choose a directory for the run.")
     has_checkpoint = (out / "last.pt").is_file()
+from archviz.step import make_optimizer, train_step
     if resume:
         if not has_checkpoint and not (out / "config.json").is_file():
             raise UsageError(f"--resume {out}: there is no last.pt there to continue from.")
