@@ -80,15 +80,30 @@ class MemoryEstimate:
     kept_by_module: dict[str, int] = field(default_factory=dict)  # activations kept for backward, by the module that made them
     step: str = STEP  # which step is predicted
     outputs: int = 1  # floating-point output tensors; the simulated loss sums over them
+    kernel_scratch_bytes: int = 0  # scratch a kernel holds inside the op at the peak (in peak_bytes)
+    kernel_rules: str = ""  # the CPU facts the scratch rules read, or why scratch is not modelled
 
     @property
     def batch(self) -> int:
         return self.input_shape[0]
 
+    def kept_under(self) -> dict[str, int]:
+        """Bytes kept for backward made inside each module path, its submodules included ("" is the model).
+
+        One pass over the records, each added to its path and every ancestor: linear in the
+        number of modules times their depth, so a 10,000-layer network costs no more per layer."""
+        totals: dict[str, int] = {}
+        for path, nbytes in self.kept_by_module.items():
+            totals[""] = totals.get("", 0) + nbytes
+            parts = path.split(".") if path else []
+            for k in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:k])
+                totals[prefix] = totals.get(prefix, 0) + nbytes
+        return totals
+
     def kept_for(self, path: str) -> int:
-        """Bytes kept for backward that were produced inside the module at ``path``."""
-        prefix = f"{path}." if path else ""
-        return sum(v for k, v in self.kept_by_module.items() if k == path or k.startswith(prefix) or not path)
+        """Bytes kept for backward that were produced inside the module at ``path`` (see kept_under)."""
+        return self.kept_under().get(path, 0)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -135,14 +150,14 @@ def predict_memory(
     from archviz.cost import simulate, workspace
 
     on_gpu = device is TargetDevice.cuda
-    kernel_scratch = None if on_gpu else workspace.cpu_workspace(workspace.CpuFacts.here())
+    facts = None if on_gpu else workspace.CpuFacts.here()
+    kernel_scratch = None if facts is None else workspace.cpu_workspace(facts)
+    rules = "cuDNN/cuBLAS workspaces are chosen at run time and not included" if facts is None else facts.describe()
     weights_dtype = torch_dtype(DType.fp32 if amp else dtype)
     amp_dtype = torch_dtype(DType.fp16 if dtype is DType.fp16 else DType.bf16) if amp else None
     inputs = [(shape, None)]
     common = dict(arch=arch.name, input_shape=shape, optimizer=str(optimizer), dtype=str(dtype), amp=amp, mode=str(mode), device=str(device))
-    inference = simulate.simulate_inference(
-        arch.build(shape, device="meta"), inputs, dtype=weights_dtype, amp_dtype=amp_dtype, on_gpu=on_gpu, workspace=kernel_scratch
-    )
+    inference = simulate.simulate_inference(_meta_model(arch, shape), inputs, dtype=weights_dtype, amp_dtype=amp_dtype, on_gpu=on_gpu, workspace=kernel_scratch)
     if mode is Mode.eval:
         return MemoryEstimate(
             **common,
@@ -158,9 +173,11 @@ def predict_memory(
             peak_phase=inference.peak.phase,
             peak_breakdown=inference.breakdown,
             step="one forward pass under torch.no_grad() in eval mode",
+            kernel_scratch_bytes=inference.peak.workspace,
+            kernel_rules=rules,
         )
     step = simulate.simulate_training(
-        arch.build(shape, device="meta"),
+        _meta_model(arch, shape),
         inputs,
         optimizer,
         dtype=weights_dtype,
@@ -184,7 +201,25 @@ def predict_memory(
         peak_breakdown=step.breakdown,
         kept_by_module=step.kept_by_module,
         outputs=step.outputs,
+        kernel_scratch_bytes=step.peak.workspace,
+        kernel_rules=rules,
     )
+
+
+_PRISTINE: list[Any] = [None, None, None]  # the last (arch, input shape past the batch, meta model)
+
+
+def _meta_model(arch: Arch, shape: tuple[int, ...]) -> Any:
+    """A fresh meta-device model for a simulation (which changes it): built once per architecture and
+    input size, then copied (a meta copy costs nothing), so a budget search does not rebuild it."""
+    import copy
+
+    if _PRISTINE[0] is not arch or _PRISTINE[1] != shape[1:]:
+        _PRISTINE[:] = [arch, shape[1:], arch.build(shape, device="meta")]
+    try:
+        return copy.deepcopy(_PRISTINE[2])
+    except Exception:  # a user module that cannot be copied (a lock, a file handle): build it again
+        return arch.build(shape, device="meta")
 
 
 def largest_batch(

@@ -16,7 +16,7 @@ from archviz.cost.receptive import block_fields, receptive_fields, unknown_ops
 
 if TYPE_CHECKING:
     from archviz.arch import Arch
-    from archviz.trace.record import Shape
+    from archviz.trace.record import Shape, Trace
 
 CONVENTIONS = {
     "macs": "multiply-accumulates of convolutions, linear layers and matrix products (attention included); "
@@ -44,17 +44,24 @@ def cost_report(
     device: TargetDevice | str = TargetDevice.cpu,
     budget_bytes: int | None = None,
     depth: int = 1,
+    trace: Trace | None = None,
 ) -> dict[str, Any]:
-    """The JSON contract of `archviz cost` (stable: other tools read it)."""
+    """The JSON contract of `archviz cost` (stable: other tools read it).
+
+    ``trace``: ``arch``'s trace on the input, when the caller has it; otherwise it is made
+    here, once, and every part of the report (FLOPs, receptive fields, memory) reads it.
+    """
     optimizer = choice(Optimizer, optimizer, "optimizer")
     dtype = choice(DType, dtype, "dtype")
     mode = choice(Mode, mode, "mode")
     device = choice(TargetDevice, device, "device")
-    trace = arch.trace(input_shape)
-    memory = predict_memory(arch, trace.input_shape, optimizer, dtype, amp, mode, device)
+    if trace is None or (input_shape is not None and tuple(input_shape) != tuple(trace.input_shape)):
+        trace = arch.trace(input_shape)
+    memory = predict_memory(arch, trace.input_shape, optimizer, dtype, amp, mode, device, trace=trace)
     fields = receptive_fields(trace)
     at_block = block_fields(trace, fields)
     element = 2 if amp or dtype is not DType.fp32 else 4
+    kept = memory.kept_under()
     blocks = []
     for node in trace.blocks(depth):
         rf = at_block.get(node.path)
@@ -68,7 +75,7 @@ def cost_report(
                 "macs": node.macs,
                 "flops": node.flops,
                 "activation_bytes": math.prod(node.output_shape) * element,
-                "kept_bytes": memory.kept_for(node.path) if mode is Mode.train else 0,
+                "kept_bytes": kept.get(node.path, 0) if mode is Mode.train else 0,
                 "receptive_field": rf.to_dict() if rf is not None else None,
             }
         )
@@ -95,6 +102,10 @@ def cost_report(
             "inference_peak_bytes": memory.inference_peak_bytes,
             "peak_phase": memory.peak_phase,
             "peak_breakdown": memory.peak_breakdown,
+            "step": memory.step,
+            "loss": _loss_text(memory.outputs) if mode is Mode.train else "none (eval forward)",
+            "kernel_scratch_bytes": memory.kernel_scratch_bytes,
+            "kernel_rules": memory.kernel_rules,
             "batch": memory.batch,
             "optimizer": memory.optimizer,
             "dtype": memory.dtype,
@@ -109,14 +120,24 @@ def cost_report(
         "conventions": CONVENTIONS,
     }
     if budget_bytes is not None:
-        found = largest_batch(arch, trace.input_shape, budget_bytes, optimizer, amp, device, dtype, mode)
+        found = largest_batch(arch, trace.input_shape, budget_bytes, optimizer, amp, device, dtype, mode, trace=trace)
         report["budget"] = {
             "budget_bytes": budget_bytes,
             "largest_batch": found[0] if found else None,
             "peak_bytes": found[1].peak_bytes if found else None,
-            "batch1_peak_bytes": None if found else predict_memory(arch, (1, *trace.input_shape[1:]), optimizer, dtype, amp, mode, device).peak_bytes,
+            "batch1_peak_bytes": None
+            if found
+            else predict_memory(arch, (1, *trace.input_shape[1:]), optimizer, dtype, amp, mode, device, trace=trace).peak_bytes,
         }
     return report
+
+
+def _loss_text(outputs: int) -> str:
+    if outputs == 1:
+        return "cross-entropy of the batch x classes output (a plain sum for any other output)"
+    if outputs == 0:
+        return "none: the output holds no floating-point tensor, so there is no backward pass"
+    return f"the sum over the {outputs} floating-point outputs (cross-entropy for batch x classes ones, a plain sum for others)"
 
 
 def smallest_input(arch: Arch, input_shape: Shape) -> Shape | None:
@@ -146,7 +167,7 @@ def compare_report(
         if batch is not None:
             shape = (batch, *shape[1:])
         trace = arch.trace(shape)
-        memory = predict_memory(arch, shape, optimizer, device=device)
+        memory = predict_memory(arch, shape, optimizer, device=device, trace=trace)
         smallest = smallest_input(arch, shape) if len(shape) == 4 else None
         rows.append(
             {

@@ -66,6 +66,9 @@ def render_cost(report: dict[str, Any], fmt: Format = Format.table) -> str:
             f"input {format_bytes(m['input_bytes'])}",
         ),
         ("Eval forward peak", format_bytes(m["inference_peak_bytes"])),
+        ("Step", m["step"]),
+        ("Loss", m["loss"]),
+        ("Kernel scratch at the peak", f"{format_bytes(m['kernel_scratch_bytes'])} ({m['kernel_rules']})"),
     ]
     budget = report.get("budget")
     if budget:

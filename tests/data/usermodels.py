@@ -157,3 +157,44 @@ def slow() -> nn.Module:
 
     time.sleep(1.6)
     return nn.Linear(4, 2)
+
+
+class TwoHeads(nn.Module):
+    """Returns a dict of two outputs (logits and an auxiliary map), like detection-style heads."""
+
+    def __init__(self, kind: str = "dict"):
+        super().__init__()
+        self.kind = kind
+        self.body = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, X):
+        features = self.body(X)
+        logits = self.head(features.mean((2, 3)))
+        if self.kind == "tuple":
+            return logits, features
+        if self.kind == "list":
+            return [logits, features]
+        if self.kind == "namedtuple":
+            return Heads(logits, features)
+        return {"logits": logits, "features": features, "count": torch.ones(1, dtype=torch.long)}
+
+
+Heads = __import__("collections").namedtuple("Heads", ["logits", "features"])
+
+
+def two_heads(kind: str = "dict") -> nn.Module:
+    return TwoHeads(kind)
+
+
+def frozen_cnn() -> nn.Module:
+    """No trainable parameter: every weight frozen, batch norm's buffers still there."""
+    net = tiny_cnn()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def bn_only() -> nn.Module:
+    """Batch norm without affine parameters: buffers, no parameters at all."""
+    return nn.Sequential(nn.BatchNorm2d(3, affine=False), nn.Flatten())
