@@ -1,5 +1,7 @@
 """Training-step memory: predictions against real CPU measurements, the budget search, sizes."""
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
@@ -13,20 +15,80 @@ from archviz.errors import RunError, UsageError
 LENET_PARAM_BYTES = 4 * 44_426
 
 
-@pytest.mark.parametrize(
-    "name, shape, optimizer",
-    [
-        ("lenet", (8, 1, 28, 28), "sgd"),
-        ("lenet", (32, 1, 28, 28), "adam"),
-        ("lenet_bn", (16, 1, 28, 28), "momentum"),
-        ("lenet_bn", (8, 1, 28, 28), "adamw"),
-        ("nin", (2, 1, 64, 64), "sgd"),
-    ],
-)
-def test_prediction_matches_a_measured_cpu_step(name, shape, optimizer):
-    predicted = predict_memory(name, shape, optimizer)
-    measured = measure_training_peak(name, shape, optimizer)
-    assert predicted.peak_bytes == pytest.approx(measured.peak_bytes, rel=0.05)
+# Each setting runs in its own process: the ISA variables must be set before torch loads, and
+# both the prediction and the measurement must obey them. What is asserted is prediction vs
+# measurement on the same CPU, never a byte count that only one CPU produces.
+ISA_SETTINGS = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+ROWS = [
+    ("lenet", (8, 1, 28, 28), "sgd", False),
+    ("lenet", (32, 1, 28, 28), "adam", False),
+    ("lenet_bn", (16, 1, 28, 28), "momentum", False),
+    ("lenet_bn", (8, 1, 28, 28), "adamw", False),
+    ("lenet_bn", (16, 1, 28, 28), "sgd", True),
+    ("nin", (2, 1, 64, 64), "sgd", False),
+]
+_COMPARE = """
+import json, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from archviz.cost.measure import measure_training_peak
+from archviz.cost.memory import predict_memory
+from archviz.cost.workspace import CpuFacts
+rows = []
+for name, shape, opt, amp in json.loads(sys.argv[2]):
+    rows.append([predict_memory(name, tuple(shape), opt, amp=amp).peak_bytes, measure_training_peak(name, tuple(shape), opt, amp=amp).peak_bytes])
+facts = CpuFacts.here()
+print(json.dumps({"rows": rows, "onednn": facts.onednn, "aten": facts.aten, "threads": facts.threads}))
+"""
+
+
+def _avx2_cpu() -> bool:
+    import platform
+
+    import torch.cpu
+
+    return platform.machine() in ("x86_64", "AMD64") and torch.cpu._is_avx2_supported()
+
+
+def run_isolated(code: str, *args: str, env: dict[str, str] | None = None) -> str:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    full = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
+    done = subprocess.run([sys.executable, "-c", code, *args], env=full, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("threads", [2, pytest.param(1, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("isa", sorted(ISA_SETTINGS))
+def test_prediction_matches_a_measured_cpu_step_under_each_isa(isa, threads):
+    import json
+
+    if isa == "avx2" and not _avx2_cpu():
+        pytest.skip("needs an x86-64 CPU with AVX2 to emulate one")
+    out = json.loads(run_isolated(_COMPARE, str(threads), json.dumps(ROWS), env=ISA_SETTINGS[isa]).splitlines()[-1])
+    assert out["threads"] == threads
+    if isa == "avx2":  # both sides obeyed the variables
+        assert out["onednn"] == "avx2" and out["aten"] == "AVX2"
+    for (name, shape, optimizer, amp), (predicted, measured) in zip(ROWS, out["rows"], strict=True):
+        assert predicted == pytest.approx(measured, rel=0.03), (name, shape, optimizer, amp)
+
+
+def test_onednn_obeys_the_isa_cap_the_prediction_reads():
+    """ONEDNN_VERBOSE prints the ISA oneDNN actually runs; CpuFacts must name the same one."""
+    if not _avx2_cpu():
+        pytest.skip("needs an x86-64 CPU with AVX2")
+    code = (
+        "import torch\nfrom archviz.cost.workspace import CpuFacts\n"
+        "torch.nn.functional.conv2d(torch.randn(2, 8, 8, 8), torch.randn(8, 8, 3, 3))\n"
+        "print('facts', CpuFacts.here().onednn, CpuFacts.here().block)"
+    )
+    out = run_isolated(code, env={**ISA_SETTINGS["avx2"], "ONEDNN_VERBOSE": "1"})
+    assert "isa:Intel AVX2" in out
+    assert "facts avx2 8" in out
 
 
 @pytest.mark.slow
@@ -42,29 +104,92 @@ def test_prediction_matches_on_larger_nets(name, params, shape, optimizer):
     arch = load_arch(name, params)
     predicted = predict_memory(arch, shape, optimizer)
     measured = measure_training_peak(arch, shape, optimizer)
-    assert predicted.peak_bytes == pytest.approx(measured.peak_bytes, rel=0.05)
+    assert predicted.peak_bytes == pytest.approx(measured.peak_bytes, rel=0.03)
+
+
+def test_train_and_the_simulation_run_one_step_function():
+    """One step, one optimizer factory: `archviz train`'s loop and the simulation share them."""
+    from archviz import step
+    from archviz.cost import measure, simulate
+    from archviz.train import loop
+
+    assert loop.train_step is step.train_step and simulate.train_step is step.train_step and measure.train_step is step.train_step
+    assert loop.make_optimizer is step.make_optimizer and simulate.make_optimizer is step.make_optimizer
 
 
 def test_prediction_matches_the_training_loop_archviz_train_runs():
-    """The simulated step mirrors archviz.train's: measure *that* loop, not ours."""
-    loop = pytest.importorskip("archviz.train.loop")
+    """Measure *that* loop (its nn.CrossEntropyLoss and its optimizer), not the benchmark's."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from archviz.cost import measure
+    from archviz.train import loop
 
     arch, shape = load_arch("lenet_bn"), (16, 1, 28, 28)
     torch.manual_seed(0)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         net = arch.build(shape)
         loss = nn.CrossEntropyLoss()
-        optimizer = make_optimizer("adam", net.parameters(), 0.01, 0.0, on_gpu=False)
+        optimizer = loop.make_optimizer("adam", net.parameters(), 0.01, 0.0, on_gpu=False)
         X, y = torch.randn(shape), torch.randint(0, 10, (shape[0],))
         state = loop.train_step(net, loss, optimizer, X, y)
         with record_function(measure._STEP):
             state = loop.train_step(net, loss, optimizer, X, y)
         del state
     peak, _ = measure._cpu_peak(prof)
-    assert predict_memory(arch, shape, "adam").peak_bytes == pytest.approx(peak, rel=0.05)
+    assert predict_memory(arch, shape, "adam").peak_bytes == pytest.approx(peak, rel=0.03)
+
+
+def test_the_prediction_is_the_pytorch_tutorial_loops_peak():
+    """The tutorial loop (forward, backward, step, zero_grad) frees the gradients before the next
+    forward pass, as archviz's d2l-order step does: measure it and compare (the old step, which
+    kept them through the forward pass, predicted googlenet +13% over this)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from archviz.cost import measure
+
+    arch, shape = load_arch("googlenet"), (2, 1, 96, 96)
+    torch.manual_seed(0)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        net = arch.build(shape)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        X, y = torch.randn(shape), torch.randint(0, 10, (shape[0],))
+        for i in range(2):
+            with record_function(measure._STEP) if i else contextlib.nullcontext():
+                l = nn.functional.cross_entropy(net(X), y)
+                l.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+    peak, _ = measure._cpu_peak(prof)
+    estimate = predict_memory(arch, shape, "sgd")
+    assert estimate.peak_bytes == pytest.approx(peak, rel=0.03)
+    assert estimate.step.startswith("2nd step of zero_grad(set_to_none) -> forward")
+
+
+@pytest.mark.parametrize("kind", ["dict", "tuple", "list", "namedtuple"])
+def test_any_output_structure_is_summed_into_the_loss(kind):
+    arch = load_arch("usermodels:two_heads", [f"kind={kind}"])
+    shape = (4, 3, 16, 16)
+    estimate = predict_memory(arch, shape, "adam")
+    assert estimate.outputs == 2  # logits and the feature map; the dict's int64 count is not a loss term
+    assert estimate.grads_bytes == 4 * (4 * 3 * 9 + 4 + 4 * 10 + 10)
+    measured = measure_training_peak(arch, shape, "adam")
+    assert estimate.peak_bytes == pytest.approx(measured.peak_bytes, rel=0.03)
+
+
+@pytest.mark.parametrize("model, params, buffers", [("frozen_cnn", 4 * (8 * 3 * 9 + 8 + 8 + 8 + 8 * 10 + 10), 4 * 16 + 8), ("bn_only", 0, 4 * 6 + 8)])
+def test_no_trainable_parameters_means_no_gradients_and_no_optimizer(model, params, buffers):
+    arch = load_arch(f"usermodels:{model}")
+    estimate = predict_memory(arch, (4, 3, 16, 16), "adam")
+    assert estimate.grads_bytes == 0 and estimate.optimizer_bytes == 0
+    assert estimate.params_bytes == params and estimate.buffers_bytes == buffers
+    measured = measure_training_peak(arch, (4, 3, 16, 16), "adam")
+    assert estimate.peak_bytes == pytest.approx(measured.peak_bytes, rel=0.03)
+
+
+def test_batch_norm_at_batch_1_in_train_mode_is_one_sentence():
+    with pytest.raises(RunError, match=r"^layer 'fc\.2' normalises a single value per channel in train mode.*batch of 2 or more, or --mode eval\.$"):
+        predict_memory("lenet_bn", (1, 1, 28, 28))
+    assert predict_memory("lenet_bn", (1, 1, 28, 28), mode="eval").peak_bytes > 0
 
 
 def test_breakdown_by_hand():
