@@ -148,3 +148,27 @@ def profiler_event_tree(prof: Any) -> list:
         return prof.profiler.kineto_results.experimental_event_tree()
     except AttributeError as exc:
         raise _missing("profiler event tree with allocation events (kineto_results.experimental_event_tree)", exc) from None
+
+
+def cpu_isa_flags() -> dict[str, bool]:
+    """What the CPU itself supports (cpuinfo, not capped by ATEN_CPU_CAPABILITY): avx2, avx512, avx512_bf16."""
+    import torch.cpu
+
+    try:
+        return {
+            "avx2": bool(torch.cpu._is_avx2_supported()),
+            "avx512": bool(torch.cpu._is_avx512_supported()),
+            "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
+        }
+    except AttributeError as exc:
+        raise _missing("CPU feature queries (torch.cpu._is_avx2_supported and friends)", exc) from None
+
+
+def mkldnn_bf16_supported() -> bool:
+    """Whether ATen hands bf16 convolutions and matmuls to oneDNN (its own ``mkldnn_bf16_device_check``)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError) as exc:
+        raise _missing("torch.ops.mkldnn._is_mkldnn_bf16_supported", exc) from None

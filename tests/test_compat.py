@@ -218,3 +218,10 @@ def test_every_torch_load_refuses_pickled_code():
     package = Path(compat.__file__).parent
     calls = [(p.name, line.strip()) for p in package.rglob("*.py") for line in p.read_text().splitlines() if re.search(r"torch\.load\(", line)]
     assert calls and all("weights_only=True" in line for _, line in calls), calls
+
+
+def test_cpu_feature_queries_answer_for_the_memory_model():
+    flags = compat.cpu_isa_flags()
+    assert set(flags) == {"avx2", "avx512", "avx512_bf16"} and all(isinstance(v, bool) for v in flags.values())
+    assert not flags["avx512_bf16"] or flags["avx512"]  # bf16 instructions come with AVX-512
+    assert isinstance(compat.mkldnn_bf16_supported(), bool)

@@ -44,9 +44,9 @@ print(json.dumps({"rows": rows, "onednn": facts.onednn, "aten": facts.aten, "thr
 def _avx2_cpu() -> bool:
     import platform
 
-    import torch.cpu
+    from archviz.compat import cpu_isa_flags
 
-    return platform.machine() in ("x86_64", "AMD64") and torch.cpu._is_avx2_supported()
+    return platform.machine() in ("x86_64", "AMD64") and cpu_isa_flags()["avx2"]
 
 
 def run_isolated(code: str, *args: str, env: dict[str, str] | None = None) -> str:

@@ -72,13 +72,14 @@ class CpuFacts:
 
 def onednn_isa() -> str:
     """The ISA oneDNN's kernels use here: the hardware's best, capped by ONEDNN_MAX_CPU_ISA."""
-    import torch.cpu
+    from archviz.compat import cpu_isa_flags
 
-    if torch.cpu._is_avx512_bf16_supported():
+    flags = cpu_isa_flags()
+    if flags["avx512_bf16"]:
         hardware = "avx512_core_bf16"
-    elif torch.cpu._is_avx512_supported():
+    elif flags["avx512"]:
         hardware = "avx512_core"
-    elif torch.cpu._is_avx2_supported():
+    elif flags["avx2"]:
         hardware = "avx2"
     else:
         hardware = "sse41"
@@ -90,10 +91,9 @@ def onednn_isa() -> str:
 
 
 def _mkldnn_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    from archviz.compat import mkldnn_bf16_supported
+
+    return mkldnn_bf16_supported()
 
 
 def _blocked(channels: int, block: int) -> int:
