@@ -62,6 +62,11 @@ class CpuFacts:
         return cls(torch.backends.cpu.get_cpu_capability(), onednn_isa(), torch.get_num_threads(), _mkldnn_bf16())
 
     @property
+    def native_bf16(self) -> bool:
+        """Whether oneDNN's bf16 kernels are native here (AVX-512 BF16 and up); below, it runs gemm kernels."""
+        return ONEDNN_ISAS.index(self.onednn) >= ONEDNN_ISAS.index("avx512_core_bf16")
+
+    @property
     def block(self) -> int:
         """oneDNN's channel block: 16 floats in an AVX-512 register, 8 in an AVX/AVX2 one."""
         return 16 if ONEDNN_ISAS.index(self.onednn) >= ONEDNN_ISAS.index("avx512_core") else 8
@@ -130,6 +135,8 @@ def _conv_forward(args: tuple, facts: CpuFacts) -> int:
     if not _uses_onednn(x, w, stride, dilation, transposed, groups, facts):
         pointwise = kh == kw == 1 and all(s == 1 for s in stride) and all(p == 0 for p in padding)
         return 0 if pointwise else e * n * c * kh * kw * ho * wo  # im2col columns
+    if x.dtype in (torch.bfloat16, torch.float16) and not facts.native_bf16:
+        return 0 if (kh == kw == 1 and all(st == 1 for st in stride)) else e * n * c * kh * kw * ho * wo  # oneDNN's gemm kernel: im2col
     b = facts.block
     out = e * n * _blocked(o, b) * ho * wo
     weights = e * _blocked(o, b) * (_blocked(i, b) if groups == 1 else i) * kh * kw
@@ -168,6 +175,12 @@ def _conv_backward(args: tuple, facts: CpuFacts) -> int:
         return 0 if pointwise else e * n * c * kh * kw * grad.shape[2] * grad.shape[3]
     b = facts.block
     out_pixels = grad.shape[2] * grad.shape[3]
+    if x.dtype in (torch.bfloat16, torch.float16):
+        columns = e * c * kh * kw * out_pixels  # one image's im2col columns
+        if not facts.native_bf16:  # oneDNN's gemm kernel: the gradient in fp32, the batch's columns (twice with an input gradient)
+            return max(n * columns, 4 * n * o * out_pixels) + (n * columns if mask[0] else 0)
+        if c < 4 and o < 16:  # the bf16 first-convolution kernel keeps about one image's columns
+            return columns
     if groups != 1:  # grouped and depthwise kernels: the output gradient and input, blocked
         grad_blocked = e * n * _blocked(o, b) * out_pixels
         x_blocked = e * n * c * h * wd if c % b == 0 else 0
