@@ -155,6 +155,72 @@ def test_cost_json_contract(cli):
     assert blocks[1]["receptive_field"]["whole_input"] is True
     assert sum(b["macs"] for b in blocks) == report["macs"]
     assert sum(b["kept_bytes"] for b in blocks) <= memory["activations_bytes"]
+    # which step, which loss, and the kernel scratch the peak holds, with the facts its rules read
+    assert memory["step"] == "2nd step of zero_grad(set_to_none) -> forward -> backward -> optimizer.step (d2l order)"
+    assert memory["loss"].startswith("cross-entropy of the batch x classes output")
+    assert 0 <= memory["kernel_scratch_bytes"] <= memory["peak_bytes"] and memory["kernel_rules"].startswith("oneDNN ")
+
+
+def test_cost_help_says_which_step(cli):
+    code, out, _ = cli("cost", "--help")
+    assert code == 0 and "zero_grad(set_to_none=True)" in out and "the last" in out and "freed before the forward" in out
+
+
+def test_cost_traces_once_and_builds_once(monkeypatch):
+    """`archviz cost` used to trace lenet four times; every part of the report reads one trace."""
+    from archviz import build as build_module
+    from archviz.arch import Arch
+    from archviz.cost.report import cost_report
+
+    calls = {"trace": 0, "build": 0}
+    real_trace, real_build = Arch.trace, build_module.build
+
+    def trace(self, *args, **kwargs):
+        calls["trace"] += 1
+        return real_trace(self, *args, **kwargs)
+
+    def build(*args, **kwargs):
+        calls["build"] += 1
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(Arch, "trace", trace)
+    monkeypatch.setattr(build_module, "build", build)
+    arch = load_arch("lenet_bn")
+    cost_report(arch, (8, 1, 28, 28), budget_bytes=2**24)  # a budget search at several batches, too
+    assert calls == {"trace": 1, "build": 1}
+
+
+def test_batch_norm_at_batch_1_says_batch_2_or_eval(cli):
+    code, out, err = cli("cost", "lenet_bn", "--input", "1x1x28x28")
+    assert code == 1 and "Traceback" not in out + err
+    assert err.strip() == (
+        "archviz: error: layer 'fc.2' normalises a single value per channel in train mode, which batch norm cannot do; "
+        "use a batch of 2 or more, or --mode eval."
+    )
+    code, out, _ = cli("cost", "lenet_bn", "--input", "1x1x28x28", "--mode", "eval", "--format", "json")
+    assert code == 0 and json.loads(out)["memory"]["loss"] == "none (eval forward)"
+    code, _, err = cli("cost", "lenet_bn", "--budget", "100KB")  # the budget search starts at batch 2 for it
+    assert code == 1 and "at batch 2 (2x1x28x28, train, sgd, fp32, cpu), more than the budget of 97.7 KiB." in err
+
+
+@pytest.mark.slow
+def test_cost_on_inception_outputs(cli):
+    """torchvision's inception_v3 returns InceptionOutputs(logits, aux_logits) in train mode."""
+    code, out, err = cli("cost", "torchvision:inception_v3", "-p", "init_weights=false", "--input", "2x3x299x299", "--format", "json")
+    assert code == 0, err
+    memory = json.loads(out)["memory"]
+    assert memory["loss"].startswith("the sum over the 2 floating-point outputs")
+    assert memory["grads_bytes"] == memory["params_bytes"]
+
+
+def test_cost_on_a_dict_output_and_a_parameterless_model(cli):
+    code, out, err = cli("cost", "usermodels:two_heads", "--input", "2x3x16x16", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["memory"]["loss"].startswith("the sum over the 2 floating-point outputs")
+    code, out, err = cli("cost", "usermodels:bn_only", "--input", "2x3x16x16", "--optimizer", "adam", "--format", "json")
+    assert code == 0, err
+    memory = json.loads(out)["memory"]
+    assert memory["params_bytes"] == memory["grads_bytes"] == memory["optimizer_bytes"] == 0 and memory["buffers_bytes"] == 4 * 6 + 8
 
 
 def test_cost_table_and_budget(cli):

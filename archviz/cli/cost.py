@@ -40,7 +40,12 @@ def cost(
     format: FormatOpt = Format.table,
     param: ParamOpt = None,
 ) -> None:
-    """FLOPs and receptive field per block, and the predicted memory of a training step."""
+    """FLOPs and receptive field per block, and the predicted memory of a training step.
+
+    The step is `archviz train`'s, d2l's order: zero_grad(set_to_none=True), forward, loss,
+    backward, optimizer.step(); the second step is reported (optimizer state exists, the last
+    gradients are freed before the forward pass). The loss sums every floating-point output.
+    """
     budget_bytes = parse_size(budget) if budget is not None else None
     shape = single_shape(input, "cost")
     from archviz.cost.report import cost_report
@@ -51,9 +56,9 @@ def cost(
     )
     found = report["budget"]
     if found is not None and found["largest_batch"] is None:
-        one = format_shape([1, *report["input_shape"][1:]])
+        one = format_shape([found["smallest_batch"], *report["input_shape"][1:]])
         raise RunError(
-            f"{report['arch']} needs {format_bytes(found['batch1_peak_bytes'])} at batch 1 ({one}, {mode}, {optimizer}, {dtype}"
+            f"{report['arch']} needs {format_bytes(found['batch1_peak_bytes'])} at batch {found['smallest_batch']} ({one}, {mode}, {optimizer}, {dtype}"
             f"{' + autocast' if amp else ''}, {device}), more than the budget of {format_bytes(budget_bytes)}."
         )
     print(render_cost(report, format))

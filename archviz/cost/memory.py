@@ -34,7 +34,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from archviz.choices import DType, Mode, Optimizer, TargetDevice
-from archviz.errors import UsageError
+from archviz.errors import RunError, UsageError
 
 if TYPE_CHECKING:
     from archviz.arch import Arch
@@ -259,7 +259,13 @@ def largest_batch(
     def fits(batch: int) -> bool:
         return at(batch).peak_bytes <= budget_bytes
 
-    if not fits(1):
+    try:
+        one = fits(1)
+    except RunError:  # batch norm cannot train on a single sample: the search starts at 2
+        if choice(Mode, mode, "mode") is not Mode.train:
+            raise
+        one = None
+    if one is False or (one is None and not fits(2)):
         return None
     if not fits(2):
         return 1, at(1)

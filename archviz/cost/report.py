@@ -13,6 +13,7 @@ from archviz.choices import DType, Mode, Optimizer, TargetDevice
 from archviz.cost.flops import training_flops_per_image, uncounted_ops
 from archviz.cost.memory import choice, largest_batch, predict_memory
 from archviz.cost.receptive import block_fields, receptive_fields, unknown_ops
+from archviz.errors import RunError
 
 if TYPE_CHECKING:
     from archviz.arch import Arch
@@ -121,15 +122,23 @@ def cost_report(
     }
     if budget_bytes is not None:
         found = largest_batch(arch, trace.input_shape, budget_bytes, optimizer, amp, device, dtype, mode, trace=trace)
+        smallest = (None, None) if found else _smallest_peak(arch, trace, optimizer, dtype, amp, mode, device)
         report["budget"] = {
             "budget_bytes": budget_bytes,
             "largest_batch": found[0] if found else None,
             "peak_bytes": found[1].peak_bytes if found else None,
-            "batch1_peak_bytes": None
-            if found
-            else predict_memory(arch, (1, *trace.input_shape[1:]), optimizer, dtype, amp, mode, device, trace=trace).peak_bytes,
+            "smallest_batch": None if found else smallest[0],  # 1, or 2 with batch norm in train mode
+            "batch1_peak_bytes": None if found else smallest[1],  # the peak at smallest_batch
         }
     return report
+
+
+def _smallest_peak(arch: Arch, trace: Trace, *settings: Any) -> tuple[int, int]:
+    """(batch, peak) at batch 1, or at batch 2 for a network with batch norm, which cannot train on one sample."""
+    try:
+        return 1, predict_memory(arch, (1, *trace.input_shape[1:]), *settings, trace=trace).peak_bytes
+    except RunError:
+        return 2, predict_memory(arch, (2, *trace.input_shape[1:]), *settings, trace=trace).peak_bytes
 
 
 def _loss_text(outputs: int) -> str:
