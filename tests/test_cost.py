@@ -199,7 +199,7 @@ def test_batch_norm_at_batch_1_says_batch_2_or_eval(cli):
     )
     code, out, _ = cli("cost", "lenet_bn", "--input", "1x1x28x28", "--mode", "eval", "--format", "json")
     assert code == 0 and json.loads(out)["memory"]["loss"] == "none (eval forward)"
-    code, _, err = cli("cost", "lenet_bn", "--budget", "100KB")  # the budget search starts at batch 2 for it
+    code, _, err = cli("cost", "lenet_bn", "--input", "16x1x28x28", "--budget", "100KB")  # the search starts at batch 2
     assert code == 1 and "at batch 2 (2x1x28x28, train, sgd, fp32, cpu), more than the budget of 97.7 KiB." in err
 
 
