@@ -453,7 +453,6 @@ def prepare_out(out: Path, resume: bool, force: bool = False, locked: bool = Tru
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a directory; choose a directory for the run.")
     has_checkpoint = (out / "last.pt").is_file()
-from archviz.step import make_optimizer, train_step
     if resume:
         if not has_checkpoint and not (out / "config.json").is_file():
             raise UsageError(f"--resume {out}: there is no last.pt there to continue from.")
