@@ -1,14 +1,20 @@
 """Scratch memory that kernels allocate and free inside one operator, invisible to the dispatcher.
 
-These rules describe what PyTorch's CPU kernels were measured to do (torch 2.14, oneDNN,
+These rules describe what PyTorch's CPU kernels were measured to do (torch 2.14, oneDNN 3.12,
 see benchmarks/memory_accuracy.py); they add to the live bytes at the operator that runs.
+They read the facts the kernels decide by (:class:`CpuFacts`: oneDNN's ISA as capped by
+``ONEDNN_MAX_CPU_ISA``, ATen's capability, the thread count, native bf16), never a constant
+of the machine they were fitted on; ``tests/test_memory.py`` checks them against real steps
+under the CPU's own ISA and under AVX2, with 1 and 2 threads.
 
 - Convolutions on a CPU go to oneDNN (``mkldnn_convolution``) unless ATen's heuristic
   (``ConvParams::use_mkldnn``) picks its own im2col kernel (``slow_conv2d``). oneDNN computes
   in a channel-blocked layout (blocks of 16 channels with AVX-512, 8 otherwise) and copies
   tensors in and out of it: the output in its blocked form, the weights reordered, and the
-  input reordered when its channel count is a whole number of blocks. Backward reorders
-  the output gradient, the input (again only when blocked) and the weight gradient.
+  input reordered when its channel count is a whole number of blocks. Backward runs
+  backward-data and backward-weights one after the other, each with its own blocked copies
+  (``_conv_backward`` says which kernel blocks what). Below AVX-512 BF16, oneDNN runs bf16
+  convolutions with its gemm kernels (im2col columns).
   ``slow_conv2d`` unfolds its input into columns (Cin x k x k rows, one per output pixel).
 - Batch norm's CPU backward makes one copy the size of its input.
 
