@@ -267,11 +267,10 @@ def cost(
     with user_code():
         arch = _arch(model_or_arch, params)
         specs, _ = _inputs(arch, input_size, input_data, dtypes)
-        values = list(specs.values()) if isinstance(specs, dict) else list(specs)
-        if isinstance(specs, dict) or len(values) != 1 or values[0].dtype != "float32":
-            raise UsageError("archviz.cost takes one float32 input for now (set the weights' dtype with dtype=); archviz.summary takes several and any dtype.")
+        if isinstance(specs, dict):
+            raise UsageError("archviz.cost takes positional inputs (input_size as a list, or input_data as a tuple), not a dict.")
         budget_bytes = parse_size(budget) if isinstance(budget, str) else budget
-        report = cost_report(arch, values[0].shape, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth)
+        report = cost_report(arch, specs, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth)
     return CostReport(report)
 
 

@@ -197,13 +197,3 @@ def as_inputs(inputs: object) -> tuple[InputSpec, ...] | dict[str, InputSpec]:
     if all(isinstance(d, int) and not isinstance(d, bool) for d in items):
         return (InputSpec.of(items),)
     return tuple(InputSpec.of(i) for i in items)
-
-
-def single_shape(texts: Iterable[str] | str | None, command: str) -> Shape | None:
-    """For commands that take one float32 input only: its shape, or None for the architecture's default."""
-    specs = parse_inputs(texts)
-    if specs is None:
-        return None
-    if len(specs) != 1 or specs[0].dtype != "float32":
-        raise UsageError(f"`archviz {command}` takes one float32 --input for now, got {format_inputs(specs)}; `archviz shapes` takes several and any dtype.")
-    return specs[0].shape

@@ -371,3 +371,35 @@ def test_video_and_optical_flow_trace_at_their_default_inputs():
     flow = load_arch("torchvision:raft_small").trace(["1x3x128x128", "1x3x128x128"])
     assert [i.name for i in flow.inputs] == ["image1", "image2"]
     assert len(flow.outputs) == 12 and {o.shape for o in flow.outputs} == {(1, 2, 128, 128)}  # one flow estimate per refinement step
+
+
+# --- cost and compare take the same inputs ---------------------------------------------------------
+
+
+def test_cost_simulates_every_input_at_its_dtype(cli):
+    code, out, err = cli("cost", "usermodels:TwoInputs", "-i", "4x8", "-i", "4x6", "-f", "json")
+    report = json.loads(out)
+    assert code == 0, err
+    assert [i["name"] for i in report["inputs"]] == ["x", "y"] and [o["name"] for o in report["outputs"]] == ["cls", "reg"]
+    assert report["memory"]["input_bytes"] == (4 * 8 + 4 * 6) * 4 + 4 * 8  # both inputs at fp32, and the int64 labels
+    code, out, err = cli("cost", "usermodels:TextClassifier", "-i", "8x32:int64", "--dtype", "bf16", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)["memory"]["input_bytes"] == 8 * 32 * 8 + 8 * 8  # token ids stay int64 under bf16 weights
+    code, out, _ = cli("cost", "usermodels:TwoInputs", "-i", "4x8", "-i", "4x6")
+    assert "usermodels:TwoInputs @ 4x8, 4x6" in out and "Input: 4x8, 4x6 -> output 4x3, 4x1" in out
+
+
+def test_cost_budget_scales_every_input():
+    from archviz.cost.report import cost_report
+
+    report = cost_report(load_arch("usermodels:TwoInputs"), ["2x8", "2x6"], budget_bytes=2**20)
+    largest = report["budget"]["largest_batch"]
+    assert largest > 2 and report["budget"]["peak_bytes"] <= 2**20
+
+
+def test_compare_takes_typed_inputs(cli):
+    code, out, err = cli("compare", "usermodels:TextClassifier", "usermodels:TextClassifier[embed=32]", "-i", "8x32:int64", "-f", "json")
+    rows = json.loads(out)["archs"]
+    assert code == 0, err
+    assert [r["inputs"] for r in rows] == [[{"name": "input", "shape": [8, 32], "dtype": "int64"}]] * 2
+    assert rows[1]["total_params"] - rows[0]["total_params"] == 100 * 16 + 4 * 32 * 16  # wider embedding and LSTM input

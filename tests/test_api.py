@@ -167,3 +167,11 @@ def test_a_float64_module_gets_float64_inputs_by_default(net):
     s = archviz.summary(net, input_size=(1, 3, 8, 8))
     assert s.inputs == [{"name": "input", "shape": [1, 3, 8, 8], "dtype": "float64"}]
     assert {o["dtype"] for o in s.outputs} == {"float64"}
+
+
+def test_cost_of_a_two_input_module():
+    import usermodels
+
+    report = archviz.cost(usermodels.TwoInputs(), input_size=[(4, 8), (4, 6)])
+    assert [i["shape"] for i in report.to_dict()["inputs"]] == [[4, 8], [4, 6]]
+    assert report.to_dict()["memory"]["input_bytes"] == (4 * 8 + 4 * 6) * 4 + 4 * 8

@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from archviz.arch import load_arch
+from archviz.arch import load_arch, user_code
 from archviz.choices import Optimizer, TargetDevice
 from archviz.cli.app import command
 from archviz.cli.options import DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt
 from archviz.errors import UsageError
 from archviz.render import Format
-from archviz.shape import single_shape
+from archviz.shape import parse_inputs
 
 _WITH_PARAMS = re.compile(r"^(?P<arch>[^\[\]]+)\[(?P<params>[^\[\]]*)\]$")
 
@@ -49,7 +49,7 @@ def compare(
     """Compare params, MACs, training FLOPs, training memory, output and smallest input."""
     if len(archs) < 2:
         raise UsageError("compare needs at least two architectures, e.g. `archviz compare lenet lenet_bn`.")
-    shape = single_shape(input, "compare")
+    shape = parse_inputs(input)  # one or several inputs, any rank and dtype
     loaded = []
     for text in archs:
         name, params = split_arch(text)
@@ -57,5 +57,6 @@ def compare(
     from archviz.cost.report import compare_report
     from archviz.render.cost import render_compare
 
-    report = compare_report(loaded, shape, labels=[a.strip() for a in archs], batch=batch, optimizer=optimizer, device=device)
+    with user_code():
+        report = compare_report(loaded, shape, labels=[a.strip() for a in archs], batch=batch, optimizer=optimizer, device=device)
     print(render_compare(report, format))

@@ -6,14 +6,14 @@ from typing import Annotated
 
 import typer
 
-from archviz.arch import load_arch
+from archviz.arch import load_arch, user_code
 from archviz.choices import DType, Mode, Optimizer, TargetDevice
 from archviz.cli.app import command
 from archviz.cli.options import ArchArg, DepthOpt, DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt
 from archviz.cost.units import format_bytes, parse_size
 from archviz.errors import RunError
 from archviz.render import Format
-from archviz.shape import format_shape, single_shape
+from archviz.shape import format_shape, parse_inputs
 
 
 @command(
@@ -47,13 +47,14 @@ def cost(
     gradients are freed before the forward pass). The loss sums every floating-point output.
     """
     budget_bytes = parse_size(budget) if budget is not None else None
-    shape = single_shape(input, "cost")
+    shape = parse_inputs(input)  # one or several inputs, any rank and dtype
     from archviz.cost.report import cost_report
     from archviz.render.cost import render_cost
 
-    report = cost_report(
-        load_arch(arch, param), shape, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth
-    )
+    with user_code():  # a user module's prints go to stderr: stdout stays the table or pure JSON
+        report = cost_report(
+            load_arch(arch, param), shape, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth
+        )
     found = report["budget"]
     if found is not None and found["largest_batch"] is None:
         one = format_shape([found["smallest_batch"], *report["input_shape"][1:]])

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from archviz.choices import DType, Mode, Optimizer, TargetDevice
 from archviz.errors import RunError, UsageError
+from archviz.shape import FLOAT_DTYPES
 
 if TYPE_CHECKING:
     from archviz.arch import Arch
@@ -155,7 +156,7 @@ def predict_memory(
     rules = "cuDNN/cuBLAS workspaces are chosen at run time and not included" if facts is None else facts.describe()
     weights_dtype = torch_dtype(DType.fp32 if amp else dtype)
     amp_dtype = torch_dtype(DType.fp16 if dtype is DType.fp16 else DType.bf16) if amp else None
-    inputs = [(shape, None)]
+    inputs = _simulated_inputs(trace, shape)
     common = dict(arch=arch.name, input_shape=shape, optimizer=str(optimizer), dtype=str(dtype), amp=amp, mode=str(mode), device=str(device))
     inference = simulate.simulate_inference(_meta_model(arch, shape), inputs, dtype=weights_dtype, amp_dtype=amp_dtype, on_gpu=on_gpu, workspace=kernel_scratch)
     if mode is Mode.eval:
@@ -204,6 +205,16 @@ def predict_memory(
         kernel_scratch_bytes=step.peak.workspace,
         kernel_rules=rules,
     )
+
+
+def _simulated_inputs(trace: Trace | None, shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], Any]]:
+    """Every input the trace records, at ``shape``'s batch; float inputs take the weights' dtype (None), others keep theirs."""
+    if trace is None or len(trace.inputs) < 2 and all(t.dtype in FLOAT_DTYPES for t in trace.inputs):
+        return [(shape, None)]
+    import torch
+
+    batch = shape[0] if shape else 1
+    return [((batch, *t.shape[1:]) if t.shape else (), None if t.dtype in FLOAT_DTYPES else getattr(torch, t.dtype)) for t in trace.inputs]
 
 
 _PRISTINE: list[Any] = [None, None, None]  # the last (arch, input shape past the batch, meta model)

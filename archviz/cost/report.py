@@ -56,8 +56,8 @@ def cost_report(
     dtype = choice(DType, dtype, "dtype")
     mode = choice(Mode, mode, "mode")
     device = choice(TargetDevice, device, "device")
-    if trace is None or (input_shape is not None and tuple(input_shape) != tuple(trace.input_shape)):
-        trace = arch.trace(input_shape)
+    if trace is None or (input_shape is not None and not _same_input(input_shape, trace)):
+        trace = arch.trace(input_shape)  # ``input_shape``: a shape, or inputs as Arch.trace takes them (several, any dtype)
     memory = predict_memory(arch, trace.input_shape, optimizer, dtype, amp, mode, device, trace=trace)
     fields = receptive_fields(trace)
     at_block = block_fields(trace, fields)
@@ -85,6 +85,8 @@ def cost_report(
         "arch": trace.arch,
         "input_shape": list(trace.input_shape),
         "output_shape": list(trace.output_shape),
+        "inputs": [i.to_dict() for i in trace.inputs],
+        "outputs": [o.to_dict() for o in trace.outputs],
         "total_params": trace.total_params,
         "trainable_params": trace.trainable_params,
         "macs": trace.flops // 2,
@@ -149,6 +151,13 @@ def _loss_text(outputs: int) -> str:
     return f"the sum over the {outputs} floating-point outputs (cross-entropy for batch x classes ones, a plain sum for others)"
 
 
+def _same_input(inputs: Any, trace: Trace) -> bool:
+    """Whether a plain float shape ``inputs`` is what ``trace`` ran on (several inputs or a dtype: trace again)."""
+    if isinstance(inputs, list | tuple) and inputs and all(isinstance(d, int) for d in inputs):
+        return len(trace.inputs) == 1 and trace.inputs[0].dtype == "float32" and tuple(inputs) == tuple(trace.input_shape)
+    return False
+
+
 def smallest_input(arch: Arch, input_shape: Shape) -> Shape | None:
     """The smallest square NxCxSxS input the network accepts."""
     if arch.resolved is not None:
@@ -172,16 +181,19 @@ def compare_report(
     """Side by side: params, MACs, training FLOPs per image, training peak, output, smallest input."""
     rows = []
     for i, arch in enumerate(archs):
-        shape = tuple(input_shape or arch.default_input)
+        specs = arch.input_specs(input_shape)  # ``input_shape``: a shape, or inputs as Arch.trace takes them
         if batch is not None:
-            shape = (batch, *shape[1:])
-        trace = arch.trace(shape)
+            specs = {k: s.with_batch(batch) for k, s in specs.items()} if isinstance(specs, dict) else tuple(s.with_batch(batch) for s in specs)
+        trace = arch.trace(specs)
+        shape = tuple(trace.input_shape)
         memory = predict_memory(arch, shape, optimizer, device=device, trace=trace)
-        smallest = smallest_input(arch, shape) if len(shape) == 4 else None
+        plain = len(trace.inputs) == 1 and trace.inputs[0].dtype == "float32"
+        smallest = smallest_input(arch, shape) if plain and len(shape) == 4 else None
         rows.append(
             {
                 "arch": labels[i] if labels else arch.name,
                 "input_shape": list(shape),
+                "inputs": [t.to_dict() for t in trace.inputs],
                 "total_params": trace.total_params,
                 "macs": trace.flops // 2,
                 "training_flops_per_image": training_flops_per_image(trace),

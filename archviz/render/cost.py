@@ -53,7 +53,7 @@ def render_cost(report: dict[str, Any], fmt: Format = Format.table) -> str:
     settings = f"{m['mode']}, {m['optimizer']}, {precision}, {m['device']}, batch {m['batch']}"
     breakdown = " + ".join(f"{k} {format_bytes(m['peak_breakdown'][k])}" for k in _CATEGORY_ORDER if m["peak_breakdown"].get(k))
     footer = [
-        ("Input", f"{format_shape(report['input_shape'])} -> output {format_shape(report['output_shape'])}"),
+        ("Input", f"{_tensors(report, 'inputs', report['input_shape'])} -> output {_tensors(report, 'outputs', report['output_shape'])}"),
         ("Params", f"{human(report['total_params'])} (trainable {human(report['trainable_params'])})"),
         ("Forward", f"{human(report['macs'])} MACs = {human(report['flops'])} FLOPs (FLOPs = 2 x MACs)"),
         ("Training", f"{human(report['training_flops_per_image'])} FLOPs per image (forward + backward = 3 x forward)"),
@@ -83,7 +83,7 @@ def render_cost(report: dict[str, Any], fmt: Format = Format.table) -> str:
     footer.append(("Not counted (no FLOP rule)", ", ".join(report["uncounted_ops"]) or "none"))
     if report.get("receptive_field_unknown"):
         footer.append(("Receptive field unknown after", ", ".join(report["receptive_field_unknown"])))
-    title = f"{report['arch']} @ {format_shape(report['input_shape'])}"
+    title = f"{report['arch']} @ {_tensors(report, 'inputs', report['input_shape'])}"
     return render_rows(rows, columns, fmt, title=title, footer=footer, payload=report)
 
 
@@ -93,7 +93,7 @@ def render_compare(report: dict[str, Any], fmt: Format = Format.table) -> str:
         dict(
             r,
             arch=r["arch"],  # shown literally (render_rows passes rich Text, never markup)
-            input=format_shape(r["input_shape"]),
+            input=_tensors(r, "inputs", r["input_shape"]),
             peak=r["peak_bytes"] if numbers else format_bytes(r["peak_bytes"]),
             smallest=format_shape(r["smallest_input"]) if r["smallest_input"] else "-",
         )
@@ -114,3 +114,11 @@ def render_compare(report: dict[str, Any], fmt: Format = Format.table) -> str:
         ("MACs", "forward multiply-accumulates per batch; Train FLOPs/image = 3 x forward FLOPs per image (FLOPs = 2 x MACs)"),
     ]
     return render_rows(rows, columns, fmt, footer=footer, payload=report)
+
+
+def _tensors(report: dict[str, Any], key: str, shape: Any) -> str:
+    """Every input (or output) as ``2x8, 2x6:int64``; the one shape when the report has no list (issue 9)."""
+    tensors = report.get(key)
+    if not tensors:
+        return format_shape(shape)
+    return ", ".join(format_shape(t["shape"]) + ("" if t["dtype"] == "float32" else f":{t['dtype']}") for t in tensors)
