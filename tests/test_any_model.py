@@ -403,3 +403,11 @@ def test_compare_takes_typed_inputs(cli):
     assert code == 0, err
     assert [r["inputs"] for r in rows] == [[{"name": "input", "shape": [8, 32], "dtype": "int64"}]] * 2
     assert rows[1]["total_params"] - rows[0]["total_params"] == 100 * 16 + 4 * 32 * 16  # wider embedding and LSTM input
+
+
+def test_cost_rows_of_containers_have_no_output():
+    from archviz.cost.report import cost_report
+
+    blocks = {b["name"]: b for b in cost_report(load_arch("usermodels:Stack"), (4, 3))["blocks"]}
+    assert blocks["blocks"]["output_shape"] is None and blocks["blocks"]["activation_bytes"] == 0
+    assert blocks["blocks"]["macs"] == 4 * 4 * 8 * 8 and blocks["stem"]["activation_bytes"] == 4 * 8 * 4

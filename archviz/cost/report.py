@@ -71,11 +71,11 @@ def cost_report(
                 "name": node.path,
                 "type": node.type,
                 "depth": node.depth,
-                "output_shape": list(node.output_shape),
+                "output_shape": list(node.output_shape) if node.called else None,  # None: a container or unused module (issue 9)
                 "params": node.params,
                 "macs": node.macs,
                 "flops": node.flops,
-                "activation_bytes": math.prod(node.output_shape) * element,
+                "activation_bytes": math.prod(node.output_shape) * element if node.called else 0,
                 "kept_bytes": kept.get(node.path, 0) if mode is Mode.train else 0,
                 "receptive_field": rf.to_dict() if rf is not None else None,
             }
