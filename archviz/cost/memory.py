@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from archviz.arch import Arch
     from archviz.trace.record import Trace
 
+# What the CPU scratch rules estimate or leave out (archviz/cost/workspace.py, README's limits).
+CPU_UNCERTAIN = "estimated: oneDNN's 20-25 KiB reduction bookkeeping per convolution with 2+ threads; not modelled: bf16 matmul scratch, up to ~40 KB per call"
+
 # What is predicted, in a few words (the JSON's ``memory.step``; archviz.step has the code).
 STEP = "2nd step of zero_grad(set_to_none) -> forward -> backward -> optimizer.step (d2l order)"
 
@@ -153,7 +156,7 @@ def predict_memory(
     on_gpu = device is TargetDevice.cuda
     facts = None if on_gpu else workspace.CpuFacts.here()
     kernel_scratch = None if facts is None else workspace.cpu_workspace(facts)
-    rules = "cuDNN/cuBLAS workspaces are chosen at run time and not included" if facts is None else facts.describe()
+    rules = "cuDNN/cuBLAS workspaces are chosen at run time and not included" if facts is None else f"{facts.describe()}; {CPU_UNCERTAIN}"
     weights_dtype = torch_dtype(DType.fp32 if amp else dtype)
     amp_dtype = torch_dtype(DType.fp16 if dtype is DType.fp16 else DType.bf16) if amp else None
     inputs = _simulated_inputs(trace, shape)
