@@ -135,7 +135,7 @@ def test_diagram_shows_inline_and_saves(tmp_path, net):
     assert d.save(tmp_path / "net.dot").read_text() == d.source
     mine = tmp_path / "mine.svg"
     mine.write_text("<svg>my own drawing</svg>")
-    with pytest.raises(UsageError, match="already exists and archviz did not write it"):
+    with pytest.raises(UsageError, match="already exists and is not a file archviz recognises as its own"):
         d.save(mine)
     assert mine.read_text() == "<svg>my own drawing</svg>"
     assert d.save(mine, force=True).read_text() == svg

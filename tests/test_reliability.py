@@ -213,7 +213,7 @@ def test_gallery_keeps_the_users_files(cli, tmp_path):
     code, _, stderr = cli("gallery", str(tmp_path))
     assert code == 2
     assert one_sentence(stderr) == (
-        f"archviz: error: {str(tmp_path / 'README.md')!r} already exists and archviz did not write it (the gallery would write a file of that name); "
+        f"archviz: error: {str(tmp_path / 'README.md')!r} already exists and is not a file archviz recognises as its own (the gallery would write a file of that name); "
         f"move it away, choose another path, or pass --force to replace it."
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "logo.svg"]  # nothing written
@@ -231,7 +231,7 @@ def test_diagram_without_dot_keeps_a_dot_file_the_user_never_named(cli, tmp_path
     code, _, stderr = cli("diagram", "lenet", "-o", str(tmp_path / "x.svg"))
     assert code == 1
     message = one_sentence(stderr)
-    assert f"the DOT source was not written because {str(tmp_path / 'x.dot')!r} already exists and archviz did not write it" in message
+    assert f"the DOT source was not written because {str(tmp_path / 'x.dot')!r} already exists and is not a file archviz recognises as its own" in message
     assert message.endswith(f"or pass --force to replace {str(tmp_path / 'x.dot')!r}.")
     assert (tmp_path / "x.dot").read_text() == "my graph" and not (tmp_path / "x.svg").exists()
     code, _, stderr = cli("diagram", "lenet", "-o", str(tmp_path / "x.svg"), "--force")
@@ -246,12 +246,45 @@ def test_diagram_default_name_keeps_the_users_file(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("lenet.svg").write_text("<svg>my drawing</svg>")
     code, _, stderr = cli("diagram", "lenet")
-    assert code == 2 and "'lenet.svg' already exists and archviz did not write it (it is the default output name" in one_sentence(stderr)
+    assert code == 2 and "'lenet.svg' already exists and is not a file archviz recognises as its own (it is the default output name" in one_sentence(stderr)
     assert Path("lenet.svg").read_text() == "<svg>my drawing</svg>"
     code, _, stderr = cli("diagram", "lenet", "--force")
     assert code == 0 and b"<!-- Title: lenet " in Path("lenet.svg").read_bytes()
     code, _, stderr = cli("diagram", "lenet")  # archviz's own drawing: replaced without --force
     assert code == 0, stderr
+
+
+@needs_dot
+@pytest.mark.parametrize("fmt", ["png", "pdf"])
+def test_diagram_png_and_pdf_rerun_replaces_archvizs_own_file(cli, tmp_path, monkeypatch, fmt):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):  # the second run replaces the file the first one wrote
+        code, stdout, stderr = cli("diagram", "lenet", "-f", fmt)
+        assert (code, stdout.strip()) == (0, f"wrote lenet.{fmt}"), stderr
+    written = Path(f"lenet.{fmt}").read_bytes()
+    if fmt == "png":
+        from PIL import Image
+
+        image = Image.open(tmp_path / "lenet.png")
+        image.load()  # every chunk's CRC is checked while decoding
+        assert image.info["Software"] == "archviz" and image.info["Title"] == "lenet"
+        assert written[12:16] == b"IHDR" and written[37:41] == b"tEXt"  # right after IHDR
+    else:
+        assert b"/Producer (archviz) " in written
+        xref = int(written[written.rindex(b"startxref") + 9 :].split()[0])
+        assert written[xref : xref + 4] == b"xref"  # no offset moved
+        entries = written[xref:].split(b"\n")[3:6]
+        for number, entry in enumerate(entries, start=1):
+            offset = int(entry.split()[0])
+            assert written[offset:].startswith(f"{number} 0 obj".encode()), entry
+    # a PNG of another graph, and a PNG or PDF from elsewhere, are not archviz's lenet drawing
+    for theirs in (b"\x89PNG\r\n\x1a\n" + written[8:200] if fmt == "pdf" else b"%PDF-1.5\n%%EOF\n", b"\x89PNG\r\n\x1a\nmine"):
+        Path(f"lenet.{fmt}").write_bytes(theirs)
+        code, _, stderr = cli("diagram", "lenet", "-f", fmt)
+        assert code == 2 and f"'lenet.{fmt}' already exists and is not a file archviz recognises as its own (it is the default output name" in one_sentence(
+            stderr
+        )
+        assert Path(f"lenet.{fmt}").read_bytes() == theirs
 
 
 # ---- 3. every write is atomic ------------------------------------------------------------------

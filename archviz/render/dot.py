@@ -515,11 +515,25 @@ def render(source: str, fmt: DiagramFormat, timeout_s: float = RENDER_TIMEOUT_S)
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip().splitlines()
         raise RunError(f"graphviz's dot failed to render {fmt.value} ({detail[-1] if detail else f'exit code {proc.returncode}'}).")
+    from archviz.files import mark_pdf, mark_png
+
     if fmt is DiagramFormat.pdf:
         # cairo stamps PDFs with the current time; a fixed date of the same length keeps the
         # file byte-identical from run to run without moving the offsets of the xref table.
-        return _PDF_DATE.sub(rb"\g<1>19700101000000", proc.stdout)
+        # archviz names itself the producer, so that rerunning the command may replace it.
+        return mark_pdf(_PDF_DATE.sub(rb"\g<1>19700101000000", proc.stdout))
+    if fmt is DiagramFormat.png:
+        return mark_png(proc.stdout, _graph_title(source))
     return proc.stdout
+
+
+_DOT_TITLE = re.compile(r'digraph "((?:[^"\\]|\\.)*)"')
+
+
+def _graph_title(source: str) -> str:
+    """The graph's name in DOT source written by :func:`to_dot` (``digraph "lenet" {``)."""
+    match = _DOT_TITLE.match(source)
+    return re.sub(r"\\(.)", r"\1", match.group(1)) if match else ""
 
 
 def output_format(path: str | Path | None, fmt: DiagramFormat | str | None) -> DiagramFormat:
@@ -586,8 +600,8 @@ def save_diagram(
             refuse_overwrite(dot_path, graphviz_output_of(trace.arch), force)
         except UsageError:
             raise GraphvizMissing(
-                f"graphviz's `dot` program was not found, and the DOT source was not written because {str(dot_path)!r} already exists and archviz "
-                f"did not write it; {INSTALL_HINT}, or get the source with `-f dot -o FILE`, or pass --force to replace {str(dot_path)!r}."
+                f"graphviz's `dot` program was not found, and the DOT source was not written because {str(dot_path)!r} already exists and is not a "
+                f"file archviz recognises as its own; {INSTALL_HINT}, or get the source with `-f dot -o FILE`, or pass --force to replace {str(dot_path)!r}."
             ) from None
         write_bytes(dot_path, source.encode())
         raise GraphvizMissing(
