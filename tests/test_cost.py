@@ -278,6 +278,22 @@ def test_compare(cli):
     assert rows["lenet_bn"]["peak_bytes"] > rows["lenet"]["peak_bytes"]
 
 
+def test_compare_at_batch_1_keeps_every_row_and_says_why_batch_norm_has_no_peak(cli):
+    code, out, err = cli("compare", "lenet", "lenet_bn")
+    assert code == 0, err
+    row = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines() if line.startswith("│")}
+    assert row["lenet"][5] == "406 KiB" and row["lenet_bn"][5] == "n/a"
+    assert row["lenet_bn"][2] == "44,878"  # the other columns are still there
+    note = "batch norm cannot train at batch 1 (layer 'fc.2' sees one value per channel); pass --batch 2 or more"
+    assert f"Train peak of lenet_bn: n/a because {note}" in out
+    code, out, err = cli("compare", "lenet", "lenet_bn", "-f", "json")
+    rows = {r["arch"]: r for r in json.loads(out)["archs"]}
+    assert (rows["lenet_bn"]["peak_bytes"], rows["lenet_bn"]["peak_note"]) == (None, note)
+    assert (rows["lenet"]["peak_bytes"], rows["lenet"]["peak_note"]) == (415_556, None)
+    code, out, err = cli("compare", "lenet", "lenet_bn", "vgg11[ratio=8]", "--batch", "128")
+    assert code == 0 and "n/a" not in out and "Train peak of" not in out, err
+
+
 def test_compare_bad_input(cli):
     code, _, err = cli("compare", "lenet")
     assert code == 2 and "at least two" in err

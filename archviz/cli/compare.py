@@ -40,7 +40,16 @@ def split_arch(text: str) -> tuple[str, list[str]]:
 def compare(
     archs: Annotated[list[str], typer.Argument(metavar="ARCH...", help="Architectures, each optionally with parameters: 'vgg11[ratio=8]'.")],
     input: InputOpt = None,
-    batch: Annotated[int | None, typer.Option("--batch", "-b", min=1, help="Batch size for the training peak (default: the input's).")] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            "--batch",
+            "-b",
+            min=1,
+            help="Batch size for the training peak (default: the input's). "
+            "A model with batch norm cannot train at batch 1: its Train peak shows n/a, with the reason under the table.",
+        ),
+    ] = None,
     optimizer: OptimizerOpt = Optimizer.sgd,
     device: DeviceOpt = TargetDevice.cpu,
     format: FormatOpt = Format.table,

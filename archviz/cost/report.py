@@ -13,6 +13,7 @@ from archviz.choices import DType, Mode, Optimizer, TargetDevice
 from archviz.cost.flops import training_flops_per_image, uncounted_ops
 from archviz.cost.memory import choice, largest_batch, predict_memory
 from archviz.cost.receptive import block_fields, receptive_fields, unknown_ops
+from archviz.cost.simulate import BatchNormAtBatchOne
 from archviz.errors import RunError
 
 if TYPE_CHECKING:
@@ -186,7 +187,11 @@ def compare_report(
             specs = {k: s.with_batch(batch) for k, s in specs.items()} if isinstance(specs, dict) else tuple(s.with_batch(batch) for s in specs)
         trace = arch.trace(specs)
         shape = tuple(trace.input_shape)
-        memory = predict_memory(arch, shape, optimizer, device=device, trace=trace)
+        try:
+            peak, peak_note = predict_memory(arch, shape, optimizer, device=device, trace=trace).peak_bytes, None
+        except BatchNormAtBatchOne as exc:  # one model cannot train at this batch: the others still can
+            where = f"layer '{exc.layer}'" if exc.layer else "a batch-norm layer"
+            peak, peak_note = None, f"batch norm cannot train at batch {shape[0]} ({where} sees one value per channel); pass --batch 2 or more"
         plain = len(trace.inputs) == 1 and trace.inputs[0].dtype == "float32"
         smallest = smallest_input(arch, shape) if plain and len(shape) == 4 else None
         rows.append(
@@ -197,7 +202,8 @@ def compare_report(
                 "total_params": trace.total_params,
                 "macs": trace.flops // 2,
                 "training_flops_per_image": training_flops_per_image(trace),
-                "peak_bytes": memory.peak_bytes,
+                "peak_bytes": peak,
+                "peak_note": peak_note,
                 "batch": shape[0],
                 "output_shape": list(trace.output_shape),
                 "smallest_input": list(smallest) if smallest else None,

@@ -307,6 +307,14 @@ def _make_inputs(
     return made, y
 
 
+class BatchNormAtBatchOne(RunError):
+    """Batch norm in train mode met one value per channel (a batch of 1); ``layer`` names it."""
+
+    def __init__(self, message: str, layer: str | None) -> None:
+        super().__init__(message)
+        self.layer = layer
+
+
 @contextlib.contextmanager
 def _named_failures(tracker: StorageTracker) -> Iterator[None]:
     """Turn the errors a real run would also hit into one sentence that names the layer."""
@@ -315,9 +323,11 @@ def _named_failures(tracker: StorageTracker) -> Iterator[None]:
     except ValueError as exc:
         if "Expected more than 1 value per channel when training" not in str(exc):
             raise
-        where = f"layer '{tracker.modules[-1]}'" if tracker.modules else "a batch-norm layer"
-        raise RunError(
-            f"{where} normalises a single value per channel in train mode, which batch norm cannot do; use a batch of 2 or more, or --mode eval."
+        layer = tracker.modules[-1] if tracker.modules else None
+        where = f"layer '{layer}'" if layer else "a batch-norm layer"
+        raise BatchNormAtBatchOne(
+            f"{where} normalises a single value per channel in train mode, which batch norm cannot do; use a batch of 2 or more, or --mode eval.",
+            layer,
         ) from None
 
 

@@ -94,7 +94,7 @@ def render_compare(report: dict[str, Any], fmt: Format = Format.table) -> str:
             r,
             arch=r["arch"],  # shown literally (render_rows passes rich Text, never markup)
             input=_tensors(r, "inputs", r["input_shape"]),
-            peak=r["peak_bytes"] if numbers else format_bytes(r["peak_bytes"]),
+            peak=r["peak_bytes"] if numbers else "n/a" if r["peak_bytes"] is None else format_bytes(r["peak_bytes"]),
             smallest=format_shape(r["smallest_input"]) if r["smallest_input"] else "-",
         )
         for r in report["archs"]
@@ -113,6 +113,7 @@ def render_compare(report: dict[str, Any], fmt: Format = Format.table) -> str:
         ("Train peak", f"predicted peak of a training step at the input's batch size ({report['optimizer']}, fp32, {report['device']})"),
         ("MACs", "forward multiply-accumulates per batch; Train FLOPs/image = 3 x forward FLOPs per image (FLOPs = 2 x MACs)"),
     ]
+    footer += [(f"Train peak of {r['arch']}", f"n/a because {r['peak_note']}") for r in report["archs"] if r.get("peak_note")]
     return render_rows(rows, columns, fmt, footer=footer, payload=report)
 
 
