@@ -29,6 +29,7 @@ from archviz.errors import ArchvizError, RunError, UsageError
 from archviz.params import parse_params
 from archviz.shape import InputSpec, as_inputs
 from archviz.spec import Resolved, load_spec_file, resolve
+from archviz.spec.gcpause import paused_gc
 from archviz.spec.loader import suggest
 from archviz.trace.record import Shape, TensorInfo, Trace
 
@@ -128,7 +129,8 @@ class Arch:
         if len(spec.shape) != len(self.default_input):
             rank = len(self.default_input)
             raise UsageError(f"{self.name} takes a {rank}-D input such as --input {InputSpec(self.default_input)}, not {spec} ({len(spec.shape)}-D).")
-        trace = trace_spec(self.resolved, spec.shape, self.name)
+        with paused_gc():
+            trace = trace_spec(self.resolved, spec.shape, self.name)
         if spec.dtype == "float32":
             return trace
         outputs = tuple(TensorInfo(o.name, o.shape, spec.dtype) for o in trace.outputs)
@@ -158,12 +160,14 @@ def load_arch(text: Any, params: Iterable[str] | Mapping[str, Any] | None = None
     if not text:
         raise UsageError("no architecture given; name a built-in (see `archviz list`), a spec file, torchvision:NAME or module:callable.")
     if zoo.is_builtin(text):
-        spec = zoo.get_spec(text)
-        resolved = resolve(spec, params)
+        with paused_gc():
+            spec = zoo.get_spec(text)
+            resolved = resolve(spec, params)
         return Arch(text, "builtin", resolved.default_input, spec.description, resolved, params=resolved.params)
     if text.endswith((".yaml", ".yml")) or Path(text).exists():
-        spec = load_spec_file(text)
-        resolved = resolve(spec, params)
+        with paused_gc():
+            spec = load_spec_file(text)
+            resolved = resolve(spec, params)
         return Arch(spec.name, "file", resolved.default_input, spec.description, resolved, params=resolved.params)
     if text.startswith("torchvision:"):
         return _torchvision(text.partition(":")[2].strip(), parse_params(params))

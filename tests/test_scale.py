@@ -54,3 +54,22 @@ def test_a_5k_layer_spec_traces_and_renders(tmp_path):
     assert len(trace.nodes) == 5_001 and trace.total_params == 2_500 * (4 * 4 * 9 + 4)
     text = render_shapes(trace, 1, Format.table)
     assert text.count("\n") + 1 == 1 + 3 + 5_000 + 1 + 5  # title, 3 head lines, rows, bottom, 5 footer lines (input, output, params)
+
+
+def test_paused_gc_turns_the_collector_off_and_restores_it():
+    import gc
+
+    from archviz.spec.gcpause import paused_gc
+
+    assert gc.isenabled()
+    with pytest.raises(ValueError), paused_gc():
+        assert not gc.isenabled()
+        raise ValueError
+    assert gc.isenabled()  # restored after an exception too
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()

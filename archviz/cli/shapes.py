@@ -8,6 +8,7 @@ from archviz.cli.options import ArchArg, ComputeOpt, DepthOpt, FormatOpt, InputO
 from archviz.render import Format
 from archviz.render.shapes import render_shapes
 from archviz.shape import parse_inputs
+from archviz.spec.gcpause import paused_gc
 
 
 @command(
@@ -33,5 +34,7 @@ def shapes(
     """Show each block's output shape and parameters, and every output, without running the network."""
     inputs = parse_inputs(input)
     with user_code():  # a user module's prints go to stderr: stdout stays the table or pure JSON
-        text = render_shapes(load_arch(arch, param).trace(inputs, compute=compute), depth, format)
+        trace = load_arch(arch, param).trace(inputs, compute=compute)
+    with paused_gc():  # one row object per layer: see archviz.spec.gcpause
+        text = render_shapes(trace, depth, format)
     print(text)
