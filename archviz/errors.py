@@ -19,5 +19,10 @@ class RunError(ArchvizError):
     exit_code = 1
 
 
+class TooLarge(RunError):
+    """A tensor too large to size (more than 2^53 elements, or 2^63 bytes for torch): no memory
+    budget can hold it, so a batch-size search treats it as not fitting."""
+
+
 class ArchvizWarning(UserWarning):
     """Something that runs but is probably not what was meant; the CLI shows it as one line on stderr."""

@@ -299,3 +299,42 @@ def test_compare_bad_input(cli):
     assert code == 2 and "at least two" in err
     code, _, err = cli("compare", "lenet", "vgg11[ratio=8")
     assert code == 2 and "ARCH[KEY=VALUE" in err
+
+
+_HUGE_SPEC = """name: huge
+default_input: 1x1x8x8
+layers:
+  - flatten
+  - linear: {out: 'OUT'}
+  - linear: {out: 3}
+"""
+
+
+def test_spec_layer_over_2_53_elements_is_one_sentence_in_shapes_and_cost(cli, tmp_path):
+    spec = tmp_path / "huge.yaml"
+    spec.write_text(_HUGE_SPEC.replace("OUT", "2**62"))
+    expected = (
+        f"archviz: error: {spec}:5: layer '1' (Linear) gives a 1x4611686018427387904 tensor of 4.61e+18 elements, "
+        "more than archviz accepts in one tensor (9,007,199,254,740,992 = 2^53); use smaller sizes."
+    )
+    for command in ("shapes", "cost"):
+        code, out, err = cli(command, str(spec))
+        assert (code, out, err.strip()) == (1, "", expected)
+
+
+def test_torch_size_overflow_is_one_sentence_and_fits_no_budget(cli, tmp_path):
+    from archviz.cost.simulate import torch_size_overflow
+    from archviz.errors import TooLarge
+
+    with pytest.raises(TooLarge) as caught, torch_size_overflow():
+        torch.empty(2**62, 4, device="meta")
+    assert str(caught.value) == (
+        "a layer would make a tensor of more than 2^63 bytes, which torch cannot even size "
+        "(Storage size calculation overflowed with sizes=[4611686018427387904, 4]); use a smaller batch, input or layer."
+    )
+    # 2^40 features per image: torch cannot size the Linear's output from batch 2^21 on (2^61 floats = 2^63 bytes)
+    spec = tmp_path / "wide.yaml"
+    spec.write_text(_HUGE_SPEC.replace("OUT", "2**40"))
+    code, out, err = cli("cost", str(spec), "--budget", "100000000TiB", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["budget"]["largest_batch"] == 2**21 - 1

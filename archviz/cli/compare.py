@@ -64,8 +64,9 @@ def compare(
         name, params = split_arch(text)
         loaded.append(load_arch(name, [*(param or []), *params]))
     from archviz.cost.report import compare_report
+    from archviz.cost.simulate import torch_size_overflow
     from archviz.render.cost import render_compare
 
-    with user_code():
+    with user_code(), torch_size_overflow():
         report = compare_report(loaded, shape, labels=[a.strip() for a in archs], batch=batch, optimizer=optimizer, device=device)
     print(render_compare(report, format))

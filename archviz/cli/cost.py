@@ -49,9 +49,10 @@ def cost(
     budget_bytes = parse_size(budget) if budget is not None else None
     shape = parse_inputs(input)  # one or several inputs, any rank and dtype
     from archviz.cost.report import cost_report
+    from archviz.cost.simulate import torch_size_overflow
     from archviz.render.cost import render_cost
 
-    with user_code():  # a user module's prints go to stderr: stdout stays the table or pure JSON
+    with user_code(), torch_size_overflow():  # a user module's prints go to stderr: stdout stays the table or pure JSON
         report = cost_report(
             load_arch(arch, param), shape, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth
         )

@@ -34,7 +34,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from archviz.choices import DType, Mode, Optimizer, TargetDevice
-from archviz.errors import RunError, UsageError
+from archviz.errors import RunError, TooLarge, UsageError
 from archviz.shape import FLOAT_DTYPES
 
 if TYPE_CHECKING:
@@ -271,7 +271,12 @@ def largest_batch(
         return cache[batch]
 
     def fits(batch: int) -> bool:
-        return at(batch).peak_bytes <= budget_bytes
+        try:
+            return at(batch).peak_bytes <= budget_bytes
+        except TooLarge:  # a tensor of more than 2^63 bytes fits in no budget
+            if batch == 1:
+                raise
+            return False
 
     try:
         one = fits(1)

@@ -13,7 +13,6 @@ from archviz.choices import DType, Mode, Optimizer, TargetDevice
 from archviz.cost.flops import training_flops_per_image, uncounted_ops
 from archviz.cost.memory import choice, largest_batch, predict_memory
 from archviz.cost.receptive import block_fields, receptive_fields, unknown_ops
-from archviz.cost.simulate import BatchNormAtBatchOne
 from archviz.errors import RunError
 
 if TYPE_CHECKING:
@@ -180,6 +179,8 @@ def compare_report(
     device: TargetDevice | str = TargetDevice.cpu,
 ) -> dict[str, Any]:
     """Side by side: params, MACs, training FLOPs per image, training peak, output, smallest input."""
+    from archviz.cost.simulate import BatchNormAtBatchOne
+
     rows = []
     for i, arch in enumerate(archs):
         specs = arch.input_specs(input_shape)  # ``input_shape``: a shape, or inputs as Arch.trace takes them

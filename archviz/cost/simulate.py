@@ -26,7 +26,7 @@ from torch import nn
 
 from archviz.choices import Optimizer
 from archviz.compat import TorchDispatchMode, WeakIdKeyDictionary, fake_mode, fused_adam_on_meta, is_fake, replaced_sdpa, sdpa_kernels, tree_leaves
-from archviz.errors import RunError
+from archviz.errors import RunError, TooLarge
 from archviz.step import make_optimizer, train_step
 
 Workspace = Callable[[Any, tuple, dict, Any], int]
@@ -315,11 +315,36 @@ class BatchNormAtBatchOne(RunError):
         self.layer = layer
 
 
+def is_size_overflow(exc: BaseException) -> bool:
+    """torch's own error for a tensor whose size does not fit in int64."""
+    return isinstance(exc, RuntimeError) and "overflow" in str(exc).lower()
+
+
+def size_overflow_sentence(exc: BaseException, where: str = "a layer") -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{where} would make a tensor of more than 2^63 bytes, which torch cannot even size ({first}); use a smaller batch, input or layer."
+
+
+@contextlib.contextmanager
+def torch_size_overflow() -> Iterator[None]:
+    """Any torch size overflow left (one not met inside a simulated layer) as one sentence."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not is_size_overflow(exc):
+            raise
+        raise TooLarge(size_overflow_sentence(exc)) from None
+
+
 @contextlib.contextmanager
 def _named_failures(tracker: StorageTracker) -> Iterator[None]:
     """Turn the errors a real run would also hit into one sentence that names the layer."""
     try:
         yield
+    except RuntimeError as exc:
+        if not is_size_overflow(exc):
+            raise
+        raise TooLarge(size_overflow_sentence(exc, f"layer '{tracker.modules[-1]}'" if tracker.modules else "a layer")) from None
     except ValueError as exc:
         if "Expected more than 1 value per channel when training" not in str(exc):
             raise
@@ -454,7 +479,7 @@ def simulate_inference(
         tracker.start_window()
         window = tracker.clock
         autocast = torch.autocast("cpu", dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-        with torch.no_grad(), autocast, tracker.in_phase("forward"):
+        with torch.no_grad(), autocast, tracker.in_phase("forward"), _named_failures(tracker):
             y_hat = model(*X)
         del y_hat
     for s in tracker.storages:

@@ -12,8 +12,8 @@ import math
 import warnings
 from dataclasses import dataclass
 
-from archviz.errors import ArchvizWarning, RunError
-from archviz.shape import format_shape
+from archviz.errors import ArchvizWarning, RunError, TooLarge
+from archviz.shape import MAX_ELEMENTS, format_shape
 from archviz.spec import ops as O
 from archviz.spec.model import Layer
 from archviz.spec.resolve import Resolved
@@ -128,9 +128,28 @@ class _Walker:
         self.nodes[index] = Node(path, type_, depth, False, (x.shape,), out.shape, out.params, out.params, out.flops)
         return out
 
-    def fail(self, layer: Layer, message: str) -> RunError:
+    def check_size(self, layer: Layer, path: str, type_: str, shape: Shape, params: int = 0) -> None:
+        """TooLarge when a layer's output or parameters hold more than 2^53 elements: torch sizes
+        tensors in int64 and would overflow while building or costing it (the --input bound)."""
+        numel = math.prod(shape)
+        if numel > MAX_ELEMENTS:
+            raise self.fail(
+                layer,
+                too_large=True,
+                message=f"layer {path!r} ({type_}) gives a {format_shape(shape)} tensor of {numel:.3g} elements, "
+                f"more than archviz accepts in one tensor ({MAX_ELEMENTS:,} = 2^53); use smaller sizes",
+            )
+        if params > MAX_ELEMENTS:
+            raise self.fail(
+                layer,
+                too_large=True,
+                message=f"layer {path!r} ({type_}) has {params:.3g} parameters, "
+                f"more than archviz accepts in one layer ({MAX_ELEMENTS:,} = 2^53); use smaller sizes",
+            )
+
+    def fail(self, layer: Layer, message: str, too_large: bool = False) -> RunError:
         """A RunError that names the spec file and line of the layer."""
-        return RunError(f"{layer.where()}: {message}.")
+        return (TooLarge if too_large else RunError)(f"{layer.where()}: {message}.")
 
     def layer(self, layer: Layer, path: str, depth: int, x: _Out) -> _Out:
         opdef = O.OPS[layer.op]
@@ -151,6 +170,7 @@ class _Walker:
             raise _TooSmall(path, _type(opdef, layer, shape), str(exc)) from None
         except O.OpError as exc:
             raise self.fail(layer, f"layer {path!r} ({_type(opdef, layer, shape)}) {exc}") from None
+        self.check_size(layer, path, out.type, out.shape, out.params)
         if layer.op == "linear" and len(shape) > 2:
             self.warnings.append(
                 f"{layer.where()}: layer {path!r} (Linear) gets a {len(shape)}-D input {list(shape)} and acts on its last axis only, "
@@ -179,6 +199,7 @@ class _Walker:
                         "all but the channel size must agree",
                     )
             shape = (first[0], sum(o.shape[1] for o in outs), *first[2:])
+            self.check_size(layer, path, "cat", shape)
             op_id = f"{path}:cat"
             self.ops.append(Op(op_id, "function", "cat", path, tuple(o.op for o in outs), shape))
             return _Out(shape, op_id, params, flops)
