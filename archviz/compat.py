@@ -91,6 +91,14 @@ def is_fake(t: Any) -> bool:
     return isinstance(t, __getattr__("FakeTensor"))
 
 
+def tensor_version(t: Any) -> int:
+    """How many times ``t`` (or a view sharing its data) was changed in place (``Tensor._version``)."""
+    try:
+        return t._version
+    except AttributeError as exc:
+        raise _missing("torch.Tensor._version", exc) from None
+
+
 @contextlib.contextmanager
 def fused_adam_on_meta() -> Iterator[None]:
     """Let fused Adam/AdamW run on meta tensors: torch checks the device, the meta kernel exists.

@@ -411,3 +411,44 @@ def test_cost_rows_of_containers_have_no_output():
     blocks = {b["name"]: b for b in cost_report(load_arch("usermodels:Stack"), (4, 3))["blocks"]}
     assert blocks["blocks"]["output_shape"] is None and blocks["blocks"]["activation_bytes"] == 0
     assert blocks["blocks"]["macs"] == 4 * 4 * 8 * 8 and blocks["stem"]["activation_bytes"] == 4 * 8 * 4
+
+
+class _SkipThroughIdentity(torch.nn.Module):
+    """x feeds an Identity branch and a conv branch, which are added."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.skip = torch.nn.ReLU(inplace=True) if inplace else torch.nn.Identity()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.skip(x) + self.conv(x)
+
+
+def _edges(trace) -> set[tuple[str, str]]:
+    return {(src, op.id) for op in trace.ops for src in op.inputs}
+
+
+def test_identity_returning_its_input_keeps_the_other_readers_of_that_input():
+    from archviz.render.dot import to_dot
+    from archviz.trace.from_module import trace_module
+
+    trace = trace_module(_SkipThroughIdentity(), (InputSpec((1, 3, 8, 8)),), "skip")
+    assert [(op.id, op.type, op.inputs) for op in trace.ops] == [
+        ("input", "Input", ()),
+        ("skip", "Identity", ("input",)),
+        ("conv", "Conv2d", ("input",)),  # not ("skip",): the Identity did not produce x
+        (":add", "add", ("skip", "conv")),
+        ("output", "Output", (":add",)),
+    ]
+    dot = to_dot(trace, depth=2)
+    assert '"@input" -> "skip"' in dot and '"@input" -> "conv"' in dot and '"skip" -> "conv"' not in dot
+    assert '"skip" -> ":add"' in dot and '"conv" -> ":add"' in dot
+
+
+def test_in_place_layer_still_produces_the_tensor_it_changed():
+    from archviz.trace.from_module import trace_module
+
+    trace = trace_module(_SkipThroughIdentity(inplace=True), (InputSpec((1, 3, 8, 8)),), "skip")
+    # ReLU(inplace=True) changed x before the conv read it: the conv reads the ReLU's output
+    assert _edges(trace) == {("input", "skip"), ("skip", "conv"), ("skip", ":add"), ("conv", ":add"), (":add", "output")}

@@ -225,3 +225,13 @@ def test_cpu_feature_queries_answer_for_the_memory_model():
     assert set(flags) == {"avx2", "avx512", "avx512_bf16"} and all(isinstance(v, bool) for v in flags.values())
     assert not flags["avx512_bf16"] or flags["avx512"]  # bf16 instructions come with AVX-512
     assert isinstance(compat.mkldnn_bf16_supported(), bool)
+
+
+def test_tensor_version_counts_in_place_changes():
+    import torch
+
+    x = torch.zeros(3, device="meta")
+    assert compat.tensor_version(x) == 0
+    x.add_(1)
+    x[0:1].mul_(2)  # a view changes the same data
+    assert compat.tensor_version(x) == 2

@@ -19,6 +19,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from archviz import compat
 from archviz.errors import RunError
 from archviz.shape import InputSpec, as_inputs, format_inputs
 from archviz.spec import ops
@@ -176,6 +177,7 @@ class _Recorder(TorchFunctionMode):
         self.producer: dict[int, str] = {}
         self.keep: list[torch.Tensor] = []  # keeps ids unique while the trace runs
         self.stack: list[tuple[nn.Module, int | None, int, tuple[Shape, ...]]] = []
+        self.versions: list[dict[int, int]] = []  # per running module: its input tensors' versions
         self.seen: set[int] = set()
         self.calls: dict[str, int] = {}
         self.in_leaf = 0
@@ -195,8 +197,10 @@ class _Recorder(TorchFunctionMode):
     def _sources(self, tensors: list[torch.Tensor]) -> tuple[str, ...]:
         return tuple(self.producer[id(t)] for t in tensors if id(t) in self.producer)
 
-    def _produce(self, value: Any, op_id: str) -> None:
+    def _produce(self, value: Any, op_id: str, keep: set[int] = frozenset()) -> None:
         for t in _flat_tensors(value):
+            if id(t) in keep:  # an input passed through where it could not be aliased: keep its producer
+                continue
             self.producer[id(t)] = op_id
             self.keep.append(t)
 
@@ -213,21 +217,32 @@ class _Recorder(TorchFunctionMode):
         if mid in self.leaves:
             self.in_leaf += 1
         self.stack.append((module, index, self.counter.get_total_flops(), shapes))
+        self.versions.append({id(t): compat.tensor_version(t) for t in _flat_tensors(args)})
 
     def post(self, module: nn.Module, args: tuple, output: Any) -> None:
         mid = id(module)
         if mid not in self.paths:
             return
         _, index, flops_before, shapes = self.stack.pop()
+        versions = self.versions.pop()
         path = self.paths[mid]
         outs = _flat_tensors(output)
         out_shape = tuple(outs[0].shape) if outs else ()
         is_leaf = mid in self.leaves
+        replaced = None
         if is_leaf:
+            # A layer that returns one of its inputs untouched (nn.Identity) hands back the very
+            # tensor object its caller may read again elsewhere: filing that object as the
+            # layer's output would rewire every later reader of the input. Its output becomes
+            # an alias of the input instead (same data, a tensor of its own). A layer that
+            # changed the tensor in place (ReLU(inplace=True)) really did produce it.
+            passed = {id(t) for t in outs if id(t) in versions and compat.tensor_version(t) == versions[id(t)]}
+            if passed:
+                replaced = output = _alias(output, passed)  # still inside the leaf: not recorded as a function
             self.in_leaf -= 1
             op_id = self._op_id(path)
             self.ops.append(Op(op_id, "module", _kind(module), path, self._sources(_flat_tensors(args)), out_shape))
-            self._produce(output, op_id)
+            self._produce(output, op_id, keep=passed)
         if index is not None:
             params = {id(p): p for p in module.parameters()}
             trainable = sum(p.numel() for p in params.values() if p.requires_grad)
@@ -235,6 +250,7 @@ class _Recorder(TorchFunctionMode):
             flops = self.counter.get_total_flops() - flops_before
             node = Node(path, _kind(module), depth, is_leaf, shapes, out_shape, sum(p.numel() for p in params.values()), trainable, flops, module_attrs(module))
             self.nodes[index] = node
+        return replaced  # None keeps the module's own output
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -261,6 +277,19 @@ class _Recorder(TorchFunctionMode):
         self.ops.append(Op(op_id, "function", name, module, inputs, tuple(outs[0].shape), flops))
         self._produce(result, op_id)
         return result
+
+
+def _alias(value: Any, ids: set[int]) -> Any:
+    """``value`` with each tensor whose id is in ``ids`` replaced by a view of all of it."""
+    if isinstance(value, torch.Tensor):
+        return value.view_as(value) if id(value) in ids else value
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_alias(v, ids) for v in value)
+    if isinstance(value, list):
+        return [_alias(v, ids) for v in value]
+    if isinstance(value, dict):
+        return {k: _alias(v, ids) for k, v in value.items()}
+    return value
 
 
 Inputs = Sequence[InputSpec] | Mapping[str, InputSpec]
