@@ -338,3 +338,13 @@ def test_torch_size_overflow_is_one_sentence_and_fits_no_budget(cli, tmp_path):
     code, out, err = cli("cost", str(spec), "--budget", "100000000TiB", "--format", "json")
     assert code == 0, err
     assert json.loads(out)["budget"]["largest_batch"] == 2**21 - 1
+
+
+def test_compare_help_example_with_three_channel_inputs_runs(cli):
+    code, out, _ = cli("compare", "--help")
+    assert "archviz compare 'resnet18[in_channels=3]' torchvision:resnet18 --input 1x3x96x96 --format markdown" in out
+    code, out, err = cli("compare", "resnet18[in_channels=3]", "torchvision:resnet18", "--input", "1x3x96x96", "--format", "json")
+    assert code == 0, err
+    rows = {r["arch"]: r for r in json.loads(out)["archs"]}
+    assert rows["resnet18[in_channels=3]"]["total_params"] == 11_184_650 and rows["torchvision:resnet18"]["total_params"] == 11_689_512
+    assert rows["resnet18[in_channels=3]"]["output_shape"] == [1, 10] and rows["torchvision:resnet18"]["output_shape"] == [1, 1000]

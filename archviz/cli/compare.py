@@ -34,7 +34,7 @@ def split_arch(text: str) -> tuple[str, list[str]]:
     [
         "archviz compare lenet lenet_bn",
         "archviz compare vgg11 'vgg11[ratio=8]' --batch 128 --device cuda",
-        "archviz compare resnet18 torchvision:resnet18 --input 1x3x96x96 --format markdown",
+        "archviz compare 'resnet18[in_channels=3]' torchvision:resnet18 --input 1x3x96x96 --format markdown",
     ],
 )
 def compare(
