@@ -348,3 +348,6 @@ def test_compare_help_example_with_three_channel_inputs_runs(cli):
     rows = {r["arch"]: r for r in json.loads(out)["archs"]}
     assert rows["resnet18[in_channels=3]"]["total_params"] == 11_184_650 and rows["torchvision:resnet18"]["total_params"] == 11_689_512
     assert rows["resnet18[in_channels=3]"]["output_shape"] == [1, 10] and rows["torchvision:resnet18"]["output_shape"] == [1, 1000]
+    # the same smallest input for both: torchvision's is probed in eval mode, as it is traced (train-mode
+    # batch norm at batch 1 used to rule out every size below 33x33)
+    assert rows["resnet18[in_channels=3]"]["smallest_input"] == rows["torchvision:resnet18"]["smallest_input"] == [1, 3, 1, 1]

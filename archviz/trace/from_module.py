@@ -484,10 +484,22 @@ def smallest_input(meta: nn.Module, spec: InputSpec, limit: int | None = None) -
     """The smallest N x C x S x S (x S...) of ``spec``'s rank that runs, by binary search on S.
 
     Only for one input of rank 3 or more (N, C, then spatial sizes); assumes larger sizes keep working.
+    Probed in eval mode, as :func:`trace_module` traces (shapes do not depend on the mode; batch
+    norm at batch 1 in train mode would otherwise rule out every size that ends in 1x1).
     """
     rank = len(spec.shape)
     if rank < 3:
         return None
+    flags = [(m, m.training) for m in meta.modules()]
+    meta.eval()
+    try:
+        return _smallest(meta, spec, rank, limit)
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def _smallest(meta: nn.Module, spec: InputSpec, rank: int, limit: int | None) -> InputSpec | None:
     limit = limit or {3: 1 << 16, 4: 2048, 5: 256}.get(rank, 64)
     n, c = spec.shape[:2]
 
