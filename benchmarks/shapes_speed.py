@@ -6,6 +6,7 @@ weights on the CPU and calls `torchinfo.summary`, which runs a real forward pass
 
     python benchmarks/shapes_speed.py             # every built-in, batch 1 and 64; vgg11 also at 16
     python benchmarks/shapes_speed.py --quick     # fewer repeats, no batch-64 torchinfo runs
+    python benchmarks/shapes_speed.py --arch lenet --arch unet   # only these built-ins
 """
 
 from __future__ import annotations
@@ -46,11 +47,16 @@ def wall(cmd: list[str], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--arch", action="append", help="only this built-in (repeatable; default: every one)")
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     py = sys.executable
     rows = []
-    for name in zoo.list_models():
+    names = zoo.list_models()
+    unknown = sorted(set(args.arch or ()) - set(names))
+    if unknown:
+        parser.error(f"unknown built-in {', '.join(unknown)}; choose from {', '.join(names)}")
+    for name in [n for n in names if not args.arch or n in args.arch]:
         default = load_arch(name).default_input
         batches = [default[0], 64] + ([16] if name == "vgg11" else [])
         for batch in batches:
@@ -58,7 +64,7 @@ def main() -> None:
             # The baseline is re-measured beside every row: the machine is shared and noisy.
             import_torch = wall([py, "-c", "import torch"], repeats)
             archviz_s = wall([py, "-m", "archviz", "shapes", name, "--input", shape], repeats)
-            heavy = batch > 1 and name in ("alexnet", "vgg11", "nin")
+            heavy = batch > 1 and default[-1] >= 224
             torchinfo_s = None
             if not (args.quick and heavy):
                 torchinfo_s = wall([py, "-c", TORCHINFO, name, shape], 1 if heavy else repeats)
