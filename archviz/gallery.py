@@ -32,7 +32,7 @@ coloured by kind ({kinds}). Arrows follow the real dataflow and carry tensor sha
 (N×C×H×W); a tensor that fans out is labelled on its first arrow only. Grey frames are
 blocks; "× N" marks N identical consecutive blocks drawn once. Conv and pool settings
 read `in→out · kernel sN pN` (stride, padding). MACs count the multiply-accumulates of
-convolutions and linear layers; FLOPs = 2 × MACs.
+convolutions (plain and transposed), linear layers and matrix products; FLOPs = 2 × MACs.
 """
 
 
