@@ -73,3 +73,9 @@ def test_paused_gc_turns_the_collector_off_and_restores_it():
         assert not gc.isenabled()  # a collector that was off stays off
     finally:
         gc.enable()
+
+
+def test_long_footer_lines_are_never_wrapped():
+    rows = [{"name": "[x]", "v": 1}]  # markup-like text takes rich's path
+    text = tables.render_rows(rows, [("name", "Name"), ("v", "V")], Format.table, footer=[("Note", "word " * 80)])
+    assert [line for line in text.splitlines() if line.startswith("Note:")] == ["Note: " + ("word " * 80).strip()]

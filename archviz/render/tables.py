@@ -96,7 +96,8 @@ def _rich_table(rows, cells, columns, title, footer) -> str:
     console = Console(width=200, record=True, file=io.StringIO(), force_terminal=False, color_system=None)
     console.print(table)
     for label, text in footer:
-        console.print(Text(f"{label}: {printable(text, newlines=False)}"), highlight=False)
+        # soft_wrap: a long footer line stays one line (a terminal wraps it; a file or pipe keeps it whole), as in _plain_table.
+        console.print(Text(f"{label}: {printable(text, newlines=False)}"), highlight=False, soft_wrap=True)
     return "\n".join(line.rstrip() for line in console.export_text().splitlines())
 
 
