@@ -29,6 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import cpu_name  # noqa: E402
+
 ISA_ENV = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
 
 RESULTS = Path(__file__).parent / "results"
@@ -183,7 +186,7 @@ def main() -> int:
             f"err {row['error_pct']:+6.2f}%  torchinfo {row['torchinfo_error_pct']}%  ({row['predict_s']}s / {row['measure_s']}s)",
             flush=True,
         )
-    machine = torch.cuda.get_device_name() if args.device == "cuda" else f"{_cpu_model()}, {CpuFacts.here().describe()}"
+    machine = torch.cuda.get_device_name() if args.device == "cuda" else f"{cpu_name()}, {CpuFacts.here().describe()}"
     env = " ".join(f"{k}={v}" for k, v in ISA_ENV.get(args.isa, {}).items())
     header = (
         f"# Training-step peak memory: predicted vs measured ({args.device})\n\n"
@@ -205,16 +208,6 @@ def main() -> int:
         (RESULTS / f"{stem}.md").write_text(report + "\n")
         (RESULTS / f"{stem}.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2) + "\n")
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":
