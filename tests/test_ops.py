@@ -67,6 +67,7 @@ def test_relu6_for_mobilenet():
 # --- every op: the spec trace equals the module tracer and a real forward -------------
 
 import torch  # noqa: E402
+from forward_shapes import real_output_shapes  # noqa: E402
 
 from archviz.build import build  # noqa: E402
 from archviz.cost.flops import uncounted_ops  # noqa: E402
@@ -118,17 +119,7 @@ def test_spec_trace_equals_module_trace_and_real_forward(name):
     trace = trace_spec(resolved, input_shape, name)
     assert trace == trace_module(build(resolved, input_shape, device="meta"), input_shape, name)
     model = build(resolved, input_shape).eval()
-    paths = {id(m): p for p, m in model.named_modules()}
-    seen = {}
-
-    def record(module, args, Y):
-        seen.setdefault(paths[id(module)], tuple(Y.shape))
-
-    hooks = [m.register_forward_hook(record) for m in model.modules()]
-    with torch.no_grad():
-        Y = model(torch.randn(input_shape))
-    for h in hooks:
-        h.remove()
+    Y, seen = real_output_shapes(model, torch.randn(input_shape))
     assert tuple(Y.shape) == trace.output_shape
     assert {n.path: n.output_shape for n in trace.nodes} == seen
     assert trace.total_params == sum(p.numel() for p in model.parameters())

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from forward_shapes import real_output_shapes
 
 from archviz import zoo
 from archviz.arch import load_arch
@@ -142,17 +143,7 @@ def test_shape_arithmetic_equals_real_forward_at_batch_2(name):
     trace = arch.trace(shape)
     model = arch.build(shape)
     model.eval()
-    paths = {id(m): p for p, m in model.named_modules()}
-    seen = {}
-
-    def record(module, args, Y):
-        seen.setdefault(paths[id(module)], tuple(Y.shape))
-
-    hooks = [m.register_forward_hook(record) for m in model.modules()]
-    with torch.no_grad():
-        Y = model(torch.randn(shape))
-    for h in hooks:
-        h.remove()
+    Y, seen = real_output_shapes(model, torch.randn(shape))
     assert tuple(Y.shape) == trace.output_shape == expected_output(name, shape, arch.params["num_classes"])
     assert {n.path: n.output_shape for n in trace.nodes} == seen
 

@@ -327,6 +327,11 @@ _DECORATIONS = dict(
 _CONV_ATTRS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias")
 
 
+def _check_groups(cin: int, cout: int, g: int) -> None:
+    if cin % g or cout % g:
+        raise OpError(f"has groups={g}, which must divide its {cin} input and {cout} output channels")
+
+
 @primitive(
     "conv",
     "convolution over 1, 2 or 3 spatial axes (picked by the input's rank); input channels are inferred",
@@ -349,8 +354,7 @@ def _conv(a: Mapping[str, Any], x: Shape) -> Out:
     n = _spatial_rank(x, "a convolution")
     cin, cout, g = x[1], a["out"], a["groups"]
     k, s, p, d = (_axes(a[key], n, key) for key in ("kernel", "stride", "padding", "dilation"))
-    if cin % g or cout % g:
-        raise OpError(f"has groups={g}, which must divide its {cin} input and {cout} output channels")
+    _check_groups(cin, cout, g)
     spatial = tuple(_window_out(x[2 + i], k[i], s[i], p[i], d[i]) for i in range(n))
     per_out = (cin // g) * math.prod(k)
     attrs = dict(in_channels=cin, out_channels=cout, kernel_size=k, stride=s, padding=p, dilation=d, groups=g, bias=a["bias"])
@@ -381,8 +385,7 @@ def _convtranspose(a: Mapping[str, Any], x: Shape) -> Out:
     n = _spatial_rank(x, "a transposed convolution")
     cin, cout, g = x[1], a["out"], a["groups"]
     k, s, p, op, d = (_axes(a[key], n, key) for key in ("kernel", "stride", "padding", "output_padding", "dilation"))
-    if cin % g or cout % g:
-        raise OpError(f"has groups={g}, which must divide its {cin} input and {cout} output channels")
+    _check_groups(cin, cout, g)
     for i in range(n):
         if op[i] >= max(s[i], d[i]):
             raise OpError(f"has output_padding {op[i]}, which must be smaller than its stride {s[i]} or dilation {d[i]} (PyTorch's rule)")
