@@ -107,11 +107,9 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
                 with warnings.catch_warnings():
                     warnings.simplefilter("always", ArchvizWarning)
                     warnings.showwarning = _warning_printer()
-                    return fn(*args, **kw)
-
-                result = fn(*args, **kw)
-                sys.stdout.flush()  # a full disk under `> file` shows here, not as a warning at exit
-                return result
+                    result = fn(*args, **kw)
+                    sys.stdout.flush()  # a full disk under `> file` shows here, not as a warning at exit
+                    return result
             except ArchvizError as exc:
                 raise fail(str(exc), exc.exit_code) from None
             except BrokenPipeError:  # `archviz shapes ... | head`: the reader left, nothing is wrong
