@@ -20,3 +20,6 @@ def cli():
         return result.exit_code, result.stdout, result.stderr
 
     return run
+
+
+pytest_plugins = ["browser"]
