@@ -165,7 +165,6 @@ def test_spec_round_trip(name):
     assert again.blocks == spec.blocks
     assert again.params == spec.params
     assert again.default_input == spec.default_input
-    assert load_arch(name).trace() == load_arch(name).trace()
     from archviz.trace.from_spec import trace_spec
 
     r1, r2 = resolve(spec), resolve(again)
