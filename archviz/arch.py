@@ -17,7 +17,6 @@ import inspect
 import os
 import sys
 import threading
-import traceback
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archviz import zoo
-from archviz.errors import ArchvizError, RunError, UsageError
+from archviz.errors import RunError, UsageError, raised_text, show_traceback
 from archviz.params import parse_params
 from archviz.shape import InputSpec, as_inputs
 from archviz.spec import Resolved, load_spec_file, resolve
@@ -237,7 +236,7 @@ def _callable(text: str, kwargs: dict[str, Any]) -> Arch:
         raise RunError(f"importing {module_name!r} called sys.exit({exc.code!r}); archviz cannot load a module that ends the program.") from None
     except Exception as exc:
         show_traceback(exc)
-        raise RunError(f"importing {module_name!r} raised {_raised(exc)}.") from None
+        raise RunError(f"importing {module_name!r} raised {raised_text(exc)}.") from None
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):
@@ -255,27 +254,6 @@ def _callable(text: str, kwargs: dict[str, Any]) -> Arch:
     return Arch(
         text, "callable", TORCHVISION_DEFAULT_INPUT, (target.__doc__ or "").strip().splitlines()[0] if target.__doc__ else text, factory=factory, params=kwargs
     )
-
-
-def _raised(exc: BaseException) -> str:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
-
-
-def show_traceback(exc: BaseException) -> None:
-    """With ARCHVIZ_DEBUG=1, the traceback of an error archviz is about to turn into one sentence."""
-    if os.environ.get("ARCHVIZ_DEBUG"):
-        traceback.print_exception(exc, file=sys.stderr)
-
-
-def constructor_error(name: str, exc: BaseException) -> ArchvizError:
-    """One sentence for an exception raised while a user's (or torchvision's) constructor ran."""
-    if isinstance(exc, ArchvizError):
-        return exc
-    show_traceback(exc)
-    if isinstance(exc, SystemExit):
-        return RunError(f"{name} called sys.exit({exc.code!r}) while building the model; archviz cannot inspect a model that ends the program.")
-    return RunError(f"{name} raised {_raised(exc)} while building the model (in its constructor, not in archviz).")
 
 
 def _checked_factory(make: Callable[[], Any], name: str, kwargs: dict[str, Any]) -> Callable[[], nn.Module]:

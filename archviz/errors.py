@@ -1,4 +1,9 @@
-"""Errors a user can cause, each carrying one sentence and the exit code the CLI uses."""
+"""Errors a user can cause, each carrying one sentence and the exit code the CLI uses,
+and how an exception raised in a user's code becomes one."""
+
+import os
+import sys
+import traceback
 
 
 class ArchvizError(Exception):
@@ -26,3 +31,25 @@ class TooLarge(RunError):
 
 class ArchvizWarning(UserWarning):
     """Something that runs but is probably not what was meant; the CLI shows it as one line on stderr."""
+
+
+def raised_text(exc: BaseException) -> str:
+    """``ValueError: its first line``: how an exception from a user's code is named in one sentence."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+
+
+def show_traceback(exc: BaseException) -> None:
+    """With ARCHVIZ_DEBUG=1, the traceback of an error archviz is about to turn into one sentence."""
+    if os.environ.get("ARCHVIZ_DEBUG"):
+        traceback.print_exception(exc, file=sys.stderr)
+
+
+def constructor_error(name: str, exc: BaseException) -> ArchvizError:
+    """One sentence for an exception raised while a user's (or torchvision's) constructor ran."""
+    if isinstance(exc, ArchvizError):
+        return exc
+    show_traceback(exc)
+    if isinstance(exc, SystemExit):
+        return RunError(f"{name} called sys.exit({exc.code!r}) while building the model; archviz cannot inspect a model that ends the program.")
+    return RunError(f"{name} raised {raised_text(exc)} while building the model (in its constructor, not in archviz).")

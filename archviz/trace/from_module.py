@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from archviz import compat
-from archviz.errors import RunError
+from archviz.errors import RunError, constructor_error, show_traceback
 from archviz.shape import InputSpec, as_inputs, format_inputs
 from archviz.spec import ops
 from archviz.trace.record import Node, Op, Shape, TensorInfo, Trace
@@ -37,7 +37,6 @@ def instantiate(factory: Callable[[], nn.Module], name: str, device: str = "cpu"
     regnet), and a callable may return a module that already exists: never convert that one.
     Any other error (or a sys.exit) in the constructor becomes one sentence naming ``name``.
     """
-    from archviz.arch import constructor_error
 
     try:
         if device != "meta":
@@ -350,8 +349,6 @@ def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute:
     except RunError:
         raise
     except Exception as exc:  # translated into one sentence naming the layer
-        from archviz.arch import show_traceback
-
         show_traceback(exc)
         raise _explain(target, specs, arch, exc, compute) from None
     except SystemExit as exc:

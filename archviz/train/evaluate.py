@@ -11,6 +11,7 @@ from torch import nn
 from archviz.train import checkpoint
 from archviz.train.config import Device, TrainConfig
 from archviz.train.data import CLASS_NAMES, batches, load_fashion_mnist
+from archviz.train.device import resolve_device
 
 
 @torch.no_grad()
@@ -69,8 +70,6 @@ def evaluate_checkpoint(
     path: str | Path, device: Device = Device.auto, data_dir: str | None = None, limit_test: int | None = None, batch_size: int = 512
 ) -> Evaluation:
     """Rebuild the model a checkpoint was trained as, and score it on the Fashion-MNIST test set."""
-    from archviz.train.loop import resolve_device
-
     file = find_checkpoint(path)
     dev = resolve_device(device)
     state = checkpoint.load(file, map_location=dev)

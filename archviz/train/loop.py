@@ -34,8 +34,9 @@ from archviz.errors import RunError, UsageError
 from archviz.files import LOCK_NAME, dir_lock
 from archviz.step import make_optimizer, train_step
 from archviz.train import checkpoint, distributed, perf
-from archviz.train.config import Device, TrainConfig, check_batch_split
+from archviz.train.config import TrainConfig, check_batch_split
 from archviz.train.data import batches, epoch_order, load_fashion_mnist, num_batches, prepare
+from archviz.train.device import resolve_device
 from archviz.train.evaluate import confusion
 from archviz.train.plot import learning_curve_svg
 
@@ -410,15 +411,6 @@ def agree(stop: bool, sums: torch.Tensor, dist: distributed.Dist, device: torch.
     flags = [float(stop), 0.0 if not check_finite or bool(torch.isfinite(sums[0])) else 1.0]
     stop_any, bad_any = distributed.all_sum(flags, device)
     return stop_any > 0, bad_any == 0
-
-
-def resolve_device(device: Device | str, local_rank: int = 0) -> torch.device:
-    device = Device(device)
-    if device is Device.cuda and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto.")
-    if device is Device.cpu or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
 
 
 def check_output(net: nn.Module, input_shape: tuple[int, ...], device: torch.device, arch: str) -> None:
