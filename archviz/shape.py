@@ -164,14 +164,6 @@ def parse_inputs(texts: Iterable[str] | str | None) -> tuple[InputSpec, ...] | N
     return specs or None
 
 
-def parse_shape(text: str) -> Shape:
-    """Parse a float ``SHAPE`` (any rank) into a tuple of positive ints, or raise UsageError."""
-    spec = parse_input(text)
-    if spec.dtype != "float32":
-        raise UsageError(f"--input {text!r}: a dtype is not accepted here; give the shape only, e.g. {format_shape(spec.shape)}.")
-    return spec.shape
-
-
 def format_shape(shape: Shape) -> str:
     return "x".join(str(d) for d in shape)
 

@@ -18,8 +18,6 @@ from torch import nn
 
 from archviz.choices import Optimizer
 
-STEP = "zero_grad(set_to_none=True), forward, loss, backward, optimizer.step()"
-
 
 def _no_phase(name: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
