@@ -93,7 +93,9 @@ def _rich_table(rows, cells, columns, title, footer) -> str:
         table.add_column(Text(heading), justify="right" if _numeric(rows, key) else "left", no_wrap=True)
     for row in cells:
         table.add_row(*(Text(c) for c in row))
-    console = Console(width=200, record=True, file=io.StringIO(), force_terminal=False, color_system=None)
+    # force_jupyter=False: inside a Jupyter kernel rich would otherwise send every line to the
+    # notebook as a display_data output, whatever file it was given (issue 17).
+    console = Console(width=200, record=True, file=io.StringIO(), force_terminal=False, force_jupyter=False, color_system=None)
     console.print(table)
     for label, text in footer:
         # soft_wrap: a long footer line stays one line (a terminal wraps it; a file or pipe keeps it whole), as in _plain_table.
