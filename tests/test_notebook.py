@@ -194,3 +194,20 @@ def test_the_example_notebook_runs_and_every_cell_shows_what_it_should(kernel, t
     assert "epoch 1," in log and "test acc" in log, log
     last = only_result(code[-1])["text/plain"]
     assert "'epoch': 1" in last and (tmp_path / "runs" / "notebook-lenet" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("name", __import__("archviz").__all__)
+def test_every_api_function_returns_an_object_that_shows_itself_once(name, capsys):
+    """Each function of ``archviz.__all__`` (new ones included, the moment they are exported), formatted
+    as IPython formats a cell's result: one bundle, HTML tables or an SVG, a plain-text fallback, nothing printed."""
+    formatters = pytest.importorskip("IPython.core.formatters", reason="IPython comes with ipykernel, a test extra")
+    import archviz
+
+    obj = getattr(archviz, name)("lenet")
+    data, _ = formatters.DisplayFormatter().format(obj)
+    assert "text/plain" in data and data["text/plain"].strip()
+    assert data.keys() & {"text/html", "image/svg+xml"}, f"archviz.{name}(...) has no rich display: {sorted(data)}"
+    if "text/html" in data:
+        html = data["text/html"]
+        assert "<table" in html and "<pre" not in html and not BOX & set(html), f"archviz.{name}(...) is not shown as HTML tables"
+    assert capsys.readouterr() == ("", ""), f"archviz.{name}(...) printed while being displayed"
