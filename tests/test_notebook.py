@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -149,6 +150,9 @@ def test_every_api_object_displays_once_as_html_with_the_numbers_of_to_dict(kern
     rows = parse(html).rows
     assert [r[0].strip() for r in rows] == [b["name"] for b in cost["blocks"]] == ["conv", "fc"]
     assert [(number(r[3]), number(r[4])) for r in rows] == [(b["params"], b["macs"]) for b in cost["blocks"]]
+    # bytes are shown rounded (64.0 KiB), each cell's title holding the exact count
+    exact = [number(t) for t in re.findall(r"title='([\d,]+) bytes'", html)]
+    assert exact == [n for b in cost["blocks"] for n in (b["activation_bytes"], b["kept_bytes"])] and exact[0] == 64 * 16 * 4 * 4 * 4
     notes = footer(html)
     assert f"({cost['memory']['peak_bytes']:,} bytes)" in notes["Peak"]
     assert notes["Forward"].startswith(f"{cost['macs']:,} MACs = {cost['flops']:,} FLOPs")

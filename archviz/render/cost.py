@@ -85,7 +85,7 @@ def render_cost(report: dict[str, Any], fmt: Format = Format.table, *, html: boo
         footer.append(("Receptive field unknown after", ", ".join(report["receptive_field_unknown"])))
     title = f"{report['arch']} @ {_tensors(report, 'inputs', report['input_shape'])}"
     if html:
-        return render_html(rows, columns, title=title, footer=footer)
+        return render_html(rows, columns, title=title, footer=footer, exact={"activation": "activation_bytes", "kept": "kept_bytes"})
     return render_rows(rows, columns, fmt, title=title, footer=footer, payload=report)
 
 
