@@ -147,17 +147,58 @@ def expand_markers(markdown: str) -> str:
 
 
 def notebook_page(path: Path) -> str:
-    """The notebook's Markdown cells as they are and its code cells as Python blocks, under a note saying where it comes from."""
+    """The notebook as Markdown: its prose, its code, and the outputs of its code cells up to the first
+    shell (``!``) cell, run here when the site is built (the training run and what reads it are shown as code)."""
     cells = json.loads(path.read_text())["cells"]
-    blocks = ["".join(c["source"]) if c["cell_type"] == "markdown" else "```python\n" + "".join(c["source"]) + "\n```" for c in cells]
+    namespace: dict = {}
+    running = True
+    blocks = []
+    for cell in cells:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            blocks.append(source)
+            continue
+        shell = any(line.lstrip().startswith("!") for line in source.splitlines())
+        blocks.append(("```ipython3\n" if shell else "```python\n") + source + "\n```")  # IPython's lexer knows `!`
+        running = running and not shell
+        if running:
+            blocks.append(_cell_output(source, namespace))
     title, _, intro = blocks[0].partition("\n")  # "# archviz in a notebook", then its text
     note = (
         "!!! note\n"
-        f"    This page is `docs/{path.name}` as Markdown, generated when the site is built. "
-        f"[Download the notebook]({path.name}) and run it to see each output; "
-        "the test suite executes it in a real Jupyter kernel (`tests/test_notebook.py`), so it cannot rot."
+        f"    This page is `docs/{path.name}`, turned into Markdown when the site is built, with the outputs of its "
+        "cells up to the training run, computed then. "
+        f"[Download the notebook]({path.name}) to run it all; the test suite executes it in a real Jupyter kernel "
+        "(`tests/test_notebook.py`), so it cannot rot."
     )
     return "\n\n".join([title, note, intro.strip(), *blocks[1:]]) + "\n"
+
+
+def _cell_output(source: str, namespace: dict) -> str:
+    """Run one cell as a kernel would and return what Jupyter would show: HTML, SVG or the plain text."""
+    import ast
+    import contextlib
+    import io
+
+    tree = ast.parse(source)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(tree, "<example.ipynb>", "exec"), namespace)
+        value = eval(compile(ast.Expression(last.value), "<example.ipynb>", "eval"), namespace) if last else None
+    parts = ["```text\n" + printed.getvalue().rstrip() + "\n```"] if printed.getvalue().strip() else []
+    if value is None:
+        return "\n\n".join(parts)
+    svg = getattr(value, "_repr_svg_", lambda: None)()
+    html = getattr(value, "_repr_html_", lambda: None)()
+    if html:
+        parts.append('<div class="archviz-output">' + " ".join(html.split("\n")) + "</div>")
+    elif svg:
+        svg = svg[svg.index("<svg") :]  # no XML declaration or doctype inside a page
+        parts.append('<div class="archviz-output">' + " ".join(line for line in svg.splitlines() if line.strip()) + "</div>")
+    else:
+        parts.append("```text\n" + repr(value) + "\n```")
+    return "\n\n".join(parts)
 
 
 # ---- mkdocs events -----------------------------------------------------------------------

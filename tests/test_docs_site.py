@@ -125,6 +125,9 @@ def test_generated_parts_are_in_the_pages(site):
     api = (site / "api.html").read_text()
     assert 'id="archviz.api.cost"' in api and "FLOPs, receptive fields and the predicted memory" in api  # from the docstring
     assert "<code>arch</code>" in (site / "json.html").read_text()
+    example = (site / "example.html").read_text()  # the notebook's outputs, computed at build time up to its training run
+    assert example.count('<div class="archviz-output"><div><table>') == 3 and "5,977,530" in example and "(61706, 416520)" in example
+    assert '<div class="archviz-output"><svg' in example and "!{sys.executable} -m archviz train lenet" in re.sub("<[^>]+>", "", example)
     assert len(list((site / "gallery").glob("*.svg"))) == len(list((ROOT / "gallery").glob("*.svg"))) >= 32
     assert not any((ROOT / "docs").rglob("*.svg")), "the gallery is copied at build time, never kept in docs/"
 
