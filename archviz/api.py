@@ -237,9 +237,9 @@ class CostReport:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        from html import escape
+        from archviz.render.cost import render_cost
 
-        return f"<pre>{escape(str(self))}</pre>"
+        return render_cost(self.report, html=True)
 
 
 def cost(

@@ -109,7 +109,7 @@ def test_cost_equals_the_cli_json(cli):
     assert code == 0
     report = archviz.cost("lenet", input_size=(16, 1, 28, 28), optimizer="adam")
     assert report.to_dict() == json.loads(out)
-    assert report.macs == json.loads(out)["macs"] and "Peak:" in str(report) and report._repr_html_().startswith("<pre>")
+    assert report.macs == json.loads(out)["macs"] and "Peak:" in str(report) and "<table>" in report._repr_html_() and "<pre>" not in report._repr_html_()
 
 
 def test_cost_of_a_module_in_hand_leaves_it_alone():

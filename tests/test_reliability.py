@@ -588,7 +588,10 @@ def test_names_in_diagrams_and_errors_are_escaped(cli, tmp_path):
 def test_ci_runs_the_readmes_test_commands():
     """The README's test commands are exactly what .ci/run runs: newest versions (all), lowest (the version-sensitive tests)."""
     readme = (ROOT / "README.md").read_text()
-    block = readme.split("Run the test suite", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    commands = [line for block in setup.split("```sh\n")[1:] for line in block.split("```", 1)[0].strip().splitlines()]
+    assert commands[0] == "scripts/setup && .venv/bin/archviz shapes googlenet --input 1x1x96x96"
+    block = [line for line in commands if line.startswith("scripts/setup --test")]
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("scripts/setup")]
     assert block == ci == ["scripts/setup --test && .venv/bin/python -m pytest", "scripts/setup --test --lowest && .venv-lowest/bin/python -m pytest -m lowest"]
     lowest = dict(line.split("==") for line in (ROOT / "scripts" / "lowest.txt").read_text().splitlines() if "==" in line)

@@ -6,7 +6,7 @@ from typing import Any
 
 from archviz.cost.units import format_bytes
 from archviz.render import Format
-from archviz.render.tables import human, render_rows
+from archviz.render.tables import human, render_html, render_rows
 from archviz.shape import format_shape
 
 _CATEGORY_ORDER = ("params", "buffers", "grads", "optimizer", "activations", "temporaries", "input")
@@ -21,9 +21,9 @@ def _rf(rf: dict[str, Any] | None) -> tuple[str, str]:
     return (str(size[0]) if len(set(size)) == 1 else "x".join(map(str, size))), (str(jump[0]) if len(set(jump)) == 1 else "x".join(map(str, jump)))
 
 
-def render_cost(report: dict[str, Any], fmt: Format = Format.table) -> str:
-    """Table, CSV or Markdown of a cost report; JSON is the report itself."""
-    table = fmt is Format.table
+def render_cost(report: dict[str, Any], fmt: Format = Format.table, *, html: bool = False) -> str:
+    """Table, CSV or Markdown of a cost report; JSON is the report itself; ``html``: an HTML table, for Jupyter."""
+    table = fmt is Format.table or html
     rows = []
     for b in report["blocks"]:
         size, jump = _rf(b["receptive_field"])
@@ -84,6 +84,8 @@ def render_cost(report: dict[str, Any], fmt: Format = Format.table) -> str:
     if report.get("receptive_field_unknown"):
         footer.append(("Receptive field unknown after", ", ".join(report["receptive_field_unknown"])))
     title = f"{report['arch']} @ {_tensors(report, 'inputs', report['input_shape'])}"
+    if html:
+        return render_html(rows, columns, title=title, footer=footer, exact={"activation": "activation_bytes", "kept": "kept_bytes"})
     return render_rows(rows, columns, fmt, title=title, footer=footer, payload=report)
 
 

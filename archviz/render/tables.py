@@ -93,7 +93,9 @@ def _rich_table(rows, cells, columns, title, footer) -> str:
         table.add_column(Text(heading), justify="right" if _numeric(rows, key) else "left", no_wrap=True)
     for row in cells:
         table.add_row(*(Text(c) for c in row))
-    console = Console(width=200, record=True, file=io.StringIO(), force_terminal=False, color_system=None)
+    # force_jupyter=False: inside a Jupyter kernel rich would otherwise send every line to the
+    # notebook as a display_data output, whatever file it was given (issue 17).
+    console = Console(width=200, record=True, file=io.StringIO(), force_terminal=False, force_jupyter=False, color_system=None)
     console.print(table)
     for label, text in footer:
         # soft_wrap: a long footer line stays one line (a terminal wraps it; a file or pipe keeps it whole), as in _plain_table.
@@ -134,15 +136,29 @@ def _plain_table(rows, cells, columns, title, footer) -> str | None:
     return "\n".join(lines)
 
 
-def render_html(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], *, title: str = "", footer: Sequence[tuple[str, str]] = ()) -> str:
-    """An HTML table for Jupyter (``_repr_html_``): the same cells as the text table."""
+def render_html(
+    rows: list[dict[str, Any]],
+    columns: Sequence[tuple[str, str]],
+    *,
+    title: str = "",
+    footer: Sequence[tuple[str, str]] = (),
+    exact: Mapping[str, str] | None = None,
+) -> str:
+    """An HTML table for Jupyter (``_repr_html_``): the same cells as the text table.
+
+    ``exact`` maps a column shown rounded (``64.0 KiB``) to the row key of its exact count, given as the cell's
+    ``title`` (``65,536 bytes``), so a reader can hover for the number ``to_dict()`` holds.
+    """
     from html import escape
 
+    exact = exact or {}
+
+    def td(r: dict[str, Any], k: str) -> str:
+        hint = f" title='{human(r[exact[k]])} bytes'" if k in exact and isinstance(r.get(exact[k]), int) else ""
+        return f"<td style='text-align:{'right' if _numeric(rows, k) else 'left'}'{hint}>{_html_cell(r.get(k))}</td>"
+
     head = "".join(f"<th style='text-align:{'right' if _numeric(rows, k) else 'left'}'>{escape(h)}</th>" for k, h in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='text-align:{'right' if _numeric(rows, k) else 'left'}'>{_html_cell(r.get(k))}</td>" for k, _ in columns) + "</tr>"
-        for r in rows
-    )
+    body = "".join("<tr>" + "".join(td(r, k) for k, _ in columns) + "</tr>" for r in rows)
     caption = f"<caption style='text-align:left'><b>{escape(title)}</b></caption>" if title else ""
     notes = "".join(f"{escape(label)}: {escape(text)}<br/>" for label, text in footer)
     return f"<div><table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><p>{notes}</p></div>"
