@@ -262,7 +262,7 @@ def _block_sums(trace: Trace, node: Node) -> list[Formula]:
     for what, get, total in (("params", lambda n: n.params, node.params), ("MACs", lambda n: n.macs, node.macs)):
         parts = [get(c) for c in children if get(c)]
         if len(parts) > 1 and sum(parts) == total:
-            out.append(Formula(what, " + ".join(f"{p:,}" for p in parts), total, (what.lower(),), f"the sum over its parts with {what}"))
+            out.append(Formula(what, " + ".join(f"{p:,}" for p in parts), total, (what.lower(),), "the sum of its parts"))
     return out
 
 
@@ -394,7 +394,11 @@ def _pattern(seq: list[int]) -> str:
     for a, b in zip(seq, seq[1:], strict=False):
         text = _step_text(a, b)
         counts[text] = counts.get(text, 0) + 1
-    return ", ".join(f"{text} {n} time{'s' if n > 1 else ''}" for text, n in counts.items())
+    return ", ".join(f"{text} {_times(n)}" for text, n in counts.items())
+
+
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
 def _evolution(trace: Trace) -> list[Conclusion]:

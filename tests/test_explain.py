@@ -302,3 +302,11 @@ def test_python_api_html_and_dict(cli):
     _, out, _ = cli("explain", "lenet", "--depth", "2", "--format", "json")
     assert expl.to_dict() == json.loads(out)
     assert expl.total_params == 44_426
+
+
+def test_docs_example_is_the_real_output(cli):
+    """docs/commands/explain.md shows `archviz explain lenet --depth 2` as it prints today."""
+    page = (Path(__file__).parent.parent / "docs" / "commands" / "explain.md").read_text()
+    shown = page.split("$ archviz explain lenet --depth 2\n", 1)[1].split("\n```", 1)[0]
+    code, out, _ = cli("explain", "lenet", "--depth", "2")
+    assert code == 0 and shown == out.rstrip("\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from archviz.choices import ExplainFormat
 from archviz.cost.units import format_bytes
@@ -14,10 +14,11 @@ from archviz.render.shapes import inputs_text
 from archviz.render.tables import render_html as html_table
 from archviz.render.tables import render_rows
 from archviz.shape import format_shape
+from archviz.spec.ops import Formula
 
-if TYPE_CHECKING:
-    from archviz.spec.ops import Formula
-    from archviz.walkthrough import Explanation, Step
+# The walkthrough's Explanation and Step (archviz/walkthrough.py) are read by attribute: that module
+# renders itself through this one (__str__, _repr_html_), so importing it back would be a cycle.
+Explanation = Step = Any
 
 
 def render_explain(expl: Explanation, fmt: ExplainFormat | str = ExplainFormat.table) -> str:
