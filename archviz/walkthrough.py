@@ -237,7 +237,7 @@ def _node_step(trace: Trace, node: Node, fields: dict, outputs: dict, ops_by_id:
     if not node.called:
         return Step(**base, note="not called by the forward pass (a container or an unused module): parameters only")
     if not node.is_leaf:
-        formulas = _block_sums(trace, node)
+        formulas = _block_sums(trace, node) + _block_receptive(trace, node, fields)
         for op in merges:
             formulas += _merge_formulas(op, ops_by_id)
         return Step(**base, formulas=tuple(formulas), note="" if formulas else "a block: see its layers with a larger --depth")
@@ -264,6 +264,43 @@ def _block_sums(trace: Trace, node: Node) -> list[Formula]:
         if len(parts) > 1 and sum(parts) == total:
             out.append(Formula(what, " + ".join(f"{p:,}" for p in parts), total, (what.lower(),), "the sum of its parts"))
     return out
+
+
+def _block_receptive(trace: Trace, node: Node, fields: dict) -> list[Formula]:
+    """A chain of layers (a VGG block, LeNet's conv part): its field as the input's plus each window's growth,
+    r = r_in + sum of dilation*(kernel-1)*j over its windows, j = j_in times its strides. Square fields only."""
+    inside = [op for op in trace.ops if op.kind in ("module", "function") and (op.module == node.path or op.module.startswith(f"{node.path}."))]
+    if not inside or any(len(op.inputs) != 1 for op in inside) or any(op.inputs[0] != prev.id for prev, op in zip(inside, inside[1:], strict=False)):
+        return []
+    before, after = fields.get(inside[0].inputs[0]), fields.get(inside[-1].id)
+    if any(f is None or f.whole_input or f.jump is None or len(set(f.size)) != 1 or len(set(f.jump)) != 1 for f in (before, after)):
+        return []
+    attrs = {n.path: n for n in trace.nodes if n.is_leaf and n.path.startswith(f"{node.path}.")}
+    r, j = before.size[0], before.jump[0]
+    terms, strides = [], []
+    for op in inside:
+        leaf = attrs.get(op.module) if op.kind == "module" else None
+        spec = _torch_type(leaf) if leaf is not None else None
+        if spec is not None and spec.receptive == "window" and "kernel_size" in leaf.attrs:
+            n = len(after.size)
+            k, s, d = (
+                set(_axes(leaf.attrs.get(key) or default, n)) for key, default in (("kernel_size", 1), ("stride", leaf.attrs["kernel_size"]), ("dilation", 1))
+            )
+            if len(k) != 1 or len(s) != 1 or len(d) != 1:
+                return []
+            k, s, d = k.pop(), s.pop(), d.pop()
+            terms.append(f"({k}-1)*{j}" if d == 1 else f"{d}*({k}-1)*{j}")
+            r += d * (k - 1) * j
+            strides.append(s)
+            j *= s
+        elif (spec is None or spec.receptive != "pointwise") and (op.kind == "module" or fields.get(op.id) != fields.get(op.inputs[0])):
+            return []  # a layer whose field rule is not a window or pointwise: no sum to show
+    if not terms or (r, j) != (after.size[0], after.jump[0]):
+        return []
+    return [
+        Formula("receptive field r", f"{before.size[0]} + " + " + ".join(terms), r, (), "r_in + the sum of dilation*(kernel-1)*j_in over its windows"),
+        Formula("jump j", "*".join(map(str, [before.jump[0], *strides])), j, (), "j_in times each window's stride"),
+    ]
 
 
 def _merge_formulas(op: Op, ops_by_id: dict) -> list[Formula]:
@@ -405,9 +442,10 @@ def _evolution(trace: Trace) -> list[Conclusion]:
     shapes = [tuple(op.output_shape) for op in _main_path(trace) if op.kind != "output" and len(op.output_shape) >= 3]
     if not shapes:
         return []
+    shapes = [s for s in shapes if len(s) == len(shapes[0])]  # a ViT's tokens (N x L x C) are not N x C x H x W
     axes = {1: "L", 2: "H and W", 3: "D, H and W"}.get(len(shapes[0]) - 2, "the spatial axes")
     out = []
-    sizes = _changes([s[2:] for s in shapes if len(s) == len(shapes[0])])
+    sizes = _changes([s[2:] for s in shapes])
     global_pool = len(sizes) > 1 and all(v == 1 for v in sizes[-1])
     body = sizes[:-1] if global_pool else sizes
     tail = f", then global pooling makes them {_size_text(sizes[-1])}" if global_pool else ""
@@ -422,7 +460,7 @@ def _evolution(trace: Trace) -> list[Conclusion]:
         else:
             kinds = [_step_text(a, b) for a, b in zip(seq, seq[1:], strict=False)]
             ratios = ", ".join(f"{a / b:.1f}" for a, b in zip(seq, seq[1:], strict=False) if b)
-            how = _pattern(seq) if len(set(kinds)) < len(kinds) or halvings else f"divided by about {ratios}"
+            how = _pattern(seq) if len(set(kinds)) <= 2 and len(set(kinds)) < len(kinds) else f"divided by about {ratios}"
             text = f"{axes} go {' -> '.join(map(str, seq))} ({how}){tail}"
     else:
         text = f"{axes} go {' -> '.join(_size_text(z) for z in body)}{tail}"

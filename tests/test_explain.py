@@ -70,9 +70,14 @@ def expected(step):
 
 def check_step(step):
     """Every formula evaluates to its value; each value is the recomputed one and the step's own number."""
+    rf = step["receptive_field"]
     for f in step["formulas"]:
         if isinstance(f["value"], int):
             assert evaluate(f["text"]) == f["value"], (step["name"], f)
+        if f["what"].startswith("receptive field r"):
+            assert f["value"] in rf["size"], step["name"]
+        if f["what"].startswith("jump j"):
+            assert f["value"] in rf["jump"], step["name"]
     got = expected(step)
     if got is None:
         return 0
@@ -99,6 +104,9 @@ def test_every_formula_recomputed(cli, arch, args):
     report = explain_json(cli, arch, *args, "--depth", ALL_LAYERS)
     checked = sum(check_step(s) for s in report["steps"])
     assert checked >= 5
+    for depth in ("1", "2"):  # blocks: sums of their parts, receptive fields of their chains
+        for step in explain_json(cli, arch, *args, "--depth", depth)["steps"]:
+            check_step(step)
     assert sum(s["params"] for s in report["steps"]) == report["total_params"]
     assert sum(s["macs"] for s in report["steps"]) == report["macs"] == report["flops"] // 2
 
@@ -205,6 +213,13 @@ def test_conclusions_from_the_trace(cli):
     assert sum(v["params"] for v in (split["conv"], split["linear"], split["other"])) == report["total_params"]
 
 
+def test_block_receptive_field_grows_window_by_window(cli):
+    vgg = {s["name"]: s for s in explain_json(cli, "vgg11")["steps"]}
+    block = {f["what"]: f for f in vgg["VGG_2"]["formulas"]}
+    assert block["receptive field r"]["text"] == "10 + (3-1)*4 + (3-1)*4 + (2-1)*4" and block["receptive field r"]["value"] == 30
+    assert block["jump j"]["text"] == "4*1*1*2" and block["jump j"]["value"] == 8 == vgg["VGG_2"]["receptive_field"]["jump"][0]
+
+
 def test_table_and_markdown(cli):
     code, out, err = cli("explain", "lenet", "--depth", "2")
     assert code == 0 and err == ""
@@ -304,9 +319,10 @@ def test_python_api_html_and_dict(cli):
     assert expl.total_params == 44_426
 
 
-def test_docs_example_is_the_real_output(cli):
-    """docs/commands/explain.md shows `archviz explain lenet --depth 2` as it prints today."""
+@pytest.mark.parametrize("args", [["lenet", "--depth", "2"], ["lenet"]])
+def test_docs_example_is_the_real_output(cli, args):
+    """docs/commands/explain.md shows `archviz explain lenet` (and --depth 2) as it prints today."""
     page = (Path(__file__).parent.parent / "docs" / "commands" / "explain.md").read_text()
-    shown = page.split("$ archviz explain lenet --depth 2\n", 1)[1].split("\n```", 1)[0]
-    code, out, _ = cli("explain", "lenet", "--depth", "2")
+    shown = page.split(f"$ archviz explain {' '.join(args)}\n", 1)[1].split("\n```", 1)[0]
+    code, out, _ = cli("explain", *args)
     assert code == 0 and shown == out.rstrip("\n")
