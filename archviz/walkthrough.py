@@ -132,25 +132,59 @@ class Explanation:
 # ---- the steps -----------------------------------------------------------------------
 
 
+@dataclass
+class _Index:
+    """The trace looked up by path and id, built once (a walk over a 100k-layer spec stays linear)."""
+
+    trace: Trace
+    fields: dict[str, ReceptiveField | None]
+    outputs: dict[str, str]  # module path -> id of the op giving its output
+    ops_by_id: dict[str, Op]
+    ops_in: dict[str, list[Op]]  # shown block -> the ops run inside it, in order
+    merges_at: dict[str, list[Op]]  # module path -> the merges its forward calls
+    children: dict[str, list[Node]]
+    leaves: dict[str, Node]
+
+
+def _index(trace: Trace, shown: list[Node]) -> _Index:
+    blocks = {n.path for n in shown if not n.is_leaf}
+    ops_in: dict[str, list[Op]] = {}
+    merges_at: dict[str, list[Op]] = {}
+    for op in trace.ops:
+        if op.kind not in ("module", "function"):
+            continue
+        if op.kind == "function" and _is_merge(op):
+            merges_at.setdefault(op.module, []).append(op)
+        path = op.module
+        while True:
+            if path in blocks:
+                ops_in.setdefault(path, []).append(op)
+            if not path:
+                break
+            path = path.rpartition(".")[0]
+    children: dict[str, list[Node]] = {}
+    for n in trace.nodes[1:]:
+        children.setdefault(n.path.rpartition(".")[0] if n.depth > 1 else "", []).append(n)
+    leaves = {n.path: n for n in trace.nodes if n.is_leaf}
+    return _Index(trace, receptive_fields(trace), block_outputs(trace), {op.id: op for op in trace.ops}, ops_in, merges_at, children, leaves)
+
+
 def explain(trace: Trace, depth: int = 1) -> Explanation:
     """The walkthrough of ``trace`` at ``depth`` (1: top-level blocks; deeper: their layers)."""
-    fields = receptive_fields(trace)
-    outputs = block_outputs(trace)
-    position = {op.id: i for i, op in enumerate(trace.ops)}
-    ops_by_id = {op.id: op for op in trace.ops}
     nodes = trace.blocks(depth)
+    ix = _index(trace, nodes)
+    position = {op.id: i for i, op in enumerate(trace.ops)}
     shown = {n.path for n in nodes}
     keyed: list[tuple[int, int, Step]] = []
     last = 0
     for node in nodes:
-        last = position.get(outputs.get(node.path, ""), last) if node.called else last
-        merges = [op for op in trace.ops if op.kind == "function" and op.module == node.path and _is_merge(op)]
-        keyed.append((last, len(keyed), _node_step(trace, node, fields, outputs, ops_by_id, merges)))
+        last = position.get(ix.outputs.get(node.path, ""), last) if node.called else last
+        keyed.append((last, len(keyed), _node_step(ix, node)))
     for op in trace.ops:
-        if op.kind == "function" and _is_merge(op) and op.module not in shown and not _inside_shown_leaf(op.module, shown, trace):
-            keyed.append((position[op.id], len(keyed), _merge_step(trace, op, fields, ops_by_id)))
+        if op.kind == "function" and _is_merge(op) and not _inside_shown(op.module, shown):
+            keyed.append((position[op.id], len(keyed), _merge_step(op, ix)))
     steps = tuple(step for _, _, step in sorted(keyed, key=lambda k: (k[0], k[1])))
-    return Explanation(trace, depth, steps, tuple(_conclusions(trace, steps, fields)))
+    return Explanation(trace, depth, steps, tuple(_conclusions(trace, steps)))
 
 
 def _is_merge(op: Op) -> bool:
@@ -158,8 +192,8 @@ def _is_merge(op: Op) -> bool:
     return f is not None and f.kind == "merge" and len(op.inputs) > 1
 
 
-def _inside_shown_leaf(module: str, shown: set[str], trace: Trace) -> bool:
-    """A merge inside a leaf shown as one step (a module with no children that adds inside its forward)."""
+def _inside_shown(module: str, shown: set[str]) -> bool:
+    """A merge inside a step already shown: a block (its row shows the rule) or a leaf that adds inside its forward."""
     path = module
     while path:
         if path in shown:
@@ -217,10 +251,10 @@ def _verified(formulas: list[Formula], output: Shape, params: int, macs: int) ->
     return kept, ok
 
 
-def _node_step(trace: Trace, node: Node, fields: dict, outputs: dict, ops_by_id: dict, merges: list[Op]) -> Step:
+def _node_step(ix: _Index, node: Node) -> Step:
     kind = _kind(node)
     out_shape = tuple(node.output_shape) if node.called else None
-    rf = fields.get(outputs.get(node.path, "")) if node.called else None
+    rf = ix.fields.get(ix.outputs.get(node.path, "")) if node.called else None
     base = dict(
         name=node.path,
         type=node.type,
@@ -237,9 +271,9 @@ def _node_step(trace: Trace, node: Node, fields: dict, outputs: dict, ops_by_id:
     if not node.called:
         return Step(**base, note="not called by the forward pass (a container or an unused module): parameters only")
     if not node.is_leaf:
-        formulas = _block_sums(trace, node) + _block_receptive(trace, node, fields)
-        for op in merges:
-            formulas += _merge_formulas(op, ops_by_id)
+        formulas = _block_sums(ix, node) + _block_receptive(ix, node)
+        for op in ix.merges_at.get(node.path, []):
+            formulas += _merge_formulas(op, ix.ops_by_id)
         return Step(**base, formulas=tuple(formulas), note="" if formulas else "a block: see its layers with a larger --depth")
     spec = _torch_type(node)
     x = tuple(node.input_shapes[0]) if node.input_shapes else None
@@ -248,16 +282,16 @@ def _node_step(trace: Trace, node: Node, fields: dict, outputs: dict, ops_by_id:
         keeps = x is not None and x == out_shape
         return Step(**base, note=f"no formula ({what}): {'it keeps the shape' if keeps else 'input and output shapes only'}")
     formulas, complete = _verified(spec.explain(node.attrs, x, out_shape), out_shape, node.params, node.macs)
-    formulas += _receptive_formulas(node, spec, fields, ops_by_id)
+    formulas += _receptive_formulas(node, spec, ix.fields, ix.ops_by_id)
     note = "" if complete else "a formula its attributes give disagrees with the trace, so it is left out (shapes only for that part)"
     if not formulas and complete:
         note = "no formula from its attributes: input and output shapes only"
     return Step(**base, formulas=tuple(formulas), note=note)
 
 
-def _block_sums(trace: Trace, node: Node) -> list[Formula]:
+def _block_sums(ix: _Index, node: Node) -> list[Formula]:
     """A block's params and MACs as the sum of its children's, when they add up (a shared tensor counts once)."""
-    children = trace.children(node.path)
+    children = ix.children.get(node.path, [])
     out = []
     for what, get, total in (("params", lambda n: n.params, node.params), ("MACs", lambda n: n.macs, node.macs)):
         parts = [get(c) for c in children if get(c)]
@@ -266,20 +300,19 @@ def _block_sums(trace: Trace, node: Node) -> list[Formula]:
     return out
 
 
-def _block_receptive(trace: Trace, node: Node, fields: dict) -> list[Formula]:
+def _block_receptive(ix: _Index, node: Node) -> list[Formula]:
     """A chain of layers (a VGG block, LeNet's conv part): its field as the input's plus each window's growth,
     r = r_in + sum of dilation*(kernel-1)*j over its windows, j = j_in times its strides. Square fields only."""
-    inside = [op for op in trace.ops if op.kind in ("module", "function") and (op.module == node.path or op.module.startswith(f"{node.path}."))]
+    inside, fields = ix.ops_in.get(node.path, []), ix.fields
     if not inside or any(len(op.inputs) != 1 for op in inside) or any(op.inputs[0] != prev.id for prev, op in zip(inside, inside[1:], strict=False)):
         return []
     before, after = fields.get(inside[0].inputs[0]), fields.get(inside[-1].id)
     if any(f is None or f.whole_input or f.jump is None or len(set(f.size)) != 1 or len(set(f.jump)) != 1 for f in (before, after)):
         return []
-    attrs = {n.path: n for n in trace.nodes if n.is_leaf and n.path.startswith(f"{node.path}.")}
     r, j = before.size[0], before.jump[0]
     terms, strides = [], []
     for op in inside:
-        leaf = attrs.get(op.module) if op.kind == "module" else None
+        leaf = ix.leaves.get(op.module) if op.kind == "module" else None
         spec = _torch_type(leaf) if leaf is not None else None
         if spec is not None and spec.receptive == "window" and "kernel_size" in leaf.attrs:
             n = len(after.size)
@@ -313,7 +346,8 @@ def _merge_formulas(op: Op, ops_by_id: dict) -> list[Formula]:
     return [Formula(f"{op.type}: {f.what}", f.text, f.value, f.checks, f.rule) for f in formulas]
 
 
-def _merge_step(trace: Trace, op: Op, fields: dict, ops_by_id: dict) -> Step:
+def _merge_step(op: Op, ix: _Index) -> Step:
+    ops_by_id = ix.ops_by_id
     formulas = _merge_formulas(op, ops_by_id)
     return Step(
         name=op.id,
@@ -325,7 +359,7 @@ def _merge_step(trace: Trace, op: Op, fields: dict, ops_by_id: dict) -> Step:
         params=0,
         macs=op.flops // 2,
         activation_bytes=math.prod(op.output_shape) * ELEMENT_BYTES,
-        receptive_field=fields.get(op.id),
+        receptive_field=ix.fields.get(op.id),
         formulas=tuple(formulas),
         note="" if formulas else "no formula for this merge: input and output shapes only",
     )
@@ -492,7 +526,10 @@ def _most(steps: Sequence[Step], key: str, total: int, unit: str, topic: str) ->
         of = f"{value:,} bytes ({_share(value, total)} of all steps' outputs)"
     else:
         of = f"{value:,} of {total:,} {unit} ({_share(value, total)})"
-    return Conclusion(topic, f"'{top.name}' ({top.type}) holds the most {what}: {of}", {"name": top.name, "value": value, "total": total})
+    ties = sum(getattr(s, key) == value for s in candidates) - 1
+    who = f"'{top.name}' ({top.type})" + (f" and {ties:,} other step{'s' if ties > 1 else ''} with as many" if ties else "")
+    verb = "hold" if ties else "holds"
+    return Conclusion(topic, f"{who} {verb} the most {what}: {of}{' each' if ties else ''}", {"name": top.name, "value": value, "total": total, "ties": ties})
 
 
 def _split(trace: Trace) -> Conclusion | None:
@@ -521,7 +558,7 @@ def _split(trace: Trace) -> Conclusion | None:
     return Conclusion("conv_vs_linear", text, data)
 
 
-def _conclusions(trace: Trace, steps: Sequence[Step], fields: dict) -> list[Conclusion]:
+def _conclusions(trace: Trace, steps: Sequence[Step]) -> list[Conclusion]:
     out = _evolution(trace)
     nodes = [s for s in steps if s.kind != "merge"]
     activation_total = sum(s.activation_bytes for s in nodes)
