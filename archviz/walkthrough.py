@@ -380,7 +380,7 @@ def _receptive_formulas(node: Node, spec: O.TorchType, fields: dict, ops_by_id: 
     k = _axes(a["kernel_size"], n)
     s = _axes(a.get("stride") or a["kernel_size"], n)
     d = _axes(a.get("dilation") or 1, n)
-    names = O._AXIS_NAMES.get(n, tuple(str(i) for i in range(n)))
+    names = O.AXIS_NAMES.get(n, tuple(str(i) for i in range(n)))
     groups: dict[tuple[int, ...], list[int]] = {}
     for i in range(n):
         groups.setdefault((before.size[i], before.jump[i], k[i], s[i], d[i], after.size[i], after.jump[i]), []).append(i)

@@ -112,7 +112,11 @@ def render_text(expl: Explanation) -> str:
 
 
 def _md(text: str) -> str:
-    return printable(text, newlines=False).replace("|", "\\|").replace("`", "'")
+    """Text outside code spans: Markdown's emphasis marks (C_in, k*k) and table bars escaped."""
+    text = printable(text, newlines=False).replace("`", "'")
+    for ch in "\\|*_":
+        text = text.replace(ch, "\\" + ch)
+    return text
 
 
 def render_markdown(expl: Explanation) -> str:
@@ -145,4 +149,4 @@ def render_html(expl: Explanation) -> str:
 
 
 def _html_rule(f: Formula) -> str:
-    return f" <i>{escape(f.rule)}</i>" if f.rule else ""
+    return f" <i>({escape(f.rule)})</i>" if f.rule else ""

@@ -348,7 +348,7 @@ class Formula:
     rule: str = ""
 
 
-_AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}  # spatial axes by count, as formulas name them
 
 
 def _has(a: Mapping[str, Any], *keys: str) -> bool:
@@ -371,7 +371,7 @@ def _window_formulas(x: Shape, k: Shape, s: Shape, p: Shape, d: Shape, *, ceil: 
         groups.setdefault((x[2 + i], k[i], s[i], p[i], d[i], output_padding[i] if output_padding else 0), []).append(i)
     out = []
     for (size, ki, si, pi, di, oi), axes in groups.items():
-        what = "output " + ", ".join(_AXIS_NAMES[n][i] for i in axes)
+        what = "output " + ", ".join(AXIS_NAMES[n][i] for i in axes)
         checks = tuple(f"shape:{2 + i}" for i in axes)
         if output_padding is not None:
             text = f"({size} - 1)*{si} - 2*{pi} + {di}*({ki}-1) + {oi} + 1"
@@ -418,7 +418,7 @@ def _explain_conv(a: Mapping[str, Any], x: Shape, y: Shape) -> list[Formula]:
             f"{window}*{per_rule}*C_out weights" + (" + C_out biases" if bias else " (no bias)"),
         )
     )
-    spatial = "*".join(f"{a}_out" for a in _AXIS_NAMES[n])
+    spatial = "*".join(f"{a}_out" for a in AXIS_NAMES[n])
     macs = y[0] * math.prod(y[2:]) * cout * math.prod(k) * (cin // g)
     text = f"{_lead(y[:1])}{_star(y[2:])}*{cout} * {_star(k)}*{per}"
     out.append(Formula("MACs", text, macs, ("macs",), f"{'N*' if y[0] != 1 else ''}{spatial}*C_out * {window}*{per_rule}"))
