@@ -456,6 +456,10 @@ def _step_text(a: int, b: int) -> str:
         return "halved"
     if b == 2 * a:
         return "doubled"
+    if b > a and b % a == 0:
+        return f"multiplied by {b // a}"  # upsampling
+    if b < a and a % b == 0:
+        return f"divided by {a // b}"  # a window with a large stride (ViT's 16x16 patches)
     return f"reduced by {a - b}" if b < a else f"increased by {b - a}"
 
 
