@@ -330,3 +330,13 @@ def test_docs_example_is_the_real_output(cli, args):
     shown = page.split(f"$ archviz explain {' '.join(args)}\n", 1)[1].split("\n```", 1)[0]
     code, out, _ = cli("explain", *args)
     assert code == 0 and shown == out.rstrip("\n")
+
+
+def test_module_callable_with_a_parameter(cli):
+    """`module:callable` with -p: traced on the meta device, formulas from the modules' attributes."""
+    report = explain_json(cli, "usermodels:tiny_cnn", "-p", "num_classes=7", "--input", "2x3x20x20")
+    steps = {s["name"]: s for s in report["steps"]}
+    assert [check_step(steps[n]) for n in ("0", "1", "5")] == [1, 1, 1]
+    assert steps["5"]["output_shape"] == [2, 7] and steps["5"]["formulas"][0]["text"] == "8*7 + 7"
+    assert steps["0"]["formulas"][2]["text"] == "2*20*20*8 * 3*3*3"  # MACs of a batch of 2
+    assert steps["3"]["formulas"] == [] and steps["3"]["note"] == "no formula (a pool layer): input and output shapes only"
