@@ -6,6 +6,7 @@ In a notebook::
     archviz.summary("torchvision:resnet18")             # or a model in hand, with input_size=...
     archviz.cost(net, input_size=(64, 1, 28, 28))
     archviz.diagram("googlenet", depth=2)               # shown inline; .save("googlenet.svg")
+    archviz.explain("vgg11", depth=2)                   # the arithmetic behind every number
 
 ``import archviz`` stays cheap: the API module (and torch, when needed) loads on first use.
 """
@@ -16,11 +17,11 @@ import sys
 import types
 
 __version__ = "0.1.0"
-__all__ = ["summary", "cost", "diagram"]
+__all__ = ["summary", "cost", "explain", "diagram"]
 
 
 def __getattr__(name: str):
-    if name in ("summary", "diagram"):
+    if name in ("summary", "explain", "diagram"):
         from archviz import api
 
         return getattr(api, name)

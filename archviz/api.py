@@ -1,4 +1,4 @@
-"""The notebook API: ``archviz.summary``, ``archviz.cost`` and ``archviz.diagram``.
+"""The notebook API: ``archviz.summary``, ``archviz.cost``, ``archviz.explain`` and ``archviz.diagram``.
 
 Each takes what the CLI takes (a built-in name, a spec path, ``torchvision:NAME``,
 ``module:callable``) or an ``nn.Module`` already in hand, and returns an object that
@@ -27,6 +27,7 @@ from archviz.shape import DTYPES, InputSpec, as_inputs
 
 if TYPE_CHECKING:
     from archviz.trace.record import Trace
+    from archviz.walkthrough import Explanation
 
 
 def _arch(model_or_arch: Any, params: Mapping[str, Any]) -> Arch:
@@ -272,6 +273,25 @@ def cost(
         budget_bytes = parse_size(budget) if isinstance(budget, str) else budget
         report = cost_report(arch, specs, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth)
     return CostReport(report)
+
+
+def explain(
+    model_or_arch: Any,
+    input_size: Any = None,
+    input_data: Any = None,
+    dtypes: Sequence[Any] | None = None,
+    depth: int = 1,
+    *,
+    compute: bool = False,
+    **params: Any,
+) -> Explanation:
+    """A walk through ``model_or_arch`` (as ``archviz explain``): each block's (or, with ``depth``, layer's) output size,
+    parameters, MACs and receptive field with the arithmetic behind them, then conclusions. Shows itself as HTML in Jupyter."""
+    from archviz.walkthrough import explain as walkthrough
+
+    if depth < 1:
+        raise UsageError(f"depth must be at least 1 (1 = top-level blocks), got {depth}.")
+    return walkthrough(_trace(model_or_arch, input_size, input_data, dtypes, compute, params)[1], depth)
 
 
 @dataclass(frozen=True)

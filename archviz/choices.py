@@ -45,3 +45,11 @@ class Mode(StrEnum):
 
     train = "train"
     eval = "eval"
+
+
+class ExplainFormat(StrEnum):
+    """Views of `archviz explain`: the terminal walkthrough, Markdown, or the JSON contract."""
+
+    table = "table"
+    markdown = "markdown"
+    json = "json"

@@ -15,7 +15,7 @@ LAYERS = [
     {"trace", "build", "arch", "step"},  # spec -> module -> trace; the one training step
     {"cost"},  # what a trace costs
     {"train"},  # the training loop
-    {"render", "gallery", "api", "explain", "diff", "__init__"},  # views of a trace
+    {"render", "gallery", "api", "explain", "walkthrough", "diff", "__init__"},  # views of a trace
     {"cli", "__main__"},  # the thin command line
 ]
 

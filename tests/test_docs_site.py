@@ -22,7 +22,7 @@ pytest.importorskip("mkdocs", reason="the docs extra builds the site (scripts/se
 pytest.importorskip("material", reason="the docs extra builds the site (scripts/setup --test installs it)")
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("list", "shapes", "cost", "compare", "diagram", "gallery", "train", "evaluate", "spec")
+COMMANDS = ("list", "shapes", "cost", "explain", "compare", "diagram", "gallery", "train", "evaluate", "spec")
 
 
 def build(root: Path, site: Path) -> subprocess.CompletedProcess:

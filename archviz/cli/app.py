@@ -52,6 +52,7 @@ app = typer.Typer(
         "  archviz shapes googlenet --input 1x1x96x96\n"
         "  archviz shapes vgg11 -p ratio=8 --depth 2\n"
         "  archviz cost vgg11 --input 64x1x224x224 --optimizer adam --budget 80GiB\n"
+        "  archviz explain lenet --depth 2\n"
         "  archviz diagram googlenet -o googlenet.svg\n"
         "  archviz train lenet\n"
         "  archviz spec lenet > my_lenet.yaml && archviz shapes my_lenet.yaml"

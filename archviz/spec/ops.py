@@ -138,6 +138,8 @@ class TorchType:
     receptive: str = "pointwise"  # one of RECEPTIVE_RULES
     attrs: tuple[str, ...] = ()  # hyperparameters a reader cares about, as torch names them
     axes: int | None = None  # spatial axes its window attributes cover (Conv1d: 1), None for any
+    # `archviz explain`: (attrs, input shape, output shape) -> the arithmetic behind its numbers; None: shapes only
+    explain: Callable[[Mapping[str, Any], Shape, Shape], list[Formula]] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ class FunctionType:
     name: str
     kind: str
     flops: str
+    explain: Callable[[list[Shape], Shape], list[Formula]] | None = None  # (input shapes, output shape) -> the merge rule
 
 
 TORCH_TYPES: dict[str, TorchType] = {}
@@ -154,22 +157,28 @@ FUNCTIONS: dict[str, FunctionType] = {}
 
 
 def register_torch(
-    *names: str, kind: str, flops: str = ZERO, receptive: str = "pointwise", attrs: tuple[str, ...] = (), axes: tuple[int | None, ...] | None = None
+    *names: str,
+    kind: str,
+    flops: str = ZERO,
+    receptive: str = "pointwise",
+    attrs: tuple[str, ...] = (),
+    axes: tuple[int | None, ...] | None = None,
+    explain: Callable[[Mapping[str, Any], Shape, Shape], list[Formula]] | None = None,
 ) -> None:
     """Describe torch.nn classes (``axes[i]`` for ``names[i]``); loud on a name registered twice."""
     assert kind in KINDS and flops in (COUNTED, ZERO) and receptive in RECEPTIVE_RULES, (kind, flops, receptive)
     for i, name in enumerate(names):
         if name in TORCH_TYPES:
             raise ValueError(f"torch type {name!r} is registered twice")
-        TORCH_TYPES[name] = TorchType(name, kind, flops, receptive, attrs, axes[i] if axes else None)
+        TORCH_TYPES[name] = TorchType(name, kind, flops, receptive, attrs, axes[i] if axes else None, explain)
 
 
-def register_function(*names: str, kind: str, flops: str = ZERO) -> None:
+def register_function(*names: str, kind: str, flops: str = ZERO, explain: Callable[[list[Shape], Shape], list[Formula]] | None = None) -> None:
     assert kind in KINDS and flops in (COUNTED, ZERO), (kind, flops)
     for name in names:
         if name in FUNCTIONS:
             raise ValueError(f"function {name!r} is registered twice")
-        FUNCTIONS[name] = FunctionType(name, kind, flops)
+        FUNCTIONS[name] = FunctionType(name, kind, flops, explain)
 
 
 # Hyperparameters given per spatial axis: an int in a torch module means the same on every axis.
@@ -253,6 +262,7 @@ def primitive(
     receptive: str = "pointwise",
     attrs: tuple[str, ...] = (),
     axes: tuple[int | None, ...] | None = None,
+    explain: Callable[[Mapping[str, Any], Shape, Shape], list[Formula]] | None = None,
     **fields: Field,
 ):
     """Register a primitive op: decorate its shape rule. ``torch`` lists the classes it builds
@@ -261,7 +271,7 @@ def primitive(
 
     def decorator(rule: Callable[[Mapping[str, Any], Shape], Out]):
         _add(OpDef(name, doc, fields, rule=rule, torch=torch))
-        register_torch(*torch, kind=kind, flops=flops, receptive=receptive, attrs=attrs, axes=axes)
+        register_torch(*torch, kind=kind, flops=flops, receptive=receptive, attrs=attrs, axes=axes, explain=explain)
         return rule
 
     return decorator
@@ -318,6 +328,178 @@ def _window_out(size: int, k: int, s: int, p: int, d: int) -> int:
     return out
 
 
+# ---- explanations: the arithmetic behind a layer's numbers (`archviz explain`) ------
+
+
+@dataclass(frozen=True)
+class Formula:
+    """One line of arithmetic with a layer's actual numbers: ``text`` evaluates to ``value``.
+
+    ``checks`` names the traced numbers ``value`` must equal (``"shape:2"``: the output's axis
+    2; ``"shape"``: the whole output shape; ``"params"``; ``"macs"``): `archviz explain` drops a
+    formula that disagrees with the trace (a module whose attributes do not tell the whole
+    story) rather than show a wrong one. ``rule`` is the formula in symbols.
+    """
+
+    what: str  # "output H, W", "params", "MACs", "channels", ...
+    text: str  # "floor((224 + 2*1 - 1*(3-1) - 1)/1) + 1"
+    value: int | tuple[int, ...]
+    checks: tuple[str, ...] = ()
+    rule: str = ""
+
+
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}  # spatial axes by count, as formulas name them
+
+
+def _has(a: Mapping[str, Any], *keys: str) -> bool:
+    return all(a.get(k) is not None for k in keys)
+
+
+def _ax(value: Any, n: int) -> tuple[int, ...]:
+    return (int(value),) * n if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+def _star(values: Any) -> str:
+    return "*".join(str(v) for v in values)
+
+
+def _window_formulas(x: Shape, k: Shape, s: Shape, p: Shape, d: Shape, *, ceil: bool = False, output_padding: Shape | None = None) -> list[Formula]:
+    """The output size on each spatial axis (one line for axes that agree), as PyTorch's docs write it."""
+    n = len(x) - 2
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i in range(n):
+        groups.setdefault((x[2 + i], k[i], s[i], p[i], d[i], output_padding[i] if output_padding else 0), []).append(i)
+    out = []
+    for (size, ki, si, pi, di, oi), axes in groups.items():
+        what = "output " + ", ".join(AXIS_NAMES[n][i] for i in axes)
+        checks = tuple(f"shape:{2 + i}" for i in axes)
+        if output_padding is not None:
+            text = f"({size} - 1)*{si} - 2*{pi} + {di}*({ki}-1) + {oi} + 1"
+            value = (size - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+            out.append(Formula(what, text, value, checks, "(in - 1)*stride - 2*padding + dilation*(kernel-1) + output_padding + 1"))
+            continue
+        num = size + 2 * pi - di * (ki - 1) - 1
+        value = (-(-num // si) if ceil else num // si) + 1
+        text = f"{'ceil' if ceil else 'floor'}(({size} + 2*{pi} - {di}*({ki}-1) - 1)/{si}) + 1"
+        rule = f"{'ceil' if ceil else 'floor'}((in + 2*padding - dilation*(kernel-1) - 1)/stride) + 1"
+        if ceil and (value - 1) * si >= size + pi:  # PyTorch's ceil_mode: a last window starting in the right padding is dropped
+            value -= 1
+            text += " - 1"
+            rule += ", minus 1 when the last window would start in the right padding"
+        out.append(Formula(what, text, value, checks, rule))
+    return out
+
+
+def _lead(shape: Shape) -> str:
+    """``"8*"`` for a batch of 8 (or the leading axes of a linear layer's input), ``""`` for one."""
+    return f"{_star(shape)}*" if math.prod(shape) != 1 else ""
+
+
+def _explain_conv(a: Mapping[str, Any], x: Shape, y: Shape) -> list[Formula]:
+    if not _has(a, "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups") or len(x) < 3:
+        return []
+    n = len(x) - 2
+    k, s, d = _ax(a["kernel_size"], n), _ax(a["stride"], n), _ax(a["dilation"], n)
+    padding = a["padding"]
+    out = []
+    if not isinstance(padding, str) or padding == "valid":  # "same" may pad one side more: shapes only
+        out += _window_formulas(x, k, s, (0,) * n if isinstance(padding, str) else _ax(padding, n), d)
+    cin, cout, g, bias = a["in_channels"], a["out_channels"], a["groups"], bool(a.get("bias"))
+    per = f"({cin}/{g})" if g != 1 else f"{cin}"
+    per_rule = "(C_in/groups)" if g != 1 else "C_in"
+    window = "*".join("k" for _ in k)
+    params = math.prod(k) * (cin // g) * cout + (cout if bias else 0)
+    out.append(
+        Formula(
+            "params",
+            f"{_star(k)}*{per}*{cout}" + (f" + {cout}" if bias else ""),
+            params,
+            ("params",),
+            f"{window}*{per_rule}*C_out weights" + (" + C_out biases" if bias else " (no bias)"),
+        )
+    )
+    spatial = "*".join(f"{a}_out" for a in AXIS_NAMES[n])
+    macs = y[0] * math.prod(y[2:]) * cout * math.prod(k) * (cin // g)
+    text = f"{_lead(y[:1])}{_star(y[2:])}*{cout} * {_star(k)}*{per}"
+    out.append(Formula("MACs", text, macs, ("macs",), f"{'N*' if y[0] != 1 else ''}{spatial}*C_out * {window}*{per_rule}"))
+    return out
+
+
+def _explain_convtranspose(a: Mapping[str, Any], x: Shape, y: Shape) -> list[Formula]:
+    if not _has(a, "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "output_padding") or len(x) < 3:
+        return []
+    n = len(x) - 2
+    k, s, p, d, op = (_ax(a[key], n) for key in ("kernel_size", "stride", "padding", "dilation", "output_padding"))
+    cin, cout, g, bias = a["in_channels"], a["out_channels"], a["groups"], bool(a.get("bias"))
+    per = f"({cout}/{g})" if g != 1 else f"{cout}"
+    out = _window_formulas(x, k, s, p, d, output_padding=op)
+    params = cin * (cout // g) * math.prod(k) + (cout if bias else 0)
+    out.append(
+        Formula("params", f"{cin}*{per}*{_star(k)}" + (f" + {cout}" if bias else ""), params, ("params",), "C_in*(C_out/groups)*k*k weights + C_out biases")
+    )
+    # torch.utils.flop_counter counts a transposed conv over its input positions
+    macs = x[0] * math.prod(x[2:]) * cin * (cout // g) * math.prod(k)
+    out.append(Formula("MACs", f"{_lead(x[:1])}{_star(x[2:])}*{cin} * {per}*{_star(k)}", macs, ("macs",), "input positions*C_in * (C_out/groups)*k*k"))
+    return out
+
+
+def _explain_linear(a: Mapping[str, Any], x: Shape, y: Shape) -> list[Formula]:
+    if not _has(a, "in_features", "out_features") or len(x) < 2:
+        return []
+    i, o, bias = a["in_features"], a["out_features"], bool(a.get("bias"))
+    out = [
+        Formula(
+            "params",
+            f"{i}*{o}" + (f" + {o}" if bias else ""),
+            i * o + (o if bias else 0),
+            ("params",),
+            "in*out weights" + (" + out biases" if bias else " (no bias)"),
+        )
+    ]
+    out.append(Formula("MACs", f"{_lead(x[:-1])}{i}*{o}", math.prod(x[:-1]) * i * o, ("macs",), ("N*" if math.prod(x[:-1]) != 1 else "") + "in*out"))
+    return out
+
+
+def _explain_pool(a: Mapping[str, Any], x: Shape, y: Shape) -> list[Formula]:
+    if not _has(a, "kernel_size", "stride", "padding", "ceil_mode") or len(x) < 3:
+        return []
+    n = len(x) - 2
+    k, s, p = _ax(a["kernel_size"], n), _ax(a["stride"], n), _ax(a["padding"], n)
+    return _window_formulas(x, k, s, p, _ax(a.get("dilation") or 1, n), ceil=bool(a["ceil_mode"]))
+
+
+def _explain_batchnorm(a: Mapping[str, Any], x: Shape) -> list[Formula]:
+    if not _has(a, "num_features"):
+        return []
+    c = a["num_features"]
+    rule = f"a scale (gamma) and a shift (beta) per channel; its running mean and variance (2*{c} = {2 * c:,} values) are buffers, not parameters"
+    return [Formula("params", f"2*{c}", 2 * c, ("params",), rule)]
+
+
+def _explain_flatten(x: Shape) -> list[Formula]:
+    return [Formula("features", _star(x[1:]), math.prod(x[1:]), ("shape:1",), "C*H*W: every value of an example in one row")] if len(x) > 2 else []
+
+
+def _explain_cat(xs: list[Shape], y: Shape) -> list[Formula]:
+    """Concatenation: the sizes on the joined axis add up (channels, for Inception)."""
+    if len(xs) < 2 or any(len(x) != len(y) for x in xs):
+        return []
+    axes = [i for i in range(len(y)) if sum(x[i] for x in xs) == y[i] and all(x[j] == y[j] for x in xs for j in range(len(y)) if j != i)]
+    if not axes:
+        return []
+    i = 1 if 1 in axes else axes[0]
+    what = "channels" if i == 1 else f"axis {i}"
+    return [Formula(what, " + ".join(str(x[i]) for x in xs), y[i], (f"shape:{i}",), f"concatenated on {what}: the sizes add up, every other axis must agree")]
+
+
+def _explain_elementwise(xs: list[Shape], y: Shape, sign: str, how: str) -> list[Formula]:
+    if len(xs) < 2 or any(len(x) != len(y) for x in xs):
+        return []
+    broadcast = any(x != y for x in xs)
+    rule = f"{how}; " + ("an axis of size 1 is broadcast to the other's size" if broadcast else "the shapes must be equal")
+    return [Formula("shape", f" {sign} ".join("[" + ", ".join(map(str, x)) + "]" for x in xs), tuple(y), ("shape",), rule)]
+
+
 # ---- primitives --------------------------------------------------------------------
 
 _DECORATIONS = dict(
@@ -341,6 +523,7 @@ def _check_groups(cin: int, cout: int, g: int) -> None:
     flops=COUNTED,
     receptive="window",
     attrs=_CONV_ATTRS,
+    explain=_explain_conv,
     out=Field(POS_INT, doc="output channels"),
     kernel=Field(WINDOW),
     stride=Field(WINDOW, 1),
@@ -371,6 +554,7 @@ def _conv(a: Mapping[str, Any], x: Shape) -> Out:
     flops=COUNTED,
     receptive="transposed",
     attrs=("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", "bias", "dilation"),
+    explain=_explain_convtranspose,
     out=Field(POS_INT, doc="output channels"),
     kernel=Field(WINDOW),
     stride=Field(WINDOW, 1),
@@ -406,6 +590,7 @@ def _convtranspose(a: Mapping[str, Any], x: Shape) -> Out:
     kind="linear",
     flops=COUNTED,
     attrs=("in_features", "out_features", "bias"),
+    explain=_explain_linear,
     out=Field(POS_INT, doc="output features"),
     bias=Field(BOOL, True),
     **_DECORATIONS,
@@ -428,7 +613,13 @@ def _pool(kind: str):
         if any(2 * p[i] > k[i] for i in range(n)):
             raise OpError(f"has padding {list(p)} larger than half its kernel {list(k)}; PyTorch requires padding <= kernel / 2")
         spatial = tuple(_window_out(x[2 + i], k[i], s[i], p[i], 1) for i in range(n))
-        return Out((*x[:2], *spatial), f"{kind}Pool{n}d", dict(kernel_size=k, stride=s, padding=p))
+        # ceil_mode (and max pooling's dilation) are recorded as a torch module reports them: explain reads them
+        attrs = (
+            dict(kernel_size=k, stride=s, padding=p, dilation=(1,) * n, ceil_mode=False)
+            if kind == "Max"
+            else dict(kernel_size=k, stride=s, padding=p, ceil_mode=False)
+        )
+        return Out((*x[:2], *spatial), f"{kind}Pool{n}d", attrs)
 
     return rule
 
@@ -441,7 +632,8 @@ for _name, _kind in (("maxpool", "Max"), ("avgpool", "Avg")):
         axes=(1, 2, 3),
         kind="pool",
         receptive="window",
-        attrs=("kernel_size", "stride", "padding"),
+        attrs=("kernel_size", "stride", "padding", "dilation", "ceil_mode") if _kind == "Max" else ("kernel_size", "stride", "padding", "ceil_mode"),
+        explain=_explain_pool,
         kernel=Field(WINDOW),
         stride=Field(WINDOW, None),
         padding=Field(PADDING, 0),
@@ -507,7 +699,7 @@ def _pixelshuffle(a: Mapping[str, Any], x: Shape) -> Out:
     return Out((x[0], x[1] // (r * r), x[2] * r, x[3] * r), "PixelShuffle", dict(upscale_factor=r))
 
 
-@primitive("flatten", "flatten everything but the batch axis", torch=("Flatten",), kind="reshape")
+@primitive("flatten", "flatten everything but the batch axis", torch=("Flatten",), kind="reshape", explain=lambda a, x, y: _explain_flatten(x))
 def _flatten(a: Mapping[str, Any], x: Shape) -> Out:
     return Out((x[0], math.prod(x[1:])), "Flatten")
 
@@ -528,6 +720,7 @@ def _dropout(a: Mapping[str, Any], x: Shape) -> Out:
     torch=("BatchNorm1d", "BatchNorm2d", "BatchNorm3d"),
     kind="norm",
     attrs=("num_features",),
+    explain=lambda a, x, y: _explain_batchnorm(a, x),
 )
 def _batchnorm(a: Mapping[str, Any], x: Shape) -> Out:
     if len(x) not in (2, 3, 4, 5):
@@ -627,7 +820,11 @@ register_torch("Unflatten", "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "Re
 register_torch("LazyLinear", "Bilinear", kind="linear", flops=COUNTED)
 register_torch("MultiheadAttention", kind="other", flops=COUNTED)
 
-register_function("cat", "concat", "concatenate", "stack", "add", "sub", "mul", "div", kind="merge")
+register_function("cat", "concat", "concatenate", kind="merge", explain=_explain_cat)
+register_function("add", kind="merge", explain=lambda xs, y: _explain_elementwise(xs, y, "+", "added element by element"))
+register_function("sub", kind="merge", explain=lambda xs, y: _explain_elementwise(xs, y, "-", "subtracted element by element"))
+register_function("mul", kind="merge", explain=lambda xs, y: _explain_elementwise(xs, y, "*", "multiplied element by element"))
+register_function("stack", "div", kind="merge")
 register_function("relu", "relu_", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "softmax", "log_softmax", kind="activation")
 register_function(
     "flatten", "view", "reshape", "squeeze", "unsqueeze", "permute", "transpose", "getitem", "chunk", "split", "t", "expand",
