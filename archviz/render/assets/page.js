@@ -199,7 +199,7 @@
       }
       interiors.set(cluster, result);
       const header = cluster === "" ? 0 : HEAD;
-      sizes.set(cluster, { width: Math.max(result.width + 2 * PAD, clusterTitleWidth(cluster, graph) + 40), height: result.height + 2 * PAD + header });
+      sizes.set(cluster, { width: Math.max(result.width + 2 * PAD, clusterTitleWidth(cluster, graph) + 52), height: result.height + 2 * PAD + header });
     };
     lay("");
     // Absolute positions: top-left corners, from the outside in.
@@ -326,25 +326,26 @@
   // An edge's path: an S-curve between two boxes; along dagre's route where it has one; an arc beside the
   // boxes where it enters or leaves an expanded block far from its target (it would cross the layers between).
   const along = (p, q, tb) => Math.abs(tb ? q[1] - p[1] : q[0] - p[0]);
-  function bowed(p, q, tb) {
-    const bow = Math.min(240, 24 + 0.12 * Math.hypot(q[0] - p[0], q[1] - p[1]));
-    const side = tb ? Math.max(p[0], q[0]) + bow : Math.max(p[1], q[1]) + bow;
+  function bowed(p, q, tb, side) {
+    const base = tb ? Math.max(p[0], q[0]) : Math.max(p[1], q[1]);
+    // A cubic with both control points at c reaches 3/4 of the way to c: aim past the side to reach it.
+    side = base + (Math.max(base + 24, side === undefined ? 0 : side) - base) * 4 / 3;
     return tb ? ` C${side},${p[1]} ${side},${q[1]} ${q[0]},${q[1]}` : ` C${p[0]},${side} ${q[0]},${side} ${q[0]},${q[1]}`;
   }
-  function edgePath(start, mid, end, tb) {
+  function edgePath(start, mid, end, tb, side) {
     let d = "M" + start;
     if (!mid.length) {
       const [x0, y0] = start, [x1, y1] = end;
       return d + (tb ? ` C${x0},${(y0 + y1) / 2} ${x1},${(y0 + y1) / 2} ${x1},${y1}` : ` C${(x0 + x1) / 2},${y0} ${(x0 + x1) / 2},${y1} ${x1},${y1}`);
     }
     const far = 90;
-    d += along(start, mid[0], tb) > far ? bowed(start, mid[0], tb) : " L" + mid[0];
+    d += along(start, mid[0], tb) > far ? bowed(start, mid[0], tb, side("a", start, mid[0])) : " L" + mid[0];
     for (let i = 1; i < mid.length; i++) {
       const [x, y] = mid[i - 1], [nx, ny] = mid[i];
       d += i === mid.length - 1 ? ` Q${x},${y} ${nx},${ny}` : ` Q${x},${y} ${(x + nx) / 2},${(y + ny) / 2}`;
     }
     const last = mid[mid.length - 1];
-    return d + (along(last, end, tb) > far ? bowed(last, end, tb) : " L" + end);
+    return d + (along(last, end, tb) > far ? bowed(last, end, tb, side("b", last, end)) : " L" + end);
   }
 
   function draw() {
@@ -374,7 +375,20 @@
       // expanded block passes its border where dagre's route meets it, then fans out to the layer.
       const route = ep ? ep.points.map((q) => [origin.dx + q.x, origin.dy + q.y]) : [];
       const mid = route.length ? route.slice(e.ma === e.a ? 1 : 0, e.mb === e.b ? route.length - 1 : route.length) : [];
-      const d = r.dropped.has(e.ma + "\u0000" + e.mb) ? "M" + start + bowed(start, end, tb) : edgePath(start, mid, end, tb);
+      // An arc passes beside every box it would cross: those of the blocks it runs through, level with it.
+      const clear = (clusters, p, q) => {
+        const lo = Math.min(tb ? p[1] : p[0], tb ? q[1] : q[0]), hi = Math.max(tb ? p[1] : p[0], tb ? q[1] : q[0]);
+        let edge;
+        for (const c of clusters) for (const m of graph.tree.get(c)) {
+          const box = laid.place.get(m.cluster ?? m.vertex), a = tb ? box.y : box.x, b = tb ? box.y + box.height : box.x + box.width;
+          if (a < hi && b > lo) edge = Math.max(edge ?? -Infinity, (tb ? box.x + box.width : box.y + box.height) + 10);
+        }
+        return edge;
+      };
+      const below = (id) => { const cs = graph.vertices.get(id).clusters; return cs.slice(e.cluster === "" ? 0 : cs.indexOf(e.cluster) + 1); };
+      const d = r.dropped.has(e.ma + "\u0000" + e.mb)
+        ? "M" + start + bowed(start, end, tb, clear([e.cluster], start, end))
+        : edgePath(start, mid, end, tb, (which, p, q) => clear(below(which === "a" ? e.a : e.b), p, q));
       const path = el("path", { class: "edge", d, "marker-end": "url(#arrow)" }, edgeLayer);
       el("title", {}, path).textContent = safe(e.a + " \u2192 " + e.b + "  " + shape(e.shape));
       const lkey = e.src + "\u0000" + e.ma + "\u0000" + e.mb;
