@@ -325,27 +325,29 @@
 
   // An edge's path: an S-curve between two boxes; along dagre's route where it has one; an arc beside the
   // boxes where it enters or leaves an expanded block far from its target (it would cross the layers between).
-  const along = (p, q, tb) => Math.abs(tb ? q[1] - p[1] : q[0] - p[0]);
   function bowed(p, q, tb, side) {
-    const base = tb ? Math.max(p[0], q[0]) : Math.max(p[1], q[1]);
-    // A cubic with both control points at c reaches 3/4 of the way to c: aim past the side to reach it.
-    side = base + (Math.max(base + 24, side === undefined ? 0 : side) - base) * 4 / 3;
-    return tb ? ` C${side},${p[1]} ${side},${q[1]} ${q[0]},${q[1]}` : ` C${p[0]},${side} ${q[0]},${side} ${q[0]},${q[1]}`;
+    const a = tb ? p[0] : p[1], b = tb ? q[0] : q[1];
+    if (side === undefined || side === null) side = { before: Math.min(a, b) - 24, after: Math.max(a, b) + 24 };
+    // Round the side nearer to the target; a cubic with both control points at c reaches 3/4 of the way to c.
+    const after = Math.abs(side.after - b) <= Math.abs(b - side.before);
+    const base = after ? Math.max(a, b) : Math.min(a, b);
+    const reach = after ? Math.max(base + 24, side.after) : Math.min(base - 24, side.before);
+    const c = base + ((reach - base) * 4) / 3;
+    return tb ? ` C${c},${p[1]} ${c},${q[1]} ${q[0]},${q[1]}` : ` C${p[0]},${c} ${q[0]},${c} ${q[0]},${q[1]}`;
   }
-  function edgePath(start, mid, end, tb, side) {
+  function edgePath(start, mid, end, tb, segment) {
     let d = "M" + start;
     if (!mid.length) {
       const [x0, y0] = start, [x1, y1] = end;
       return d + (tb ? ` C${x0},${(y0 + y1) / 2} ${x1},${(y0 + y1) / 2} ${x1},${y1}` : ` C${(x0 + x1) / 2},${y0} ${(x0 + x1) / 2},${y1} ${x1},${y1}`);
     }
-    const far = 90;
-    d += along(start, mid[0], tb) > far ? bowed(start, mid[0], tb, side("a", start, mid[0])) : " L" + mid[0];
+    d += segment("a", start, mid[0]);
     for (let i = 1; i < mid.length; i++) {
       const [x, y] = mid[i - 1], [nx, ny] = mid[i];
       d += i === mid.length - 1 ? ` Q${x},${y} ${nx},${ny}` : ` Q${x},${y} ${(x + nx) / 2},${(y + ny) / 2}`;
     }
     const last = mid[mid.length - 1];
-    return d + (along(last, end, tb) > far ? bowed(last, end, tb, side("b", last, end)) : " L" + end);
+    return d + segment("b", last, end);
   }
 
   function draw() {
@@ -378,17 +380,46 @@
       // An arc passes beside every box it would cross: those of the blocks it runs through, level with it.
       const clear = (clusters, p, q) => {
         const lo = Math.min(tb ? p[1] : p[0], tb ? q[1] : q[0]), hi = Math.max(tb ? p[1] : p[0], tb ? q[1] : q[0]);
-        let edge;
+        let before = Infinity, after = -Infinity;
         for (const c of clusters) for (const m of graph.tree.get(c)) {
           const box = laid.place.get(m.cluster ?? m.vertex), a = tb ? box.y : box.x, b = tb ? box.y + box.height : box.x + box.width;
-          if (a < hi && b > lo) edge = Math.max(edge ?? -Infinity, (tb ? box.x + box.width : box.y + box.height) + 10);
+          if (a < hi && b > lo) {
+            before = Math.min(before, (tb ? box.x : box.y) - 10);
+            after = Math.max(after, (tb ? box.x + box.width : box.y + box.height) + 10);
+          }
         }
-        return edge;
+        return after === -Infinity ? undefined : { before, after };
       };
       const below = (id) => { const cs = graph.vertices.get(id).clusters; return cs.slice(e.cluster === "" ? 0 : cs.indexOf(e.cluster) + 1); };
+      // Whether a curve (a function of t in [0, 1]) runs through a box of those blocks, other than its own ends.
+      const ends = new Set([...graph.vertices.get(e.a).clusters, ...graph.vertices.get(e.b).clusters]);
+      const crosses = (clusters, curve) => {
+        for (const c of clusters) for (const m of graph.tree.get(c)) {
+          const id = m.cluster ?? m.vertex;
+          if (id === e.a || id === e.b || ends.has(id)) continue; // its own ends, and the blocks holding them
+          const box = laid.place.get(id);
+          for (let t = 0.1; t < 0.95; t += 0.1) {
+            const [x, y] = curve(t);
+            if (x > box.x + 2 && x < box.x + box.width - 2 && y > box.y + 2 && y < box.y + box.height - 2) return true;
+          }
+        }
+        return false;
+      };
+      const line = (p, q) => (t) => [p[0] + (q[0] - p[0]) * t, p[1] + (q[1] - p[1]) * t];
+      const quad = (p, c, q) => (t) => [0, 1].map((k) => (1 - t) * (1 - t) * p[k] + 2 * (1 - t) * t * c[k] + t * t * q[k]);
+      // From a block's border to a layer inside (or back out): straight if nothing is in the way, else
+      // across first in the gutter inside the border, else in an arc beside the boxes in between.
+      const segment = (which, p, q) => {
+        const clusters = below(which === "a" ? e.a : e.b);
+        if (!crosses(clusters, line(p, q))) return " L" + q;
+        const g = PAD / 2;
+        const corner = which === "b" ? (tb ? [q[0], p[1] + g] : [p[0] + g, q[1]]) : tb ? [p[0], q[1] - g] : [q[0] - g, p[1]];
+        if (!crosses(clusters, quad(p, corner, q))) return ` Q${corner} ${q}`;
+        return bowed(p, q, tb, clear(clusters, p, q));
+      };
       const d = r.dropped.has(e.ma + "\u0000" + e.mb)
         ? "M" + start + bowed(start, end, tb, clear([e.cluster], start, end))
-        : edgePath(start, mid, end, tb, (which, p, q) => clear(below(which === "a" ? e.a : e.b), p, q));
+        : edgePath(start, mid, end, tb, segment);
       const path = el("path", { class: "edge", d, "marker-end": "url(#arrow)" }, edgeLayer);
       el("title", {}, path).textContent = safe(e.a + " \u2192 " + e.b + "  " + shape(e.shape));
       const lkey = e.src + "\u0000" + e.ma + "\u0000" + e.mb;
