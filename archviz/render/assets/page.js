@@ -187,15 +187,22 @@
         if (!pairs.has(key)) pairs.set(key, { v: e.ma, w: e.mb, label: shape(e.shape), n: 0 });
         pairs.get(key).n++;
       }
-      const key = JSON.stringify([D.direction, members.map((m) => [m.cluster ?? m.vertex, size(m).width, size(m).height]), [...pairs.values()].map((p) => [p.v, p.w, p.label])]);
-      let result = layoutCache.get(cluster);
-      if (!result || result.key !== key) {
-        const ids = members.map((m) => m.cluster ?? m.vertex), sizeOf = new Map(members.map((m) => [m.cluster ?? m.vertex, size(m)]));
-        const kept = forLayout([...pairs.values()]);
-        result = chainLayout(ids, kept, sizeOf) || dagreLayout(ids, kept, sizeOf);
-        result.key = key;
-        result.dropped = new Set([...pairs.keys()].filter((k) => !result.edgePoints.has(k)));
-        layoutCache.set(cluster, result);
+      // Cached by shape, with names relative to the block: the 32 identical layers of a ViT encoder are laid out once.
+      const rel = (id) => (cluster === "" ? id : id.startsWith(cluster + ".") || id.startsWith(cluster + ":") ? id.slice(cluster.length) : "\u0001" + id);
+      const ids = members.map((m) => m.cluster ?? m.vertex);
+      const relPairs = [...pairs.values()].map((p) => ({ ...p, v: rel(p.v), w: rel(p.w) }));
+      const key = JSON.stringify([D.direction, ids.map((id, k) => [rel(id), size(members[k]).width, size(members[k]).height]), relPairs.map((p) => [p.v, p.w, p.label, p.n])]);
+      let shared = layoutCache.get(key);
+      if (!shared) {
+        const sizeOf = new Map(ids.map((id, k) => [rel(id), size(members[k])]));
+        const kept = forLayout(relPairs);
+        shared = chainLayout(ids.map(rel), kept, sizeOf) || dagreLayout(ids.map(rel), kept, sizeOf);
+        layoutCache.set(key, shared);
+      }
+      const result = { pos: new Map(ids.map((id) => [id, shared.pos.get(rel(id))])), edgePoints: new Map(), dropped: new Set(), width: shared.width, height: shared.height };
+      for (const [k, p] of pairs) {
+        const points = shared.edgePoints.get(rel(p.v) + "\u0000" + rel(p.w));
+        if (points) result.edgePoints.set(k, points); else result.dropped.add(k);
       }
       interiors.set(cluster, result);
       const header = cluster === "" ? 0 : HEAD;
@@ -280,7 +287,11 @@
     return { pos, edgePoints, width: tb ? breadth : at, height: tb ? at : breadth };
   }
 
+  const stats = { dagreCalls: 0, dagreMs: 0, dagreBiggest: 0 };
   function dagreLayout(ids, pairs, sizeOf) {
+    const t0 = performance.now();
+    stats.dagreCalls++;
+    stats.dagreBiggest = Math.max(stats.dagreBiggest, ids.length);
     const g = new dagre.graphlib.Graph({ multigraph: false });
     g.setGraph({ rankdir: D.direction, nodesep: 14, ranksep: 22, edgesep: 8, marginx: 0, marginy: 0 });
     g.setDefaultEdgeLabel(() => ({}));
@@ -289,6 +300,7 @@
     dagre.layout(g);
     const pos = new Map(g.nodes().map((id) => [id, g.node(id)]));
     const edgePoints = new Map(g.edges().map((e) => [e.v + "\u0000" + e.w, g.edge(e)]));
+    stats.dagreMs += performance.now() - t0;
     return { pos, edgePoints, width: g.graph().width || 0, height: g.graph().height || 0 };
   }
 
@@ -352,8 +364,8 @@
 
   function draw() {
     const t0 = performance.now();
-    const graph = buildGraph(), laid = layout(graph);
-    current = { graph, laid };
+    const graph = buildGraph(), t1 = performance.now(), laid = layout(graph);
+    current = { graph, laid, buildMs: t1 - t0, layoutMs: performance.now() - t1 };
     viewport.textContent = "";
     const clusterLayer = el("g", {}, viewport), edgeLayer = el("g", {}, viewport), vertexLayer = el("g", {}, viewport);
     const level = (c) => c.split(".").length - 1;
@@ -645,6 +657,7 @@
     pan(dx, dy) { view.x += dx; view.y += dy; applyView(); return api.transform(); },
     fit() { fit(); return api.transform(); },
     lastDrawMs() { return current.ms; },
+    stats() { return { ...stats, buildMs: current.buildMs, layoutMs: current.layoutMs, svgMs: current.ms - current.buildMs - current.layoutMs }; },
     size() { return current.laid.size; },
   };
 
