@@ -97,6 +97,17 @@ def test_never_replaces_a_users_html_without_force(tmp_path, cli):
     assert code == 2 and "--force" in err
 
 
+def test_default_name_keeps_a_users_file(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lenet.html").write_text("<!DOCTYPE html><p>mine</p>")
+    code, out, err = cli("diagram", "lenet", "-f", "html")
+    assert code == 2 and "it is the default output name" in err
+    assert (tmp_path / "lenet.html").read_text() == "<!DOCTYPE html><p>mine</p>"
+    (tmp_path / "lenet.html").unlink()
+    assert cli("diagram", "lenet", "-f", "html") == (0, "wrote lenet.html\n", "")
+    assert cli("diagram", "lenet", "-f", "html")[0] == 0  # its own: replaced
+
+
 def test_notebook_view_and_save(tmp_path):
     d = archviz.diagram("lenet", interactive=True)
     shown = d._repr_html_()
@@ -158,9 +169,16 @@ def test_expand_collapse_and_a_real_click(browser, tmp_path, cli):
     assert browser.js("return archviz.card('b3.0.p3.2')")["type"] == "Conv2d"
     assert browser.js("return archviz.collapse('b3')") is True
     assert browser.js("return archviz.visibleNodes()") == before
-    # Clicking a box pins its card.
+    # Hovering shows a box's card; clicking pins it.
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(browser.driver).move_to_element(browser.driver.find_element(By.CSS_SELECTOR, '.vertex[data-id="b4"]')).perform()
+    assert browser.js("return archviz.cardText()").startswith("Sequentialb4")
+    assert f"{trace('googlenet').node('b4').params:,}" in browser.js("return archviz.cardText()")
     browser.driver.find_element(By.CSS_SELECTOR, '.vertex[data-id="b2"]').click()
-    assert "Sequential" in browser.js("return archviz.cardText()")
+    assert browser.js("return archviz.cardText()").startswith("Sequentialb2")
+    ActionChains(browser.driver).move_to_element(browser.driver.find_element(By.CSS_SELECTOR, '.vertex[data-id="b5"]')).perform()
+    assert browser.js("return archviz.cardText()").startswith("Sequentialb2")  # pinned: hovering elsewhere keeps it
     assert browser.console_errors() == []
 
 
