@@ -35,6 +35,8 @@ MODELS = [
     "torchvision:vit_h_14",
     "torchvision:maxvit_t",
     "torchvision:densenet201",
+    "torchvision:swin_v2_b",  # the most ops of the torchvision classifiers tried (attention is many small functions)
+    "torchvision:efficientnet_b7",
 ]
 
 
