@@ -179,6 +179,12 @@ def test_expand_collapse_and_a_real_click(browser, tmp_path, cli):
     assert browser.js("return archviz.cardText()").startswith("Sequentialb2")
     ActionChains(browser.driver).move_to_element(browser.driver.find_element(By.CSS_SELECTOR, '.vertex[data-id="b5"]')).perform()
     assert browser.js("return archviz.cardText()").startswith("Sequentialb2")  # pinned: hovering elsewhere keeps it
+    browser.js("archviz.expand('b4')")
+    browser.js("archviz.show('b4')")
+    frame = browser.driver.find_element(By.CSS_SELECTOR, '.cluster[data-id="b4"] > rect.frame')
+    # A click on the open block's frame, in its margin left of the first layer (offsets are from the frame's centre).
+    ActionChains(browser.driver).move_to_element_with_offset(frame, -frame.rect["width"] / 2 + 3, -frame.rect["height"] / 2 + 30).click().perform()
+    assert browser.js("return archviz.cardText()").startswith("Sequentialb4")
     assert browser.console_errors() == []
 
 

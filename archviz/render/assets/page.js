@@ -487,7 +487,8 @@
     if (!p) return;
     const r = svg.getBoundingClientRect();
     view.x = r.width / 2 - (p.x + p.width / 2) * view.k;
-    view.y = r.height / 3 - (p.y + p.height / 2) * view.k;
+    // A tall open block shows from its top; a box, a third of the way down.
+    view.y = p.height * view.k > r.height * 0.6 ? 30 - p.y * view.k : r.height / 3 - (p.y + p.height / 2) * view.k;
     applyView();
   }
   svg.addEventListener("wheel", (ev) => {
@@ -495,13 +496,19 @@
     const r = svg.getBoundingClientRect();
     zoomAt(Math.exp(-ev.deltaY * 0.0015), ev.clientX - r.left, ev.clientY - r.top);
   }, { passive: false });
-  let drag = null;
+  let drag = null, moved = false; // a drag that moved is not a click on the block frame it started on
   svg.addEventListener("mousedown", (ev) => {
     if (ev.target.closest(".vertex, .toggle")) return;
-    drag = { x: ev.clientX - view.x, y: ev.clientY - view.y };
+    drag = { x: ev.clientX - view.x, y: ev.clientY - view.y, x0: ev.clientX, y0: ev.clientY };
+    moved = false;
     svg.classList.add("dragging");
   });
-  window.addEventListener("mousemove", (ev) => { if (drag) { view.x = ev.clientX - drag.x; view.y = ev.clientY - drag.y; applyView(); } });
+  window.addEventListener("mousemove", (ev) => {
+    if (!drag) return;
+    view.x = ev.clientX - drag.x; view.y = ev.clientY - drag.y;
+    moved = moved || Math.abs(ev.clientX - drag.x0) + Math.abs(ev.clientY - drag.y0) > 3;
+    applyView();
+  });
   window.addEventListener("mouseup", () => { drag = null; svg.classList.remove("dragging"); });
 
   // --- cards ---
@@ -577,7 +584,7 @@
     cardEl.textContent = "";
     const p = document.createElement("div");
     p.className = "help";
-    p.textContent = "Click a box for its card; + expands a block, \u2212 collapses it, \u21f5 shows every copy of a folded \u00d7N run. " +
+    p.textContent = "Hover over a box for its card, click to pin it (Esc lets go); + expands a block, \u2212 collapses it, \u21f5 shows every copy of a folded \u00d7N run. " +
       "Drag to pan, scroll to zoom. Search matches layer names and types. MACs count multiply-accumulates (FLOPs = 2 \u00d7 MACs); " +
       "activation memory is the output tensor at fp32, as `archviz cost` reports it.";
     cardEl.appendChild(p);
@@ -596,7 +603,12 @@
       return;
     }
     const v = ev.target.closest(".vertex");
-    if (v) { state.selected = v.dataset.id; state.pinned = true; draw(); showCard(v.dataset.id); }
+    if (v) { state.selected = v.dataset.id; state.pinned = true; draw(); showCard(v.dataset.id); return; }
+    const c = ev.target.closest(".cluster");
+    if (c && !moved) { state.pinned = true; showCard(c.dataset.id); }
+  });
+  window.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") { state.pinned = false; state.selected = null; draw(); help(); }
   });
   svg.addEventListener("dblclick", (ev) => {
     const v = ev.target.closest(".vertex");
@@ -656,6 +668,7 @@
     zoom(factor) { const r = svg.getBoundingClientRect(); zoomAt(factor, r.width / 2, r.height / 2); return api.transform(); },
     pan(dx, dy) { view.x += dx; view.y += dy; applyView(); return api.transform(); },
     fit() { fit(); return api.transform(); },
+    show(id) { centerOn(id); return api.transform(); },
     lastDrawMs() { return current.ms; },
     stats() { return { ...stats, buildMs: current.buildMs, layoutMs: current.layoutMs, svgMs: current.ms - current.buildMs - current.layoutMs }; },
     size() { return current.laid.size; },
