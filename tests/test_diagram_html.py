@@ -195,7 +195,14 @@ def _cost_blocks(cli, arch: str, depth: int) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize(
-    ("arch", "depth", "paths"), [("googlenet", 2, ["b3.0", "b5.1", "b1.0"]), ("googlenet", 4, ["b3.0.p2.2", "b4.4.p3.0"]), ("resnet18", 1, ["b2", "b3"])]
+    ("arch", "depth", "paths"),
+    [
+        ("googlenet", 2, ["b3.0", "b5.1", "b1.0"]),
+        ("googlenet", 4, ["b3.0.p2.2", "b4.4.p3.0"]),
+        ("resnet18", 1, ["b2", "b3"]),
+        ("lenet", 2, ["conv.0", "conv.3", "fc.1"]),
+        (SMALL_SPEC, 1, ["res", "mix", "stem"]),
+    ],
 )
 def test_card_numbers_are_costs(browser, tmp_path, cli, arch, depth, paths):
     open_page(browser, write_page(tmp_path, cli, arch))
