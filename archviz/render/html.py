@@ -140,7 +140,7 @@ def _facts(trace: Trace) -> str:
 
 def _json_for_script(data: Any) -> str:
     """JSON that cannot end its ``<script>`` element: ``<``, ``>`` and ``&`` are written as ``\\u`` escapes."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(data, separators=(",", ":"))  # ASCII: a lone surrogate in a name cannot break the UTF-8 file
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
