@@ -307,13 +307,15 @@ class Hostile(nn.Module):
 
 def test_names_from_the_model_stay_inert(browser, tmp_path):
     torch.manual_seed(0)
-    d = archviz.diagram(Hostile(), input_size=(1, 3, 8, 8), interactive=True, depth=2)
+    named = type("{{DATA}}</title><script>pwned_by_name=3</script>", (Hostile,), {})  # the model's name is its title
+    d = archviz.diagram(named(), input_size=(1, 3, 8, 8), interactive=True, depth=2)
     path = d.save(tmp_path / "hostile.html")
     text = path.read_text(encoding="utf-8")
     assert text.count("</script>") == 3  # the data, dagre and the app: no name closed a script element
     open_page(browser, path)
     assert browser.js("return [window.pwned_by_name, window.pwned_by_img]") == [None, None]
     assert browser.js("return document.querySelectorAll('img, b').length") == 0
+    assert browser.js("return document.title") == "{{DATA}}</title><script>pwned_by_name=3</script> \u00b7 archviz"
     nodes = browser.js("return archviz.visibleNodes()")
     conv = "'\"&amp;<!--.</script><script>pwned_by_name=1</script>"
     assert conv in nodes

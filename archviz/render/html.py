@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -149,17 +150,17 @@ def to_html(trace: Trace, depth: int = 1, direction: Direction = Direction.TB, f
     if depth < 1:
         raise UsageError(f"--depth must be at least 1 (1 = top-level blocks), got {depth}.")
     data = page_data(trace, depth, direction, fold)
-    title = html.escape(printable(trace.arch, newlines=False))
-    return (
-        _asset("page.html")
-        .replace("{{GENERATOR}}", html.escape(data["generator"], quote=True))
-        .replace("{{MARK}}", html_mark(trace.arch))
-        .replace("{{TITLE}}", title)
-        .replace("{{DAGRE_LICENSE}}", _asset("dagre.LICENSE").replace("*/", "* /"))
-        .replace("{{DAGRE}}", _asset("dagre.min.js").replace("</", "<\\/"))
-        .replace("{{APP}}", _asset("page.js"))
-        .replace("{{DATA}}", _json_for_script(data))
-    )
+    parts = {
+        "GENERATOR": html.escape(data["generator"], quote=True),
+        "MARK": html_mark(trace.arch),
+        "TITLE": html.escape(printable(trace.arch, newlines=False)),
+        "DAGRE_LICENSE": _asset("dagre.LICENSE").replace("*/", "* /"),
+        "DAGRE": _asset("dagre.min.js").replace("</", "<\\/"),
+        "APP": _asset("page.js"),
+        "DATA": _json_for_script(data),
+    }
+    # One pass: a model named "{{DATA}}" is text, not a place to fill.
+    return re.sub(r"\{\{([A-Z_]+)\}\}", lambda m: parts[m.group(1)], _asset("page.html"))
 
 
 def iframe(page: str, height: int = 640) -> str:
