@@ -296,35 +296,62 @@ def explain(
 
 @dataclass(frozen=True)
 class Diagram:
-    """A graphviz drawing of the dataflow: shows itself inline in Jupyter (SVG), ``.save(path)`` writes it."""
+    """A graphviz drawing of the dataflow: shows itself inline in Jupyter (SVG), ``.save(path)`` writes it.
+
+    With ``interactive=True`` Jupyter shows the interactive page instead (blocks expand, cards, search),
+    inside an ``<iframe srcdoc>`` so that its script runs isolated from the notebook's.
+    """
 
     source: str = field(repr=False)  # DOT source
     name: str = "diagram"
+    trace: Trace | None = field(default=None, repr=False, compare=False)  # for the HTML page
+    depth: int = 1
+    direction: str = "TB"
+    fold: bool = True
+    interactive: bool = False
 
     def _repr_svg_(self) -> str | None:
         from archviz.render.dot import DiagramFormat, GraphvizMissing, render
 
+        if self.interactive:
+            return None  # the page, from _repr_html_
         try:
             return render(self.source, DiagramFormat.svg).decode()
         except GraphvizMissing:
             return None  # Jupyter then shows repr(): the DOT source
 
+    def _repr_html_(self) -> str | None:
+        if not self.interactive:
+            return None
+        from archviz.render.html import iframe
+
+        return iframe(self.html())
+
+    def html(self) -> str:
+        """The self-contained interactive page (what ``.save("net.html")`` writes)."""
+        from archviz.render.dot import Direction
+        from archviz.render.html import to_html
+
+        if self.trace is None:
+            raise UsageError("this diagram was made without its trace; make it with archviz.diagram(...) to get the HTML page.")
+        return to_html(self.trace, self.depth, Direction(self.direction), self.fold)
+
     def __repr__(self) -> str:
         return self.source
 
     def save(self, path: str | os.PathLike, format: str | None = None, *, force: bool = False) -> Path:
-        """Write the diagram; the format follows the extension (.svg/.png/.pdf/.dot) unless ``format`` says.
+        """Write the diagram; the format follows the extension (.svg/.png/.pdf/.dot/.html) unless ``format`` says.
 
         Written atomically; an existing file archviz did not write is kept unless ``force=True``.
         """
         from archviz.files import graphviz_output_of, refuse_overwrite, write_atomic
-        from archviz.render.dot import check_writable, output_format, render
+        from archviz.render.dot import DiagramFormat, check_writable, output_format, render
 
         path = Path(path)
         fmt = output_format(path, format)
         check_writable(path)
         refuse_overwrite(path, graphviz_output_of(self.name), force)
-        write_atomic(path, render(self.source, fmt))
+        write_atomic(path, self.html().encode("utf-8") if fmt is DiagramFormat.html else render(self.source, fmt))
         return path
 
 
@@ -338,10 +365,14 @@ def diagram(
     direction: str = "TB",
     fold: bool = True,
     compute: bool = False,
+    interactive: bool = False,
     **params: Any,
 ) -> Diagram:
-    """The dataflow diagram of ``model_or_arch`` (as ``archviz diagram``): blocks at ``depth``, every input and output."""
+    """The dataflow diagram of ``model_or_arch`` (as ``archviz diagram``): blocks at ``depth``, every input and output.
+
+    ``interactive=True``: Jupyter shows the offline HTML page (expand blocks, cards, search) instead of the SVG.
+    """
     from archviz.render.dot import Direction, to_dot
 
     arch, trace = _trace(model_or_arch, input_size, input_data, dtypes, compute, params)
-    return Diagram(to_dot(trace, depth, Direction(direction), fold), arch.name)
+    return Diagram(to_dot(trace, depth, Direction(direction), fold), arch.name, trace, depth, Direction(direction).value, fold, interactive)

@@ -1,4 +1,4 @@
-"""`archviz diagram`: a graphviz drawing of the dataflow, as SVG, PNG, PDF or DOT source."""
+"""`archviz diagram`: a graphviz drawing of the dataflow, as SVG, PNG, PDF or DOT source, or an interactive HTML page."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ DiagramFormatOpt = Annotated[
 DirectionOpt = Annotated[Direction, typer.Option("--direction", help="TB draws top to bottom, LR left to right.")]
 ForceOpt = Annotated[
     bool,
-    typer.Option("--force", help="Replace an existing file archviz did not write (the default ARCH.svg, or the .dot written when graphviz is missing)."),
+    typer.Option(
+        "--force", help="Replace an existing file archviz did not write (the default ARCH.svg, any .html, or the .dot written when graphviz is missing)."
+    ),
 ]
 FoldOpt = Annotated[
     bool,
@@ -43,6 +45,7 @@ FoldOpt = Annotated[
         "archviz diagram lenet -f dot -o -              # DOT source on stdout",
         "archviz diagram torchvision:resnet18 -o resnet18.pdf",
         "archviz diagram torchvision:raft_small -o raft.svg   # two inputs, every output drawn",
+        "archviz diagram googlenet -o googlenet.html   # one offline page: expand blocks, cards, search",
     ],
 )
 def diagram(
@@ -57,7 +60,11 @@ def diagram(
     force: ForceOpt = False,
     compute: ComputeOpt = False,
 ) -> None:
-    """Draw the dataflow with graphviz: blocks (--depth 1) or layers, their settings and params, shapes on the edges."""
+    """Draw the dataflow with graphviz: blocks (--depth 1) or layers, their settings and params, shapes on the edges.
+
+    With -o NAME.html (or --format html): one offline page where every block expands down to single layers,
+    cards show shapes, params, MACs, activation memory and receptive field, and search finds layers.
+    """
     inputs = parse_inputs(input)
     if output and output != "-":
         check_writable(Path(output))
@@ -70,6 +77,15 @@ def diagram(
             if not output:  # a name the user did not give: keep their own file of that name
                 refuse_overwrite(path, graphviz_output_of(loaded.name), force, " (it is the default output name; give -o PATH to write elsewhere)")
         trace = loaded.trace(inputs, compute=compute)
+    if fmt is DiagramFormat.html:
+        from archviz.render.html import save_html, to_html
+
+        if path is None:
+            sys.stdout.buffer.write(to_html(trace, depth, direction, fold).encode("utf-8"))
+            sys.stdout.buffer.flush()
+            return
+        print(f"wrote {save_html(trace, path, depth, direction, fold, force=force)}")
+        return
     if path is None:
         sys.stdout.buffer.write(render(to_dot(trace, depth, direction, fold), fmt))
         sys.stdout.buffer.flush()

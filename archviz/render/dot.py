@@ -32,12 +32,13 @@ from archviz.trace.record import Node, Op, Shape, Trace
 
 
 class DiagramFormat(StrEnum):
-    """What ``archviz diagram`` writes: rendered by graphviz, or the DOT source itself."""
+    """What ``archviz diagram`` writes: rendered by graphviz, the DOT source itself, or an interactive page (render/html.py)."""
 
     svg = "svg"
     png = "png"
     pdf = "pdf"
     dot = "dot"
+    html = "html"
 
 
 class Direction(StrEnum):
@@ -502,6 +503,8 @@ def render(source: str, fmt: DiagramFormat, timeout_s: float = RENDER_TIMEOUT_S)
     fmt = DiagramFormat(fmt)
     if fmt is DiagramFormat.dot:
         return source.encode()
+    if fmt is DiagramFormat.html:
+        raise ValueError("an HTML diagram is drawn from the trace (archviz.render.html.to_html), not from DOT source")
     dot = find_dot()
     if dot is None:
         raise GraphvizMissing(f"graphviz's `dot` program was not found on PATH; {INSTALL_HINT}.")
