@@ -160,7 +160,13 @@ def test_a_sweep_of_more_than_64_points_is_refused(cli):
 
 @pytest.mark.parametrize(
     "sweep, words",
-    [(["batch=0"], "1 or more"), (["batch="], "comma-separated"), (["depth=3"], "unknown sweep"), (["batch=1", "batch=2"], "twice"), (["input=3x3x3"], "2 spatial axes")],
+    [
+        (["batch=0"], "1 or more"),
+        (["batch="], "comma-separated"),
+        (["depth=3"], "unknown sweep"),
+        (["batch=1", "batch=2"], "twice"),
+        (["input=3x3x3"], "2 spatial axes"),
+    ],
 )
 def test_bad_sweeps_are_one_sentence(cli, sweep, words):
     args = [a for s in sweep for a in ("--sweep", s)]
