@@ -188,6 +188,7 @@ class StorageTracker(TorchDispatchMode):
     @contextlib.contextmanager
     def in_phase(self, name: str) -> Iterator[None]:
         self.phase = name
+        self.backward_module = None  # backward starts with the loss's gradient, outside every module
         yield
 
 
