@@ -233,7 +233,8 @@ def test_python_sweep_displays_the_same(tmp_path):
     assert data["rows"][0]["train_peak_bytes"] == report.peak_bytes
     assert data["budget_bytes"] == 2**20
     html = sweep._repr_html_()
-    assert html.startswith("<table>") and html.count("<tr>") == 5 and "20x24" in html
+    assert "<table>" in html and html.count("<tr>") == 5 and "20x24" in html
+    assert f"title='{data['rows'][0]['train_peak_bytes']:,} bytes'" in html  # the exact count behind the rounded cell
     assert "Train peak" in str(sweep)
     path = sweep.save_curve(tmp_path / "c.svg")
     assert len(ET.parse(path).getroot().findall(f"{SVG}polyline")) == 4
