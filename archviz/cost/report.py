@@ -73,8 +73,8 @@ def cost_report(
     at_eval_peak, eval_remainder = memory_by_block(memory.inference_peak_parts, nodes, memory.inference_peak_bytes)
     kinds, kinds_remainder = by_kind(trace, memory.peak_parts, memory.peak_bytes)
     eval_kinds, eval_kinds_remainder = by_kind(trace, memory.inference_peak_parts, memory.inference_peak_bytes)
-    for row, eval_row in zip(kinds, eval_kinds, strict=True):
-        if both:
+    if both:
+        for row, eval_row in zip(kinds, eval_kinds, strict=True):
             row["eval_memory"] = eval_row["memory"]
     blocks = []
     for node in nodes:
