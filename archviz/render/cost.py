@@ -251,7 +251,7 @@ def sweep_curve_svg(report: dict[str, Any]) -> str:
 
     sizes: dict[str, list[dict[str, Any]]] = {}
     for r in report["rows"]:
-        sizes.setdefault(format_shape(r["input_shape"][1:]), []).append(r)
+        sizes.setdefault(format_shape(r["input_shape"][2:]), []).append(r)  # the spatial size: H x W
     series = []
     for i, (size, rows) in enumerate(sizes.items()):
         colour = COLOURS[i % len(COLOURS)]
@@ -272,4 +272,5 @@ def sweep_curve_svg(report: dict[str, Any]) -> str:
         y_text=format_bytes,
         levels=levels,
         comment=SWEEP_MARK,
+        legend_width=150,
     )

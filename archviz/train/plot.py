@@ -46,9 +46,13 @@ def line_chart_svg(
     y_text: Callable[[float], str] = lambda v: f"{v:.2g}",
     levels: Sequence[Level] = (),
     comment: str = "",
+    legend_width: int = RIGHT,
 ) -> str:
-    """An SVG line chart; y runs from 0 to ``y_max``; ``comment`` is written as an XML comment after the root tag."""
-    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
+    """An SVG line chart; y runs from 0 to ``y_max``; ``comment`` is written as an XML comment after the root tag.
+
+    ``legend_width``: room on the right for the legend (the plot keeps its size; the picture widens)."""
+    width = W + legend_width - RIGHT
+    pw, ph = width - LEFT - legend_width, H - TOP - BOTTOM
     x_lo, x_hi = x_range
 
     def x(value: float) -> float:
@@ -57,11 +61,11 @@ def line_chart_svg(
     def y(value: float) -> float:
         return TOP + ph - (value / y_max) * ph
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">']
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{H}" viewBox="0 0 {width} {H}" font-family="sans-serif" font-size="11">']
     if comment:
         out.append(f"<!-- {escape(comment).replace('--', '- -')} -->")
     out += [
-        f'<rect width="{W}" height="{H}" fill="white"/>',
+        f'<rect width="{width}" height="{H}" fill="white"/>',
         f'<text x="{LEFT}" y="18" font-size="13">{escape(title)}</text>',
         f'<path d="M{LEFT},{TOP} V{TOP + ph} H{LEFT + pw}" fill="none" stroke="#333"/>',
     ]
@@ -86,8 +90,9 @@ def line_chart_svg(
         rows.append((level.label, level.colour, "4,3"))
     for row, (label, colour, dash) in enumerate(rows):
         ly = TOP + 10 + 18 * row
-        out.append(f'<line x1="{W - RIGHT + 10}" x2="{W - RIGHT + 34}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"{_dash(dash)}/>')
-        out.append(f'<text x="{W - RIGHT + 40}" y="{ly + 4}">{escape(label)}</text>')
+        lx = width - legend_width
+        out.append(f'<line x1="{lx + 10}" x2="{lx + 34}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"{_dash(dash)}/>')
+        out.append(f'<text x="{lx + 40}" y="{ly + 4}">{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
