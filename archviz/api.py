@@ -202,10 +202,40 @@ class CostReport:
     """What ``archviz cost`` shows: FLOPs, receptive fields and the memory of a training step."""
 
     report: dict[str, Any] = field(repr=False)
+    arch: Arch | None = field(default=None, repr=False, compare=False)  # what sweep() reruns
+    by: str = "block"  # rows per block or per layer kind (as `cost --by`)
 
     @property
     def total_params(self) -> int:
         return self.report["total_params"]
+
+    def sweep(self, batch: Sequence[int] | None = None, input: Sequence[int | str | tuple[int, ...]] | None = None) -> Sweep:
+        """Peak memory (train and eval), MACs and params per batch size and input size (as ``cost --sweep``).
+
+        ``input``: spatial sides (``56``), ``"HxW"`` strings or tuples; the other settings are this report's.
+        """
+        from archviz.cost.sweep import parse_sweeps, sweep_report
+
+        if self.arch is None:
+            raise UsageError("this cost report does not know its architecture; make it with archviz.cost(...) to sweep it.")
+        texts = [f"batch={','.join(str(b) for b in batch)}"] if batch else []
+        if input:
+            texts.append("input=" + ",".join("x".join(map(str, s)) if isinstance(s, tuple | list) else str(s) for s in input))
+        batches, sides = parse_sweeps(texts)
+        m, budget = self.report["memory"], self.report.get("budget")
+        with user_code():
+            report = sweep_report(
+                self.arch,
+                tuple(self.report["input_shape"]),
+                batches=batches,
+                sides=sides,
+                optimizer=m["optimizer"],
+                dtype=m["dtype"],
+                amp=m["amp"],
+                device=m["device"],
+                budget_bytes=budget["budget_bytes"] if budget else None,
+            )
+        return Sweep(report)
 
     @property
     def macs(self) -> int:
@@ -233,14 +263,53 @@ class CostReport:
     def __str__(self) -> str:
         from archviz.render.cost import render_cost
 
-        return render_cost(self.report)
+        return render_cost(self.report, by=self.by)
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
         from archviz.render.cost import render_cost
 
-        return render_cost(self.report, html=True)
+        return render_cost(self.report, by=self.by, html=True)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What ``archviz cost --sweep`` shows: one row per (input size, batch) point; ``save_curve`` draws it."""
+
+    report: dict[str, Any] = field(repr=False)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.to_dict()["rows"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The same JSON as ``archviz cost --sweep ... --format json``."""
+        import copy
+
+        return copy.deepcopy(self.report)
+
+    def save_curve(self, path: str | os.PathLike, *, force: bool = False) -> Path:
+        """Peak memory against batch size as SVG (as ``-o curve.svg``); an existing file archviz did not write is kept unless ``force``."""
+        from archviz.files import refuse_overwrite, write_text_atomic
+        from archviz.render.cost import SWEEP_MARK, sweep_curve_svg
+
+        path = Path(path)
+        refuse_overwrite(path, lambda head: SWEEP_MARK.encode() in head, force)
+        write_text_atomic(path, sweep_curve_svg(self.report))
+        return path
+
+    def __str__(self) -> str:
+        from archviz.render.cost import render_sweep
+
+        return render_sweep(self.report)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from archviz.render.cost import render_sweep_html
+
+        return render_sweep_html(self.report)
 
 
 def cost(
@@ -256,12 +325,17 @@ def cost(
     mode: str = "train",
     device: str = "cpu",
     budget: str | int | None = None,
+    by: str = "block",
     **params: Any,
 ) -> CostReport:
     """FLOPs, receptive fields and the predicted memory of a training step (as ``archviz cost``).
 
     ``budget``: bytes, or a size such as ``"24GiB"``, to find the largest batch that fits.
+    ``mode``: "train", "eval" or "both" (train and eval memory side by side); ``by``: "block" or "kind".
+    ``.sweep(batch=[...], input=[...])`` reruns it over batch and input sizes.
     """
+    from archviz.choices import GroupBy
+    from archviz.cost.memory import choice
     from archviz.cost.report import cost_report
     from archviz.cost.units import parse_size
 
@@ -272,7 +346,7 @@ def cost(
             raise UsageError("archviz.cost takes positional inputs (input_size as a list, or input_data as a tuple), not a dict.")
         budget_bytes = parse_size(budget) if isinstance(budget, str) else budget
         report = cost_report(arch, specs, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth)
-    return CostReport(report)
+    return CostReport(report, arch, str(choice(GroupBy, by, "grouping")))
 
 
 def explain(

@@ -41,10 +41,18 @@ class DType(StrEnum):
 
 
 class Mode(StrEnum):
-    """``train``: the training step; ``eval``: one forward pass under ``torch.no_grad()``."""
+    """``train``: the training step; ``eval``: one forward pass under ``torch.no_grad()``; ``both``: the two side by side."""
 
     train = "train"
     eval = "eval"
+    both = "both"
+
+
+class GroupBy(StrEnum):
+    """How `archviz cost` groups its rows: by block (module path) or by layer kind (conv, linear, norm, ...)."""
+
+    block = "block"
+    kind = "kind"
 
 
 class ExplainFormat(StrEnum):

@@ -148,11 +148,14 @@ def test_every_api_object_displays_once_as_html_with_the_numbers_of_to_dict(kern
     html, cost = data["text/html"], printed_json(cells[4])
     assert "<table>" in html and "<pre>" not in html and not BOX & set(html)
     rows = parse(html).rows
-    assert [r[0].strip() for r in rows] == [b["name"] for b in cost["blocks"]] == ["conv", "fc"]
-    assert [(number(r[3]), number(r[4])) for r in rows] == [(b["params"], b["macs"]) for b in cost["blocks"]]
-    # bytes are shown rounded (64.0 KiB), each cell's title holding the exact count
+    assert [r[0].strip() for r in rows] == [b["name"] for b in cost["blocks"]] + ["(rest)"] == ["conv", "fc", "(rest)"]
+    assert [(number(r[3]), number(r[5])) for r in rows[:-1]] == [(b["params"], b["macs"]) for b in cost["blocks"]]
+    # bytes are shown rounded (64.0 KiB), each cell's title holding the exact count: per block the memory at the
+    # peak (weights, grads, optimizer, kept, temporary, their sum), then (rest); together they are the peak
     exact = [number(t) for t in re.findall(r"title='([\d,]+) bytes'", html)]
-    assert exact == [n for b in cost["blocks"] for n in (b["activation_bytes"], b["kept_bytes"])] and exact[0] == 64 * 16 * 4 * 4 * 4
+    keys = ("weights_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes", "temporaries_bytes", "peak_share_bytes")
+    assert exact == [b["memory"][k] for b in cost["blocks"] for k in keys] + [cost["memory_remainder"]["bytes"]]
+    assert exact[5] + exact[11] + exact[12] == cost["memory"]["peak_bytes"]
     notes = footer(html)
     assert f"({cost['memory']['peak_bytes']:,} bytes)" in notes["Peak"]
     assert notes["Forward"].startswith(f"{cost['macs']:,} MACs = {cost['flops']:,} FLOPs")

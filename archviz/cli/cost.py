@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from archviz.arch import load_arch, user_code
-from archviz.choices import DType, Mode, Optimizer, TargetDevice
+from archviz.choices import DType, GroupBy, Mode, Optimizer, TargetDevice
 from archviz.cli.app import command
 from archviz.cli.options import ArchArg, DepthOpt, DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt
 from archviz.cost.units import format_bytes, parse_size
-from archviz.errors import RunError
+from archviz.errors import RunError, UsageError
+from archviz.files import refuse_overwrite, write_text_atomic
 from archviz.render import Format
 from archviz.shape import format_shape, parse_inputs
 
@@ -23,6 +25,9 @@ from archviz.shape import format_shape, parse_inputs
         "archviz cost resnet18 --input 256x1x96x96 --optimizer adam --device cuda",
         "archviz cost vgg11 -p ratio=8 --budget 24GiB --device cuda --amp",
         "archviz cost torchvision:resnet50 --format json",
+        "archviz cost alexnet --by kind --device cuda",
+        "archviz cost nin --mode both",
+        "archviz cost densenet --sweep batch=1,8,32,128 --budget 16GiB --device cuda -o curve.svg",
     ],
 )
 def cost(
@@ -31,7 +36,9 @@ def cost(
     optimizer: OptimizerOpt = Optimizer.sgd,
     dtype: Annotated[DType, typer.Option("--dtype", help="Weights' dtype; with --amp, the autocast dtype (fp32 means bf16).")] = DType.fp32,
     amp: Annotated[bool, typer.Option("--amp", help="fp32 weights with autocast (bf16 unless --dtype fp16).")] = False,
-    mode: Annotated[Mode, typer.Option("--mode", help="train: a training step; eval: a forward pass under no_grad.")] = Mode.train,
+    mode: Annotated[
+        Mode, typer.Option("--mode", help="train: a training step; eval: a forward pass under no_grad; both: train and eval memory side by side.")
+    ] = Mode.train,
     device: DeviceOpt = TargetDevice.cpu,
     budget: Annotated[
         str | None, typer.Option("--budget", metavar="SIZE", help="Find the largest batch that fits, e.g. 80GiB (2^30 bytes) or 512MB (10^6 bytes).")
@@ -39,6 +46,22 @@ def cost(
     depth: DepthOpt = 1,
     format: FormatOpt = Format.table,
     param: ParamOpt = None,
+    by: Annotated[
+        GroupBy, typer.Option("--by", help="Rows per block, or per layer kind (conv, linear, norm, pool, activation, merge, other).")
+    ] = GroupBy.block,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep",
+            metavar="KEY=V1,V2",
+            help="One row per point: batch=1,8,32,128 and/or input=56,84,224 (a side, or HxW); at most 64 points.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE.svg", help="With --sweep batch=...: draw peak memory against batch size.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing -o file that archviz did not write.")] = False,
 ) -> None:
     """FLOPs and receptive field per block, and the predicted memory of a training step.
 
@@ -48,6 +71,9 @@ def cost(
     """
     budget_bytes = parse_size(budget) if budget is not None else None
     shape = parse_inputs(input)  # one or several inputs, any rank and dtype
+    if sweep or output is not None:
+        _sweep(arch, shape, sweep or [], optimizer, dtype, amp, device, budget_bytes, format, param, output, force)
+        return
     from archviz.cost.report import cost_report
     from archviz.cost.simulate import torch_size_overflow
     from archviz.render.cost import render_cost
@@ -63,4 +89,33 @@ def cost(
             f"{report['arch']} needs {format_bytes(found['batch1_peak_bytes'])} at batch {found['smallest_batch']} ({one}, {mode}, {optimizer}, {dtype}"
             f"{' + autocast' if amp else ''}, {device}), more than the budget of {format_bytes(budget_bytes)}."
         )
-    print(render_cost(report, format))
+    print(render_cost(report, format, by))
+
+
+def _sweep(arch: str, shape: Any, texts: list[str], optimizer, dtype, amp, device, budget_bytes, format, param, output: Path | None, force: bool) -> None:
+    from archviz.cost.simulate import torch_size_overflow
+    from archviz.cost.sweep import parse_sweeps, sweep_report
+    from archviz.render.cost import SWEEP_MARK, render_sweep, sweep_curve_svg
+
+    batches, sides = parse_sweeps(texts)
+    if output is not None and (batches is None or len(batches) < 2):
+        raise UsageError("-o draws peak memory against the batch size: give --sweep batch= with two or more sizes, e.g. --sweep batch=1,8,32,128.")
+    if output is not None:
+        refuse_overwrite(output, lambda head: SWEEP_MARK.encode() in head, force)
+    if shape is not None and (len(shape) != 1 or shape[0].dtype != "float32"):
+        raise UsageError("--sweep runs on one floating-point input; give one --input such as 1x3x224x224 (or none for the architecture's own).")
+    with user_code(), torch_size_overflow():
+        report = sweep_report(
+            load_arch(arch, param),
+            shape[0].shape if shape else None,
+            batches=batches,
+            sides=sides,
+            optimizer=optimizer,
+            dtype=dtype,
+            amp=amp,
+            device=device,
+            budget_bytes=budget_bytes,
+        )
+    if output is not None:
+        write_text_atomic(output, sweep_curve_svg(report))
+    print(render_sweep(report, format))

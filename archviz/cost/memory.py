@@ -86,6 +86,9 @@ class MemoryEstimate:
     outputs: int = 1  # floating-point output tensors; the simulated loss sums over them
     kernel_scratch_bytes: int = 0  # scratch a kernel holds inside the op at the peak (in peak_bytes)
     kernel_rules: str = ""  # the CPU facts the scratch rules read, or why scratch is not modelled
+    # What was alive at the peak, as (module that made it or None, category, aten op, bytes); sums to peak_bytes
+    peak_parts: tuple[tuple[str | None, str, str, int], ...] = ()
+    inference_peak_parts: tuple[tuple[str | None, str, str, int], ...] = ()  # the same at the eval forward's peak
 
     @property
     def batch(self) -> int:
@@ -146,6 +149,7 @@ def predict_memory(
     optimizer = choice(Optimizer, optimizer, "optimizer")
     dtype = choice(DType, dtype, "dtype")
     mode = choice(Mode, mode, "mode")
+    mode = Mode.train if mode is Mode.both else mode  # the training step; its eval forward is computed with it
     device = choice(TargetDevice, device, "device")
     shape = tuple(input_shape or (trace.input_shape if trace is not None else arch.default_input))
     if trace is None:
@@ -179,6 +183,8 @@ def predict_memory(
             step="one forward pass under torch.no_grad() in eval mode",
             kernel_scratch_bytes=inference.peak.workspace,
             kernel_rules=rules,
+            peak_parts=inference.at_peak,
+            inference_peak_parts=inference.at_peak,
         )
     step = simulate.simulate_training(
         _meta_model(arch, shape),
@@ -207,6 +213,8 @@ def predict_memory(
         outputs=step.outputs,
         kernel_scratch_bytes=step.peak.workspace,
         kernel_rules=rules,
+        peak_parts=step.at_peak,
+        inference_peak_parts=inference.at_peak,
     )
 
 
@@ -281,7 +289,7 @@ def largest_batch(
     try:
         one = fits(1)
     except RunError:  # batch norm cannot train on a single sample: the search starts at 2
-        if choice(Mode, mode, "mode") is not Mode.train:
+        if choice(Mode, mode, "mode") is Mode.eval:
             raise
         one = None
     if one is False or (one is None and not fits(2)):

@@ -10,6 +10,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from archviz.choices import DType, Mode, Optimizer, TargetDevice
+from archviz.cost.blocks import by_kind, memory_by_block, percent
 from archviz.cost.flops import training_flops_per_image, uncounted_ops
 from archviz.cost.memory import choice, largest_batch, predict_memory
 from archviz.cost.receptive import block_fields, receptive_fields, unknown_ops
@@ -26,6 +27,9 @@ CONVENTIONS = {
     "training_flops_per_image": "3 x forward FLOPs per image: backward computes input and weight gradients, each about one forward",
     "activation_bytes": "the block's output tensor at the compute dtype (2 bytes under --amp or bf16/fp16, else 4)",
     "kept_bytes": "tensors made inside the block that autograd keeps for backward (simulated)",
+    "memory": "bytes alive at the peak moment, by the block that made them: weights (params + buffers), gradients and optimizer state "
+    "of its parameters, activations (train: kept for backward), temporaries; blocks + memory_remainder = peak_bytes exactly",
+    "params_percent": "share of the whole model's parameters (and macs_percent of its MACs, memory.peak_percent of the peak), in percent",
     "receptive_field": "size/jump/start per axis (h, w) at the block's output; at concat and add the widest input's; "
     "global pooling, flatten and linear layers see the whole input",
     "peak_bytes": "most bytes alive at once during a steady-state training step (the second), as "
@@ -63,8 +67,17 @@ def cost_report(
     at_block = block_fields(trace, fields)
     element = 2 if amp or dtype is not DType.fp32 else 4
     kept = memory.kept_under()
+    nodes = trace.blocks(depth)
+    both = mode is Mode.both
+    at_peak, remainder = memory_by_block(memory.peak_parts, nodes, memory.peak_bytes)
+    at_eval_peak, eval_remainder = memory_by_block(memory.inference_peak_parts, nodes, memory.inference_peak_bytes)
+    kinds, kinds_remainder = by_kind(trace, memory.peak_parts, memory.peak_bytes)
+    eval_kinds, eval_kinds_remainder = by_kind(trace, memory.inference_peak_parts, memory.inference_peak_bytes)
+    if both:
+        for row, eval_row in zip(kinds, eval_kinds, strict=True):
+            row["eval_memory"] = eval_row["memory"]
     blocks = []
-    for node in trace.blocks(depth):
+    for node in nodes:
         rf = at_block.get(node.path)
         blocks.append(
             {
@@ -76,10 +89,15 @@ def cost_report(
                 "macs": node.macs,
                 "flops": node.flops,
                 "activation_bytes": math.prod(node.output_shape) * element if node.called else 0,
-                "kept_bytes": kept.get(node.path, 0) if mode is Mode.train else 0,
+                "kept_bytes": kept.get(node.path, 0) if mode is not Mode.eval else 0,
                 "receptive_field": rf.to_dict() if rf is not None else None,
+                "params_percent": percent(node.params, trace.total_params),
+                "macs_percent": percent(node.macs, trace.flops // 2),
+                "memory": at_peak[node.path],  # alive at the peak, by the block that made it (archviz.cost.blocks)
             }
         )
+        if both:
+            blocks[-1]["eval_memory"] = at_eval_peak[node.path]
     output_rf = at_block.get("")
     report: dict[str, Any] = {
         "arch": trace.arch,
@@ -106,7 +124,7 @@ def cost_report(
             "peak_phase": memory.peak_phase,
             "peak_breakdown": memory.peak_breakdown,
             "step": memory.step,
-            "loss": _loss_text(memory.outputs) if mode is Mode.train else "none (eval forward)",
+            "loss": _loss_text(memory.outputs) if mode is not Mode.eval else "none (eval forward)",
             "kernel_scratch_bytes": memory.kernel_scratch_bytes,
             "kernel_rules": memory.kernel_rules,
             "batch": memory.batch,
@@ -117,11 +135,18 @@ def cost_report(
             "device": memory.device,
         },
         "budget": None,
+        "mode": str(mode),
         "blocks": blocks,
+        "memory_remainder": remainder,
+        "by_kind": kinds,
+        "by_kind_remainder": kinds_remainder,
         "uncounted_ops": uncounted_ops(trace),
         "receptive_field_unknown": unknown_ops(trace) if fields else [],
         "conventions": CONVENTIONS,
     }
+    if both:
+        report["eval_memory_remainder"] = eval_remainder
+        report["eval_by_kind_remainder"] = eval_kinds_remainder
     if budget_bytes is not None:
         found = largest_batch(arch, trace.input_shape, budget_bytes, optimizer, amp, device, dtype, mode, trace=trace)
         smallest = (None, None) if found else _smallest_peak(arch, trace, optimizer, dtype, amp, mode, device)

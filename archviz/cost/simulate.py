@@ -40,6 +40,7 @@ PARAMS, BUFFERS, INPUT, GRADS, OPTIMIZER, ACTIVATIONS, TEMPORARIES = (
     "activations",
     "temporaries",
 )
+SCRATCH = "scratch"  # a kernel's scratch memory inside one op (never a storage; the workspace rules)
 
 
 @dataclass(eq=False)
@@ -49,9 +50,10 @@ class Storage:
     nbytes: int
     category: str
     phase: str
-    module: str | None
+    module: str | None  # the module that allocated it (see StorageTracker.owner), None outside every module
     born: int
     died: int | None = None
+    op: str = ""  # the aten op that returned it ("" for weights and inputs)
 
     def alive_at(self, clock: int) -> bool:
         return self.born <= clock and (self.died is None or self.died > clock)
@@ -64,6 +66,7 @@ class Peak:
     phase: str = ""
     workspace: int = 0  # kernel scratch on top of the live tensors at the peak
     op: str = ""
+    module: str | None = None  # the module whose op held the kernel scratch
 
 
 class StorageTracker(TorchDispatchMode):
@@ -86,6 +89,7 @@ class StorageTracker(TorchDispatchMode):
         self.live = 0
         self.phase = "setup"
         self.modules: list[str] = []
+        self.backward_module: str | None = None  # the module whose backward runs (set by module_scope's gradient hooks)
         self.peak = Peak()
         self.largest_workspace = 0
         self.measuring = False
@@ -101,8 +105,8 @@ class StorageTracker(TorchDispatchMode):
             return n
         return math.ceil(n / self.rounding) * self.rounding
 
-    def track(self, t: torch.Tensor, category: str | None = None) -> Storage | None:
-        """Count ``t``'s storage (once), or relabel it when it is counted already."""
+    def track(self, t: torch.Tensor, category: str | None = None, module: str | None = None, op: str = "") -> Storage | None:
+        """Count ``t``'s storage (once), or relabel it when it is counted already; ``module`` made it."""
         if not isinstance(t, torch.Tensor) or not self._counts(t):
             return None
         storage = t.untyped_storage()
@@ -112,7 +116,7 @@ class StorageTracker(TorchDispatchMode):
                 known[0].category = category
             return known[0]
         self.clock += 1
-        record = Storage(self._round(storage.nbytes()), category or "", self.phase, self.modules[-1] if self.modules else None, self.clock)
+        record = Storage(self._round(storage.nbytes()), category or "", self.phase, module, self.clock, op=op)
         ref = weakref.ref(storage, functools.partial(self._release, record))
         self._index[storage] = (record, ref)
         self.storages.append(record)
@@ -125,13 +129,13 @@ class StorageTracker(TorchDispatchMode):
         record.died = self.clock
         self.live -= record.nbytes
 
-    def _observe(self, workspace: int, op: str) -> None:
+    def _observe(self, workspace: int, op: str, module: str | None = None) -> None:
         if not self.measuring:
             return
         if workspace > self.largest_workspace:
             self.largest_workspace = workspace
         if self.live + workspace > self.peak.bytes:
-            self.peak = Peak(self.live + workspace, self.clock, self.phase, workspace, op)
+            self.peak = Peak(self.live + workspace, self.clock, self.phase, workspace, op, module)
 
     def start_window(self) -> None:
         """From now on, track the peak (it starts at what is alive now)."""
@@ -142,37 +146,81 @@ class StorageTracker(TorchDispatchMode):
     def alive_at(self, clock: int) -> list[Storage]:
         return [s for s in self.storages if s.alive_at(clock)]
 
+    def module_of(self, t: Any) -> str | None:
+        known = self._index.get(t.untyped_storage()) if isinstance(t, torch.Tensor) and self._counts(t) else None
+        return known[0].module if known is not None else None
+
+    def owners(self, args: tuple, n: int) -> list[str | None]:
+        """Which module each of an op's ``n`` outputs is charged to.
+
+        Inside a module's forward: that module (MemTracker's rule). In backward: the module
+        whose output gradient arrived last (module_scope's hooks). Elsewhere (the optimizer
+        step) an output belongs to the module of the tensor it was computed from: the i-th
+        tensor of a ``_foreach`` op's first list, else the first tensor argument.
+        """
+        if self.modules:
+            return [self.modules[-1]] * n
+        if self.phase == "backward":
+            return [self.backward_module] * n
+        first = args[0] if args else None
+        if isinstance(first, list | tuple) and len(first) == n and all(isinstance(a, torch.Tensor) for a in first):
+            return [self.module_of(a) for a in first]
+        for a in tree_leaves(args):
+            if isinstance(a, torch.Tensor) and (owner := self.module_of(a)) is not None:
+                return [owner] * n
+        return [None] * n
+
     # -- the dispatcher ---------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self.track(t)
+        leaves = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        if leaves:
+            name = func.overloadpacket.__name__
+            for t, owner in zip(leaves, self.owners(args, len(leaves)), strict=True):
+                self.track(t, module=owner, op=name)
         if self.workspace is not None and self.measuring:
             extra = self.workspace(func, args, kwargs, out)
             if extra:
-                self._observe(self._round(extra), func.overloadpacket.__name__)
+                self._observe(self._round(extra), func.overloadpacket.__name__, self.owners(args, 1)[0])
         return out
 
     @contextlib.contextmanager
     def in_phase(self, name: str) -> Iterator[None]:
         self.phase = name
+        self.backward_module = None  # backward starts with the loss's gradient, outside every module
         yield
 
 
 @contextlib.contextmanager
 def module_scope(model: nn.Module, tracker: StorageTracker) -> Iterator[None]:
-    """Tell the tracker which module is running, so saved tensors can be charged to blocks."""
+    """Tell the tracker which module is running, forward and backward, so every storage can be charged to a block.
+
+    Forward: a stack pushed and popped by module hooks. Backward: a hook on each module's
+    output tensors fires when their gradient arrives, right before autograd runs that
+    module's backward (torch's ModuleTracker does the same with multi-grad hooks); a tensor
+    that is also its container's output keeps the innermost module's hook.
+    """
     paths = {id(m): p for p, m in model.named_modules()}
+    hooked: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
     def pre(module: nn.Module, args: Any) -> None:
         if id(module) in paths:
             tracker.modules.append(paths[id(module)])
 
+    def entered(path: str) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            tracker.backward_module = path
+
+        return hook
+
     def post(module: nn.Module, args: Any, output: Any) -> None:
         if id(module) in paths and tracker.modules:
-            tracker.modules.pop()
+            path = tracker.modules.pop()
+            for t in tree_leaves(output):
+                if isinstance(t, torch.Tensor) and t.requires_grad and t not in hooked:
+                    hooked[t] = True
+                    t.register_hook(entered(path))
 
     handles = [nn.modules.module.register_module_forward_pre_hook(pre), nn.modules.module.register_module_forward_hook(post)]
     try:
@@ -181,6 +229,7 @@ def module_scope(model: nn.Module, tracker: StorageTracker) -> Iterator[None]:
         for h in handles:
             h.remove()
         tracker.modules.clear()
+        tracker.backward_module = None
 
 
 @contextlib.contextmanager
@@ -257,6 +306,18 @@ class StepRecord:
     largest_temporary_bytes: int
     kept_by_module: dict[str, int] = field(default_factory=dict)
     outputs: int = 1  # floating-point tensors in the model's output, summed into the loss
+    at_peak: tuple[tuple[str | None, str, str, int], ...] = ()  # (module, category, op, bytes) alive at the peak; adds up to it
+
+
+def _at_peak(tracker: StorageTracker) -> tuple[tuple[str | None, str, str, int], ...]:
+    """What was alive at the peak, summed by (module that made it, category, op); kernel scratch is (its op's module, "scratch", op)."""
+    parts: dict[tuple[str | None, str, str], int] = {}
+    for s in tracker.alive_at(tracker.peak.clock):
+        key = (s.module, s.category or TEMPORARIES, s.op)
+        parts[key] = parts.get(key, 0) + s.nbytes
+    if tracker.peak.workspace:
+        parts[(tracker.peak.module, SCRATCH, tracker.peak.op)] = tracker.peak.workspace
+    return tuple((*k, v) for k, v in parts.items() if v)
 
 
 @contextlib.contextmanager
@@ -401,22 +462,29 @@ def simulate_training(
 
 
 def _track_model(model: nn.Module, tracker: StorageTracker) -> None:
-    for p in model.parameters():
-        tracker.track(p, PARAMS)
-    for b in model.buffers():
-        tracker.track(b, BUFFERS)
+    """Track the weights, each charged to the module that holds it (the first, for a shared one)."""
+    for path, module in model.named_modules():
+        for p in module.parameters(recurse=False):
+            tracker.track(p, PARAMS, module=path)
+        for b in module.buffers(recurse=False):
+            tracker.track(b, BUFFERS, module=path)
 
 
 def _label_after_step(model: nn.Module, opt: torch.optim.Optimizer | None, tracker: StorageTracker, host_steps: bool) -> None:
+    # a parameter's gradient and optimizer state belong to the module that holds the parameter
     for p in model.parameters():
         if p.grad is not None:
-            tracker.track(p.grad, GRADS)
+            record = tracker.track(p.grad, GRADS)
+            if record is not None:
+                record.module = tracker.module_of(p)
     if opt is None:
         return
-    for state in opt.state.values():
+    for param, state in opt.state.items():
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
                 record = tracker.track(value, OPTIMIZER)
+                if record is not None:
+                    record.module = tracker.module_of(param)
                 # torch keeps the non-fused optimizers' step counters on the host (a CPU
                 # scalar per parameter): on a GPU they are not device memory.
                 if host_steps and key == "step" and record is not None and record.died is None and not _fused(opt):
@@ -461,6 +529,7 @@ def _record(tracker: StorageTracker, window: int, forward_end: int) -> StepRecor
         activations_bytes=sum(kept_by_module.values()),
         largest_temporary_bytes=max([*temporaries, tracker.largest_workspace, 0]),
         kept_by_module=kept_by_module,
+        at_peak=_at_peak(tracker),
     )
 
 
@@ -479,7 +548,7 @@ def simulate_inference(
         tracker.start_window()
         window = tracker.clock
         autocast = torch.autocast("cpu", dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-        with torch.no_grad(), autocast, tracker.in_phase("forward"), _named_failures(tracker):
+        with torch.no_grad(), autocast, tracker.in_phase("forward"), module_scope(model, tracker), _named_failures(tracker):
             y_hat = model(*X)
         del y_hat
     for s in tracker.storages:
@@ -502,4 +571,5 @@ def simulate_inference(
         optimizer_bytes=0,
         activations_bytes=0,
         largest_temporary_bytes=max([tracker.largest_workspace, *(s.nbytes for s in everything if s.born > window)], default=0),
+        at_peak=_at_peak(tracker),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from archviz.cost.blocks import MEMORY_KEYS, REMAINDER_KEYS
 from archviz.cost.units import format_bytes
 from archviz.render import Format
 from archviz.render.tables import human, render_html, render_rows
@@ -21,36 +22,96 @@ def _rf(rf: dict[str, Any] | None) -> tuple[str, str]:
     return (str(size[0]) if len(set(size)) == 1 else "x".join(map(str, size))), (str(jump[0]) if len(set(jump)) == 1 else "x".join(map(str, jump)))
 
 
-def render_cost(report: dict[str, Any], fmt: Format = Format.table, *, html: bool = False) -> str:
-    """Table, CSV or Markdown of a cost report; JSON is the report itself; ``html``: an HTML table, for Jupyter."""
+def render_cost(report: dict[str, Any], fmt: Format = Format.table, by: str = "block", *, html: bool = False) -> str:
+    """Table, CSV or Markdown of a cost report (``by``: "block" or "kind"); JSON is the report itself; ``html``: an HTML table, for Jupyter."""
     table = fmt is Format.table or html
-    rows = []
-    for b in report["blocks"]:
-        size, jump = _rf(b["receptive_field"])
-        rows.append(
-            dict(
-                b,
-                name=("  " * (b["depth"] - 1)) + b["name"] if table else b["name"],
-                activation=format_bytes(b["activation_bytes"]) if table or fmt is Format.markdown else b["activation_bytes"],
-                kept=format_bytes(b["kept_bytes"]) if table or fmt is Format.markdown else b["kept_bytes"],
-                rf_size=size,
-                rf_jump=jump,
+    text = table or fmt is Format.markdown
+    size = format_bytes if text else (lambda n: n)
+    if by == "kind":
+        rows = [dict(k, name=k["kind"], **_memory_cells(k, size, text)) for k in report["by_kind"]]
+        remainder, eval_remainder = report["by_kind_remainder"], report.get("eval_by_kind_remainder")
+        columns = [("name", "Kind"), *_SHARES, *_memory_columns(report)]
+    else:
+        rows = []
+        for b in report["blocks"]:
+            rf_size, rf_jump = _rf(b["receptive_field"])
+            rows.append(
+                dict(
+                    b,
+                    name=("  " * (b["depth"] - 1)) + b["name"] if table else b["name"],
+                    activation=size(b["activation_bytes"]),
+                    kept=size(b["kept_bytes"]),
+                    rf_size=rf_size,
+                    rf_jump=rf_jump,
+                    **_memory_cells(b, size, text),
+                )
             )
-        )
-    columns = [
-        ("name", "Name"),
-        ("type", "Type"),
-        ("output_shape", "Output shape"),
-        ("params", "Params"),
-        ("macs", "MACs"),
-        ("activation", "Output bytes"),
-        ("kept", "Kept for backward"),
-        ("rf_size", "RF"),
-        ("rf_jump", "RF jump"),
-    ]
+        remainder, eval_remainder = report["memory_remainder"], report.get("eval_memory_remainder")
+        columns = [
+            ("name", "Name"),
+            ("type", "Type"),
+            ("output_shape", "Output shape"),
+            *_SHARES,
+            *_memory_columns(report),
+            ("rf_size", "RF"),
+            ("rf_jump", "RF jump"),
+        ]
+    rows.append(_rest_row(remainder, eval_remainder, size, text))
+    title = f"{report['arch']} @ {_tensors(report, 'inputs', report['input_shape'])}" + (" by layer kind" if by == "kind" else "")
+    if html:  # bytes shown rounded carry the exact count as the cell's title
+        exact = {key.removesuffix("_bytes"): key for key in MEMORY_KEYS} | {"peak_share": "peak_share_bytes", "eval_share": "eval_share_bytes"}
+        return render_html(rows, columns, title=title, footer=_footer(report, remainder, eval_remainder), exact=exact)
+    return render_rows(rows, columns, fmt, title=title, footer=_footer(report, remainder, eval_remainder), payload=report)
+
+
+_SHARES = [("params", "Params"), ("params_pct", "Params %"), ("macs", "MACs"), ("macs_pct", "MACs %")]
+
+
+def _pct(value: float | None, text: bool) -> Any:
+    return (f"{value:.1f}%" if text else value) if value is not None else None
+
+
+def _memory_columns(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The memory at the peak: split by what it is, or (--mode both) train beside eval."""
+    if report.get("mode") == "both":
+        return [("peak_share", "Train at peak"), ("peak_pct", "Train %"), ("eval_share", "Eval at peak"), ("eval_pct", "Eval %")]
+    split = [("weights", "Weights"), ("activations", "Activations"), ("temporaries", "Temporary")]
+    if report["memory"]["mode"] != "eval":
+        split = [("weights", "Weights"), ("grads", "Grads"), ("optimizer", "Optimizer"), ("activations", "Kept"), ("temporaries", "Temporary")]
+    return [*split, ("peak_share", "At peak"), ("peak_pct", "Peak %")]
+
+
+def _memory_cells(row: dict[str, Any], size: Any, text: bool) -> dict[str, Any]:
+    m = row["memory"]
+    cells = {key.removesuffix("_bytes"): size(m[key]) for key in MEMORY_KEYS} | {key: m[key] for key in MEMORY_KEYS}
+    cells["peak_share_bytes"] = m["peak_share_bytes"]
+    cells.update(params_pct=_pct(row["params_percent"], text), macs_pct=_pct(row["macs_percent"], text))
+    cells.update(peak_share=size(m["peak_share_bytes"]), peak_pct=_pct(m["peak_percent"], text))
+    if "eval_memory" in row:
+        e = row["eval_memory"]
+        cells.update(eval_share=size(e["peak_share_bytes"]), eval_share_bytes=e["peak_share_bytes"], eval_pct=_pct(e["peak_percent"], text))
+    return cells
+
+
+def _rest_row(remainder: dict[str, Any], eval_remainder: dict[str, Any] | None, size: Any, text: bool) -> dict[str, Any]:
+    """The bytes at the peak no block made (input batch, loss, ...): blocks + this row = the peak."""
+    row: dict[str, Any] = {"name": "(rest)", "peak_share": size(remainder["bytes"]), "peak_share_bytes": remainder["bytes"]}
+    row["peak_pct"] = _pct(remainder["percent"], text)
+    if eval_remainder is not None:
+        row.update(eval_share=size(eval_remainder["bytes"]), eval_share_bytes=eval_remainder["bytes"], eval_pct=_pct(eval_remainder["percent"], text))
+    return row
+
+
+def _rest_text(remainder: dict[str, Any]) -> str:
+    parts = [f"{remainder['text'][k]} {format_bytes(remainder[k])}" for k in REMAINDER_KEYS if remainder[k]]
+    return " + ".join(parts) or "nothing"
+
+
+def _footer(report: dict[str, Any], remainder: dict[str, Any], eval_remainder: dict[str, Any] | None) -> list[tuple[str, str]]:
     m = report["memory"]
     precision = f"fp32 weights, {'fp16' if m['dtype'] == 'fp16' else 'bf16'} autocast" if m["amp"] else m["dtype"]
-    settings = f"{m['mode']}, {m['optimizer']}, {precision}, {m['device']}, batch {m['batch']}"
+    mode = "train and eval" if report.get("mode") == "both" else m["mode"]
+    settings = f"{mode}, {m['optimizer']}, {precision}, {m['device']}, batch {m['batch']}"
     breakdown = " + ".join(f"{k} {format_bytes(m['peak_breakdown'][k])}" for k in _CATEGORY_ORDER if m["peak_breakdown"].get(k))
     footer = [
         ("Input", f"{_tensors(report, 'inputs', report['input_shape'])} -> output {_tensors(report, 'outputs', report['output_shape'])}"),
@@ -66,6 +127,12 @@ def render_cost(report: dict[str, Any], fmt: Format = Format.table, *, html: boo
             f"input {format_bytes(m['input_bytes'])}",
         ),
         ("Eval forward peak", format_bytes(m["inference_peak_bytes"])),
+        ("At peak", "bytes alive at the peak by the block (or kind) that made them; the rows plus (rest) add up to the peak exactly"),
+        ("Rest", _rest_text(remainder)),
+    ]
+    if eval_remainder is not None:
+        footer.append(("Eval rest", _rest_text(eval_remainder)))
+    footer += [
         ("Step", m["step"]),
         ("Loss", m["loss"]),
         ("Kernel scratch at the peak", f"{format_bytes(m['kernel_scratch_bytes'])} ({m['kernel_rules']})"),
@@ -83,10 +150,7 @@ def render_cost(report: dict[str, Any], fmt: Format = Format.table, *, html: boo
     footer.append(("Not counted (no FLOP rule)", ", ".join(report["uncounted_ops"]) or "none"))
     if report.get("receptive_field_unknown"):
         footer.append(("Receptive field unknown after", ", ".join(report["receptive_field_unknown"])))
-    title = f"{report['arch']} @ {_tensors(report, 'inputs', report['input_shape'])}"
-    if html:
-        return render_html(rows, columns, title=title, footer=footer, exact={"activation": "activation_bytes", "kept": "kept_bytes"})
-    return render_rows(rows, columns, fmt, title=title, footer=footer, payload=report)
+    return footer
 
 
 def render_compare(report: dict[str, Any], fmt: Format = Format.table) -> str:
@@ -125,3 +189,88 @@ def _tensors(report: dict[str, Any], key: str, shape: Any) -> str:
     if not tensors:
         return format_shape(shape)
     return ", ".join(format_shape(t["shape"]) + ("" if t["dtype"] == "float32" else f":{t['dtype']}") for t in tensors)
+
+
+SWEEP_MARK = "archviz cost sweep curve"  # in every curve archviz writes, so a rerun may replace its own file
+
+
+def render_sweep(report: dict[str, Any], fmt: Format = Format.table) -> str:
+    """One row per sweep point; a point that cannot run or does not fit says why in Note."""
+    rows, columns, footer, title = _sweep_view(report, fmt in (Format.table, Format.markdown))
+    return render_rows(rows, columns, fmt, title=title, footer=footer, payload=report)
+
+
+def render_sweep_html(report: dict[str, Any]) -> str:
+    """The sweep as an HTML table (Jupyter): the terminal table's cells, each peak's exact bytes as its title."""
+    rows, columns, footer, title = _sweep_view(report, True)
+    return render_html(rows, columns, title=title, footer=footer, exact={"train": "train_peak_bytes", "eval": "eval_peak_bytes"})
+
+
+def _sweep_view(report: dict[str, Any], text: bool) -> tuple[list[dict[str, Any]], list[tuple[str, str]], list[tuple[str, str]], str]:
+    size = format_bytes if text else (lambda n: n)
+    notes: list[str] = []  # long reasons go under the table, once each, so the table stays narrow
+
+    def note(reason: str) -> str:
+        if not text or len(reason) <= 60:
+            return reason
+        if reason not in notes:
+            notes.append(reason)
+        return f"see note {notes.index(reason) + 1}"
+
+    rows = [
+        dict(
+            r,
+            input=format_shape(r["input_shape"]),
+            train=size(r["train_peak_bytes"]) if r["train_peak_bytes"] is not None or not text else "n/a",
+            eval=size(r["eval_peak_bytes"]) if r["eval_peak_bytes"] is not None or not text else "n/a",
+            note=note(r["note"]),
+        )
+        for r in report["rows"]
+    ]
+    columns = [("batch", "Batch"), ("input", "Input"), ("params", "Params"), ("macs", "MACs"), ("train", "Train peak"), ("eval", "Eval peak")]
+    if report["budget_bytes"] is not None:
+        columns.append(("largest_batch", "Largest batch"))
+    columns.append(("note", "Note"))
+    precision = f"fp32 weights, {'fp16' if report['dtype'] == 'fp16' else 'bf16'} autocast" if report["amp"] else report["dtype"]
+    footer = [
+        ("Memory", f"predicted peak of a training step ({report['optimizer']}, {precision}, {report['device']}) and of an eval forward under no_grad"),
+        ("MACs", "forward multiply-accumulates of the whole batch (FLOPs = 2 x MACs)"),
+    ]
+    if report["budget_bytes"] is not None:
+        footer.append(
+            ("Largest batch", f"the largest batch whose training step fits in {format_bytes(report['budget_bytes'])} at that input size (0: not even one)")
+        )
+    footer += [(f"Note {i}", reason) for i, reason in enumerate(notes, 1)]
+    swept = " and ".join(report["swept"]) or "nothing"
+    return rows, columns, footer, f"{report['arch']}: sweep over {swept}"
+
+
+def sweep_curve_svg(report: dict[str, Any]) -> str:
+    """Peak memory against the batch size, one line per input size (train solid, eval dashed), and the budget."""
+    from archviz.train.plot import COLOURS, Level, Series, line_chart_svg
+
+    sizes: dict[str, list[dict[str, Any]]] = {}
+    for r in report["rows"]:
+        sizes.setdefault(format_shape(r["input_shape"][2:]), []).append(r)  # the spatial size: H x W
+    series = []
+    for i, (size, rows) in enumerate(sizes.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        label = f" {size}" if len(sizes) > 1 else ""
+        series.append(Series([(r["batch"], r["train_peak_bytes"]) for r in rows if r["train_peak_bytes"] is not None], f"train{label}", colour))
+        series.append(Series([(r["batch"], r["eval_peak_bytes"]) for r in rows if r["eval_peak_bytes"] is not None], f"eval{label}", colour, "2,3"))
+    budget = report["budget_bytes"]
+    levels = [Level(budget, f"budget {format_bytes(budget)}")] if budget is not None else []
+    values = [y for s in series for _, y in s.points] + [lv.value for lv in levels]
+    batches = sorted({r["batch"] for r in report["rows"]})
+    return line_chart_svg(
+        series,
+        title=f"{report['arch']}: peak memory against batch size ({report['optimizer']}, {report['device']})",
+        x_label="batch size",
+        x_range=(0, batches[-1]),
+        x_ticks=batches,
+        y_max=max(values, default=1) * 1.08 or 1,
+        y_text=format_bytes,
+        levels=levels,
+        comment=SWEEP_MARK,
+        legend_width=150,
+    )

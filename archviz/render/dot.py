@@ -72,17 +72,7 @@ _FONT = "Helvetica"
 assert tuple(KIND_COLOURS) == O.KINDS, "every diagram kind of the op table has a colour"
 
 
-def layer_kind(op_kind: str, type_: str) -> str:
-    """The colour category of a module class or function name, from the op table ("other" if unknown).
-
-    A class named after a known one (torchvision's ``LayerNorm2d``, timm's ``Conv2dSame``)
-    takes the kind of the longest known name it starts with.
-    """
-    if op_kind == "function":
-        entry = O.FUNCTIONS.get(type_.lower())
-    else:
-        entry = O.TORCH_TYPES.get(type_) or max((t for name, t in O.TORCH_TYPES.items() if type_.startswith(name)), key=lambda t: len(t.name), default=None)
-    return entry.kind if entry is not None else "other"
+layer_kind = O.layer_kind  # the op table decides an op's kind (cost --by kind reads it too)
 
 
 # ---------------------------------------------------------------------------------------

@@ -181,6 +181,19 @@ def register_function(*names: str, kind: str, flops: str = ZERO, explain: Callab
         FUNCTIONS[name] = FunctionType(name, kind, flops, explain)
 
 
+def layer_kind(op_kind: str, type_: str) -> str:
+    """The diagram kind of a module class or function name, from this table ("other" if unknown).
+
+    A class named after a known one (torchvision's ``LayerNorm2d``, timm's ``Conv2dSame``)
+    takes the kind of the longest known name it starts with.
+    """
+    if op_kind == "function":
+        entry = FUNCTIONS.get(type_.lower())
+    else:
+        entry = TORCH_TYPES.get(type_) or max((t for name, t in TORCH_TYPES.items() if type_.startswith(name)), key=lambda t: len(t.name), default=None)
+    return entry.kind if entry is not None else "other"
+
+
 # Hyperparameters given per spatial axis: an int in a torch module means the same on every axis.
 _AXES_ATTRS = frozenset({"kernel_size", "stride", "padding", "dilation", "output_padding", "output_size", "size"})
 
