@@ -16,7 +16,8 @@ import importlib
 import sys
 import types
 
-__version__ = "0.1.0"
+from archviz.version import __version__ as __version__
+
 __all__ = ["summary", "cost", "explain", "diagram"]
 
 

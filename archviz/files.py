@@ -146,7 +146,7 @@ def html_mark(title: str) -> str:
     """The line in an interactive HTML diagram that names its graph (with ``<meta name="generator" content="archviz ...">``)."""
     import html
 
-    from archviz.render.safe import printable
+    from archviz.safe import printable
 
     return f'<meta name="archviz-graph" content="{html.escape(printable(title, newlines=False), quote=True)}">'
 

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "archviz"
 
 # A module may import its own layer or a lower one, never a higher one (STYLE.md: the shape of the system).
 LAYERS = [
-    {"errors", "choices", "compat", "files", "params"},  # leaves everyone may use
+    {"errors", "choices", "compat", "files", "params", "safe", "version"},  # leaves everyone may use
     {"spec", "zoo", "shape"},  # plain data (and --input's shapes); no torch
     {"trace", "build", "arch", "step"},  # spec -> module -> trace; the one training step
     {"cost"},  # what a trace costs

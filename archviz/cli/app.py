@@ -68,7 +68,7 @@ app = typer.Typer(
 
 def fail(message: str, code: int) -> typer.Exit:
     """Print one sentence on stderr and return the Exit to raise."""
-    from archviz.render.safe import printable
+    from archviz.safe import printable
 
     print(f"archviz: error: {printable(message, newlines=False)}", file=sys.stderr)
     return typer.Exit(code)

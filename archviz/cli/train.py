@@ -162,7 +162,7 @@ class PlainReporter:
     """One line per event: for logs, pipes and CI."""
 
     def info(self, text: str) -> None:
-        from archviz.render.safe import printable
+        from archviz.safe import printable
 
         print(printable(text), flush=True)
 

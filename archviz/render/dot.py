@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from archviz.errors import RunError, UsageError
-from archviz.render.safe import printable
+from archviz.safe import printable
 from archviz.spec import ops as O
 from archviz.trace.record import Node, Op, Shape, Trace
 
@@ -307,7 +307,7 @@ def graph_to_dot(graph: Graph, direction: Direction = Direction.TB) -> str:
 
 
 def _q(text: str) -> str:
-    text = printable(text, newlines=False)  # no control characters in DOT or SVG (render/safe.py)
+    text = printable(text, newlines=False)  # no control characters in DOT or SVG (archviz/safe.py)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

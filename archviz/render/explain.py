@@ -9,10 +9,10 @@ from typing import Any
 from archviz.choices import ExplainFormat
 from archviz.cost.units import format_bytes
 from archviz.render import Format
-from archviz.render.safe import printable
 from archviz.render.shapes import inputs_text
 from archviz.render.tables import render_html as html_table
 from archviz.render.tables import render_rows
+from archviz.safe import printable
 from archviz.shape import format_shape
 from archviz.spec.ops import Formula
 

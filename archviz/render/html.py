@@ -27,13 +27,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from archviz import __version__
 from archviz.cost.receptive import ReceptiveField, block_fields, receptive_fields
 from archviz.errors import UsageError
 from archviz.files import html_mark
 from archviz.render.dot import KIND_COLOURS, Direction, _composition, _find_runs, _Run, _shape, _si, hyperparameters, layer_kind
-from archviz.render.safe import printable
+from archviz.safe import printable
 from archviz.trace.record import Trace
+from archviz.version import __version__
 
 GENERATOR = "archviz"
 ELEMENT_BYTES = 4  # activations at fp32, as `archviz cost` reports them by default

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from archviz.render import Format
-from archviz.render.safe import printable
+from archviz.safe import printable
 
 
 def human(n: int | float) -> str:
@@ -71,7 +71,7 @@ def _cell(value: Any) -> str:
         return human(value)
     if isinstance(value, list | tuple):
         return shape_text(value)
-    return printable(value, newlines=False)  # names come from specs and models: no escapes (render/safe.py)
+    return printable(value, newlines=False)  # names come from specs and models: no escapes (archviz/safe.py)
 
 
 def _csv_cell(value: Any) -> Any:

@@ -22,7 +22,7 @@
   const layoutCache = new Map();
   let current = null; // the drawn graph: vertices, clusters, edges, positions
 
-  // Control and bidi characters shown as escapes (archviz/render/safe.py does the same for terminals).
+  // Control and bidi characters shown as escapes (archviz/safe.py does the same for terminals).
   const UNSAFE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]/g;
   const safe = (s) => String(s).replace(UNSAFE, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 
