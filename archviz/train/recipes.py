@@ -50,7 +50,7 @@ RECIPES: dict[str, Recipe] = {
     # 10-class Fashion-MNIST at 96x96, as d2l trains its chapter 8 nets. NOT measured yet.
     **{
         name: Recipe(resize=96, batch_size=128, optimizer=Optimizer.momentum, lr=0.01, weight_decay=5e-4, params={"in_channels": 1, "num_classes": 10})
-        for name in ("vgg16", "resnet50", "densenet121", "mobilenet_v2", "regnet_x_400mf")
+        for name in ("vgg16", "resnet50", "densenet121", "mobilenet_v2", "shufflenet_v2", "regnet_x_400mf")
     },
 }
 
