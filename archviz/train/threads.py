@@ -7,7 +7,7 @@ count is timed, and load that comes and goes is met by interleaving: round after
 every count runs one step, so a burst from another process lands on all counts alike rather
 than on whichever was being measured. A count's time is the median of its rounds (one lucky
 step does not win), and the count with the smallest median is picked, the fewer threads on a
-tie: the pick is never a count measured slower than another.
+tie: the pick is never a count measured slower than another, and every count is measured.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from collections.abc import Callable, Iterable
 
 # Enough rounds for a median that one burst cannot move, few enough to cost well under a second on LeNet.
 ROUNDS = 5
-# A step this slow at all threads is a big layer (224x224 convs), which gains from every core: measure no further.
-SLOW_STEP_S = 0.25
-# Stop measuring after this long (rounds already taken count), so a slow model starts training quickly.
+# Stop measuring after this long (at least one round after the warm-up), so a slow model starts training
+# quickly; when even the warm-up round takes longer, its own times decide (big layers: seconds per step).
 BUDGET_S = 2.0
 
 
@@ -32,33 +31,27 @@ def pick_threads(
     rounds: int = ROUNDS,
     budget_s: float = BUDGET_S,
 ) -> tuple[int, dict[int, float]]:
-    """(the thread count to train with, the median seconds per step of each count measured).
+    """(the thread count to train with, the median seconds per step of each count).
 
     ``step`` runs one forward+backward; ``set_threads`` sets the thread count (``torch.set_num_threads``);
-    ``clock`` is injected so that tests can script the timings.
+    ``clock`` is injected so that tests can script the timings. Every count is always measured: a
+    slow step at all cores may be a big layer, or a small one whose threads fight other processes
+    (issue 19: LeNet took 1.0 s per step at 2 threads and 0.07 s at 1 on a loaded machine).
     """
     counts = sorted(set(counts), reverse=True)
+    warmup: dict[int, list[float]] = {n: [] for n in counts}
     samples: dict[int, list[float]] = {n: [] for n in counts}
-
-    def timed(n: int) -> float:
-        set_threads(n)
-        t0 = clock()
-        step()
-        return clock() - t0
-
     start = clock()
-    for n in counts:  # warm-up, one each (first calls allocate and pick kernels)
-        timed(n)
-    first = timed(counts[0])
-    samples[counts[0]].append(first)
-    if first > SLOW_STEP_S or len(counts) == 1:
-        return counts[0], {counts[0]: first}
-    for r in range(rounds):
-        for n in counts if r % 2 else reversed(counts):  # alternate the order: neither count always runs first
-            if r or n != counts[0]:
-                samples[n].append(timed(n))
-        if clock() - start > budget_s and r >= 1:
+    for r in range(rounds + 1):  # round 0 warms up (the first calls allocate and pick kernels)
+        for n in counts if r % 2 else reversed(counts):  # alternate the order: no count always runs first
+            set_threads(n)
+            t0 = clock()
+            step()
+            (samples if r else warmup)[n].append(clock() - t0)
+        if clock() - start > budget_s:
             break
-    medians = {n: statistics.median(s) for n, s in samples.items()}
-    pick = min(counts, key=lambda n: (medians[n], n))
+    if not samples[counts[0]]:  # the warm-up alone used the budget: its times are all there is
+        samples = warmup
+    medians = {n: statistics.median(s) for n, s in samples.items() if s}
+    pick = min(medians, key=lambda n: (medians[n], n))
     return pick, medians
