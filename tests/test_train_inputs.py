@@ -71,6 +71,29 @@ def test_a_mismatch_is_one_sentence_before_any_data_is_loaded(cli, tmp_path, mon
     assert code == 2 and "--input 1x28x28 asks for 28x28 images but --resize 32 for 32x32; give one of them." in stderr
 
 
+def test_a_timm_model_trains_at_the_size_it_was_made_for():
+    from torch import nn
+
+    from archviz.train.inputs import native_size
+
+    model = nn.Linear(2, 2)
+    assert native_size(model) is None
+    model.pretrained_cfg = {"input_size": (3, 384, 384)}  # what timm sets on every model it creates
+    assert native_size(model) == 384
+    model.pretrained_cfg = {"input_size": (3, 224, 160)}
+    assert native_size(model) is None
+
+
+@pytest.mark.slow
+def test_timm_callable_with_one_channel_gets_channels_and_size_from_the_model():
+    import timm  # noqa: F401 - in the test extra
+
+    config = make_config("timm:create_model", ["model_name=resnet10t", "in_chans=1", "num_classes=10"], threads=1, out="unused")
+    assert (config.channels, config.resize) == (1, 176)  # resnet10t's pretrained_cfg: 3x176x176
+    config = make_config("timm:create_model", ["model_name=swin_tiny_patch4_window7_224", "num_classes=10"], threads=1, out="unused")
+    assert (config.channels, config.resize) == (3, 224)
+
+
 def test_spec_channels_come_from_in_channels():
     config = make_config("resnet50", limit_train=10, limit_test=10, threads=1, out="unused")  # recipe: -p in_channels=1
     assert config.channels == 1 and config.resize == 96

@@ -51,12 +51,23 @@ def first_layer_input(model: Any) -> tuple[int | None, int | None]:
     return None, None
 
 
+def native_size(model: Any) -> int | None:
+    """The square input size a timm model was made for (its ``pretrained_cfg["input_size"]``, e.g. 384 for
+    swin_base_patch4_window12_384, whose patch embedding refuses any other), or None."""
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    size = cfg.get("input_size") if isinstance(cfg, dict) else None
+    if isinstance(size, list | tuple) and len(size) == 3 and size[1] == size[2] and isinstance(size[1], int) and size[1] > 0:
+        return size[1]
+    return None
+
+
 def model_channels(arch: Any) -> tuple[int, int | None]:
-    """The channels (and, if the first layer says, the size) ``arch`` trains on when --input is not given."""
+    """The channels (and, if the model says, the size) ``arch`` trains on when --input is not given."""
     if arch.resolved is not None:  # a spec: its in_channels parameter
         return arch.default_input[1], None
-    channels, size = first_layer_input(arch.build(device="meta"))
-    return channels or arch.default_input[1], size
+    model = arch.build(device="meta")
+    channels, size = first_layer_input(model)
+    return channels or arch.default_input[1], size or native_size(model)
 
 
 def check_input(arch: Any, channels: int, size: int) -> None:
