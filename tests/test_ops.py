@@ -497,3 +497,9 @@ def test_shufflenet_v2_stage_shapes_equal_torchvision():
     theirs = [(m.in_channels, m.out_channels, m.groups, m.stride) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     mine = [(n.attrs["in_channels"], n.attrs["out_channels"], n.attrs["groups"], n.attrs["stride"]) for n in trace.nodes if n.type == "Conv2d"]
     assert sorted(mine) == sorted(theirs) and len(mine) == len(theirs) == 56
+
+
+def test_torch_names_point_to_the_spec_op():
+    message = error_of("- chunk:\n    branches: [[], [identity]]\n")
+    assert message.startswith("net.yaml:4: unknown op 'chunk'; the spec language calls it 'split': branches on equal slices of the input's channels")
+    assert "\n" not in message

@@ -324,6 +324,8 @@ class _Parser:
             raise self.fail(node, f"block {op!r} is used inside itself or above its definition; define a block below the blocks it uses")
         if op not in O.OPS:
             known = [*O.OPS, *self.blocks, REPEAT]
+            if op in _TORCH_WORDS:
+                raise self.fail(node, f"unknown op {op!r}; the spec language calls it {_TORCH_WORDS[op]!r}: {O.OPS[_TORCH_WORDS[op]].doc}")
             raise self.fail(node, f"unknown op {op!r}{suggest(op, known)} (known ops: {', '.join(sorted(known))})")
         opdef = O.OPS[op]
         args: dict[str, Any] = {}
@@ -495,6 +497,16 @@ class _Parser:
         if type(value) is not int or value < kind.minimum:
             raise bad
         return value
+
+
+# PyTorch's names for ops the spec language names otherwise (a user writing torch.chunk looks for `chunk`).
+_TORCH_WORDS = {
+    "chunk": "split",
+    "channel_shuffle": "shuffle",
+    "adaptive_avg_pool": "adaptive_avgpool",
+    "adaptive_max_pool": "adaptive_maxpool",
+    "cat": "concat",
+}
 
 
 def _comma_hint(text: object) -> str:
