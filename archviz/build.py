@@ -32,17 +32,20 @@ class Branches(nn.Module):
     """Branches p1..pn on the same input, merged: concatenated on channels (Inception, DenseNet),
     added, or multiplied with broadcasting (a squeeze-and-excitation gate)."""
 
-    def __init__(self, branches: list[nn.Module | None], merge: str, kind: str | None = None):
+    def __init__(self, branches: list[nn.Module | None], merge: str, kind: str | None = None, split: bool = False):
         super().__init__()
+        self.split = split  # branch i reads the i-th equal slice of the channels (ShuffleNetV2), not all of them
         self.names = [f"p{i + 1}" if branch is not None else None for i, branch in enumerate(branches)]
         for name, branch in zip(self.names, branches, strict=True):
             if branch is not None:  # an empty branch is the input itself, as in a residual's identity shortcut
                 self.add_module(name, branch)
         self.merge = merge
-        self._archviz_kind = kind or O.MERGE_TYPES[merge]
+        self._archviz_kind = kind or ("Split" if split else O.MERGE_TYPES[merge])
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        outs = [getattr(self, name)(X) if name is not None else X for name in self.names]
+        parts = len(self.names)
+        Xs = X.split(X.shape[1] // parts, dim=1) if self.split else (X,) * parts
+        outs = [getattr(self, name)(Xi) if name is not None else Xi for name, Xi in zip(self.names, Xs, strict=True)]
         if self.merge == "cat":
             return torch.cat(outs, dim=1)
         Y = outs[0]
@@ -92,7 +95,7 @@ def _module(layer: Layer, path: str, nodes: dict[str, Node]) -> nn.Module:
     merge = O.OPS[layer.op].merge
     if merge is not None:
         branches = [Block(_modules(b, f"{path}.p{i + 1}.", nodes)) if b else None for i, b in enumerate(layer.args["branches"])]
-        return Branches(branches, merge, kind)
+        return Branches(branches, merge, kind, O.OPS[layer.op].split)
     # A primitive: the torch class and constructor arguments its shape rule gave the trace.
     node = nodes[path]
     return _OWN.get(node.type, getattr(nn, node.type, None))(**node.attrs)

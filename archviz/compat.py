@@ -150,6 +150,52 @@ def sdpa_kernels() -> tuple[Callable, Callable, Callable]:
         raise _missing("fused attention kernels in torch.ops.aten", exc) from None
 
 
+class _TotalsOnly:
+    """Stands in for FlopCounterMode's ModuleTracker: every FLOP goes to 'Global', no hooks."""
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _TotalsOnly:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        return None
+
+
+def forward_flop_counter() -> Any:
+    """A ``FlopCounterMode`` that counts totals only (``get_total_flops``), for a forward under ``no_grad``.
+
+    FlopCounterMode attributes FLOPs to modules through ``torch.utils.module_tracker``, whose
+    forward hooks register backward hooks on every input that requires grad; under
+    ``no_grad`` a view of a parameter (timm CaiT's class token) requires grad but has no
+    grad_fn, and that registration fails (``AssertionError: Expected gradient function to
+    be set``). archviz reads totals before and after each module itself, so the per-module
+    tracker (the ``mod_tracker`` attribute, not public) is replaced by one that does nothing.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    if not hasattr(counter, "mod_tracker") or not hasattr(counter, "_count_flops"):
+        raise _missing("FlopCounterMode.mod_tracker and _count_flops", AttributeError("mod_tracker"))
+    counter.mod_tracker = _TotalsOnly()
+    # Every aten op the counter sees (after decomposition), counted or not, in order: which
+    # ops did arithmetic that no FLOP formula covers (``cdist``, an FFT) is read from it.
+    counter.archviz_seen = seen = []
+    count = counter._count_flops
+
+    def _count_flops(func_packet: Any, out: Any, args: Any, kwargs: Any) -> Any:
+        seen.append(func_packet)
+        return count(func_packet, out, args, kwargs)
+
+    counter._count_flops = _count_flops
+    return counter
+
+
+def has_flop_formula(counter: Any, func_packet: Any) -> bool:
+    """Whether ``counter`` (a FlopCounterMode) counts the aten op ``func_packet``."""
+    return func_packet in counter.flop_registry
+
+
 def profiler_event_tree(prof: Any) -> list:
     """The root events of a finished ``torch.profiler.profile``, with allocation events (kineto's private tree)."""
     try:

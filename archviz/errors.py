@@ -24,6 +24,16 @@ class RunError(ArchvizError):
     exit_code = 1
 
 
+class NeedsValues(RunError):
+    """The meta device cannot run the model (it reads tensor values): the message offers ``--compute``,
+    which traces with real tensors; ``problem`` is the sentence without that advice, for a command
+    that has no ``--compute`` (``archviz cost``: its memory simulation runs without values)."""
+
+    def __init__(self, message: str, problem: str):
+        super().__init__(message)
+        self.problem = problem
+
+
 class TooLarge(RunError):
     """A tensor too large to size (more than 2^53 elements, or 2^63 bytes for torch): no memory
     budget can hold it, so a batch-size search treats it as not fitting."""

@@ -293,3 +293,18 @@ def test_tensor_version_counts_in_place_changes():
     x.add_(1)
     x[0:1].mul_(2)  # a view changes the same data
     assert compat.tensor_version(x) == 2
+
+
+def test_forward_flop_counter_counts_totals_and_sees_every_aten_op():
+    import torch
+
+    counter = compat.forward_flop_counter()
+    X = torch.ones(2, 3, requires_grad=True)
+    with torch.no_grad(), counter:
+        torch.cdist(X[None], X[None])
+        X @ torch.ones(3, 4)
+    assert counter.get_total_flops() == 2 * 2 * 3 * 4
+    names = [str(op) for op in counter.archviz_seen]
+    assert any("cdist" in n for n in names) and any(n.endswith("mm") for n in names)
+    mm = next(op for op in counter.archviz_seen if str(op).endswith("mm"))
+    assert compat.has_flop_formula(counter, mm)

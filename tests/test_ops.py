@@ -96,6 +96,29 @@ NETS = {
     ),
     "add3": ("- add:\n    branches:\n      - [{conv: {out: 3, kernel: 3, padding: 1}}]\n      - []\n      - [identity]\n", "2x3x8x8"),
     "concat_empty": ("- concat:\n    branches:\n      - []\n      - [{conv: {out: 4, kernel: 1}}]\n", "2x3x8x8"),
+    # issue 19: channel split and shuffle, ceil_mode, padding: same/valid, adaptive pooling to N, `in`
+    "split_shuffle": (
+        "- conv: {out: 8, kernel: 1}\n"
+        "- split:\n    branches:\n      - []\n      - [{conv: {out: in, kernel: 3, padding: 1, groups: in}}, {conv: {out: in * 2, kernel: 1}}]\n"
+        "- shuffle: {groups: 3}\n",
+        "2x3x8x8",
+    ),
+    "split3_empty": ("- split:\n    branches:\n      - []\n      - [identity]\n      - []\n- shuffle\n", "2x6x5x5"),
+    "ceil_mode": ("- maxpool: {kernel: 3, stride: 2, ceil_mode: true}\n- avgpool: {kernel: 2, ceil_mode: true, padding: 1}\n", "2x3x225x225"),
+    "ceil_mode1d": ("- maxpool: {kernel: 2, ceil_mode: true}\n", "2x3x9"),
+    "padding_same": (
+        "- conv: {out: 4, kernel: 4, padding: same}\n- conv: {out: 4, kernel: [3, 5], padding: same, dilation: 2}\n- conv: {out: 2, kernel: 3, padding: valid}\n",
+        "2x3x9x10",
+    ),
+    "adaptive": ("- adaptive_avgpool: {size: [3, 5]}\n- adaptive_maxpool: {size: 2}\n- adaptive_avgpool: {size: 7}\n", "2x3x13x11"),
+    "adaptive1d": ("- adaptive_maxpool: {size: 5}\n- adaptive_avgpool: {size: 4}\n", "2x3x17"),
+    "in_mobilenet": (
+        "- conv: {out: in * 6, kernel: 1, bias: false, norm: batch, act: relu6}\n"
+        "- conv: {out: in, kernel: 3, padding: 1, groups: in, bias: false, norm: batch, act: relu6}\n"
+        "- conv: {out: 'max(8, in // 4)', kernel: 1, bias: in > 100}\n"
+        "- flatten\n- linear: {out: in // 8}\n",
+        "2x4x6x6",
+    ),
     "unet_step": (
         "- conv: {out: 4, kernel: 3, padding: 1, act: relu}\n"
         "- concat:\n    branches:\n      - []\n"
@@ -296,3 +319,187 @@ def test_diagram_labels_of_the_new_ops():
     assert [hyperparameters(n) for n in trace.nodes[1:]] == ["\u00d72 nearest", "\u2192 9\u00d720 bilinear", "\u00d71\u00d72 nearest"]
     trace = trace_spec(_resolved(*NETS["norms"]), (2, 4, 6, 6))
     assert [hyperparameters(n) for n in trace.nodes[1:4]] == ["over 4\u00d76\u00d76", "4 ch \u00b7 2 groups", "size 3"]
+
+
+# --- issue 19: the ops ShuffleNetV2, SqueezeNet and EfficientNet-style specs need ------
+
+
+def test_new_ops_have_docs_and_field_docs():
+    """The docs site builds its op reference from the table: every new op and field is described."""
+    for name in ("split", "shuffle", "adaptive_avgpool", "adaptive_maxpool"):
+        assert O.OPS[name].doc
+    assert O.OPS["maxpool"].fields["ceil_mode"].doc and O.OPS["conv"].fields["padding"].doc
+    assert "same" in O.OPS["conv"].fields["padding"].kind.describe
+    assert O.OPS["adaptive_avgpool"].fields["size"].doc
+
+
+def test_split_shuffle_by_hand():
+    trace = trace_spec(_resolved(*NETS["split_shuffle"]), (2, 3, 8, 8))
+    split = next(op for op in trace.ops if op.type == "split")
+    assert split.id == "1:split" and split.output_shape == (2, 4, 8, 8)
+    assert trace.node("1").type == "Split" and trace.node("1").output_shape == (2, 4 + 8, 8, 8)
+    dw = trace.node("1.p2.0")
+    assert (dw.attrs["in_channels"], dw.attrs["out_channels"], dw.attrs["groups"]) == (4, 4, 4)
+    assert trace.node("1.p2.1").attrs["out_channels"] == 8
+    cat = next(op for op in trace.ops if op.type == "cat")
+    assert cat.inputs == ("1:split", "1.p2.1")
+    assert trace.node("2").attrs == {"groups": 3}
+
+
+def test_channel_shuffle_permutes_like_torchvision():
+    from torchvision.models.shufflenetv2 import channel_shuffle
+
+    model = build(_resolved("- shuffle: {groups: 4}\n", "1x8x2x2"))
+    X = torch.arange(8.0).reshape(1, 8, 1, 1).expand(1, 8, 2, 2).contiguous()
+    assert torch.equal(model(X), channel_shuffle(X, 4))
+    assert model(X)[0, :, 0, 0].tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def test_squeezenet_style_ceil_mode_gives_56_at_225_like_torchvision():
+    """torchvision's SqueezeNet 1.0: conv 7x7/2 (96) then MaxPool2d(3, 2, ceil_mode=True): 109 -> 54 would be floor."""
+    from torchvision.models import squeezenet1_1
+
+    layers = "- conv: {out: 64, kernel: 3, stride: 2, act: relu}\n- maxpool: {kernel: 3, stride: 2, ceil_mode: CEIL}\n"
+    ceil = trace_spec(_resolved(layers.replace("CEIL", "true"), "1x3x225x225"), (1, 3, 225, 225))
+    floor = trace_spec(_resolved(layers.replace("CEIL", "false"), "1x3x225x225"), (1, 3, 225, 225))
+    _, seen = real_output_shapes(squeezenet1_1().eval(), torch.randn(1, 3, 225, 225))
+    assert ceil.output_shape == seen["features.2"] == (1, 64, 56, 56)
+    assert floor.output_shape == (1, 64, 55, 55)
+
+
+@pytest.mark.parametrize("side", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+@pytest.mark.parametrize(("k", "s", "p"), [(3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 3, 1), (4, 3, 2), (2, 1, 1)])
+def test_ceil_mode_size_equals_torch_on_every_small_side(side, k, s, p):
+    pool = torch.nn.MaxPool1d(k, s, p, ceil_mode=True)
+    try:
+        expected = tuple(pool(torch.zeros(1, 1, side)).shape)
+    except RuntimeError:
+        expected = None  # torch refuses: the spec must refuse too
+    layers = f"- maxpool: {{kernel: {k}, stride: {s}, padding: {p}, ceil_mode: true}}\n"
+    if expected is None:
+        with pytest.raises(RunError):
+            trace_spec(_resolved(layers, f"1x1x{side}"), (1, 1, side))
+    else:
+        assert trace_spec(_resolved(layers, f"1x1x{side}"), (1, 1, side)).output_shape == expected
+
+
+def test_padding_same_keeps_the_size_and_refuses_a_stride():
+    trace = trace_spec(_resolved(*NETS["padding_same"]), (2, 3, 9, 10))
+    assert trace.node("0").output_shape == (2, 4, 9, 10) and trace.node("0").attrs["padding"] == "same"
+    assert trace.node("1").output_shape == (2, 4, 9, 10)
+    assert trace.node("2").output_shape == (2, 2, 7, 8) and trace.node("2").attrs["padding"] == "valid"
+    message = error_of("- conv: {out: 4, kernel: 3, stride: 2, padding: same}\n", "1x1x8x8")
+    assert message.startswith("net.yaml:4: layer '0' (Conv2d) has padding: same with stride [2, 2]; PyTorch allows `same` only with stride 1")
+    assert "\n" not in message
+    assert error_of("- conv: {out: 4, kernel: 3, padding: half}\n").startswith("net.yaml:4: field 'padding' of 'conv' must be a whole number >= 0, a list")
+
+
+def test_adaptive_pooling_to_any_size():
+    trace = trace_spec(_resolved(*NETS["adaptive"]), (2, 3, 13, 11))
+    assert [n.output_shape for n in trace.nodes[1:]] == [(2, 3, 3, 5), (2, 3, 2, 2), (2, 3, 7, 7)]
+    assert [n.type for n in trace.nodes[1:]] == ["AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AdaptiveAvgPool2d"]
+    assert trace.node("1").attrs == {"output_size": (2, 2)}
+
+
+def test_split_needs_divisible_channels():
+    message = error_of("- split:\n    branches: [[], [identity]]\n", "1x3x8x8", "in_channels: 3")
+    assert message == "net.yaml:5: block '0' splits its input's channels into 2 equal parts for its 2 branches, but gets 3 channels."
+
+
+def test_shuffle_needs_divisible_channels():
+    message = error_of("- shuffle: {groups: 2}\n", "1x3x8x8", "in_channels: 3")
+    assert "has groups=2, which must divide the channels" in message and message.startswith("net.yaml:5: layer '0' (ChannelShuffle)")
+
+
+# --- `in`: a layer reads its input's channels ----------------------------------------
+
+
+def test_in_expressions_in_a_mobilenet_style_block():
+    trace = trace_spec(_resolved(*NETS["in_mobilenet"]), (2, 4, 6, 6))
+    convs = [n for n in trace.nodes if n.type == "Conv2d"]
+    assert [(c.attrs["in_channels"], c.attrs["out_channels"], c.attrs["groups"]) for c in convs] == [(4, 24, 1), (24, 24, 24), (24, 8, 1)]
+    assert convs[2].attrs["bias"] is False  # `in > 100` with in = 24
+    assert trace.node("8").attrs == {"in_features": 8 * 36, "out_features": 36, "bias": True}
+
+
+INVERTED = """
+name: effnet_style
+default_input: 1x3x32x32
+params: {in_channels: 3}
+blocks:
+  inverted_residual:
+    params: {t: 6}
+    layers:
+      - residual:
+          kind: InvertedResidual
+          layers:
+            - conv: {out: in * t, kernel: 1, bias: false, norm: batch, act: silu}
+            - conv: {out: in, kernel: 3, padding: 1, groups: in, bias: false, norm: batch, act: silu}
+            - conv: {out: in // t, kernel: 1, bias: false, norm: batch}
+layers:
+  - conv: {out: 16, kernel: 3, padding: 1}
+  - inverted_residual
+  - conv: {out: 24, kernel: 1}
+  - inverted_residual: {t: 4}
+"""
+
+
+def test_in_infers_the_widths_of_a_block_used_at_two_widths():
+    resolved = resolve(parse_spec(INVERTED, source="eff.yaml"))
+    trace = trace_spec(resolved, (2, 3, 32, 32))
+    widths = [(n.attrs["in_channels"], n.attrs["out_channels"]) for n in trace.nodes if n.type == "Conv2d"]
+    assert widths == [(3, 16), (16, 96), (96, 96), (96, 16), (16, 24), (24, 96), (96, 96), (96, 24)]
+    assert trace == trace_module(build(resolved, (2, 3, 32, 32), device="meta"), (2, 3, 32, 32), "effnet_style")
+    model = build(resolved, (2, 3, 32, 32))
+    assert trace.total_params == sum(p.numel() for p in model.parameters())
+
+
+def test_a_wrong_in_value_is_one_sentence_with_file_and_line():
+    message = error_of("- conv: {out: 4, kernel: 1}\n- conv: {out: in // 8, kernel: 1}\n")
+    assert message == "net.yaml:5: field 'out' of 'conv' evaluates to 0; it must be a whole number >= 1."
+    message = error_of("- conv: {out: 4, kernel: 1}\n- conv: {out: in / 3, kernel: 1}\n")
+    assert message.startswith("net.yaml:5: field 'out' of 'conv' evaluates to 1.333") and "\n" not in message
+
+
+def test_in_is_refused_where_no_input_is_known():
+    assert error_of("- vgg_block: {convs: 1, out: in}\n").startswith("net.yaml:4: 'in' uses `in`, the input's channels, which only the fields of a primitive")
+    text = "name: t\nblocks:\n  b:\n    params: {w: ~}\n    layers: [conv: {out: w, kernel: 1}]\nlayers:\n  - b: {w: in * 2}\n"
+    with pytest.raises(UsageError, match=r"^net.yaml:7: 'in \* 2' uses `in`"):
+        parse_spec(text, source="net.yaml")
+    with pytest.raises(UsageError, match=r"^net.yaml:4: 'in' uses `in`"):
+        parse_spec(spec("- repeat: {times: in, layers: [identity]}\n"), source="net.yaml")
+    assert "unknown parameter 'inn'" in error_of("- conv: {out: inn, kernel: 1}\n")
+    # a parameter named like `in` is still itself
+    assert trace_of("- conv: {out: in_channels * 2, kernel: 1}\n").node("0").attrs["out_channels"] == 2
+
+
+def test_in_round_trips_through_dump_spec():
+    from archviz.spec import dump_spec
+
+    again = parse_spec(dump_spec(parse_spec(INVERTED, source="eff.yaml")), source="again")
+    assert trace_spec(resolve(again), (1, 3, 32, 32)) == trace_spec(resolve(parse_spec(INVERTED)), (1, 3, 32, 32))
+
+
+def test_shufflenet_v2_stage_shapes_equal_torchvision():
+    from torchvision.models import shufflenet_v2_x1_0
+
+    from archviz.arch import load_arch
+
+    net = shufflenet_v2_x1_0(weights=None).eval()
+    _, seen = real_output_shapes(net, torch.randn(1, 3, 224, 224))
+    trace = load_arch("shufflenet_v2").trace((1, 3, 224, 224))
+    ours = {n.path: n.output_shape for n in trace.blocks(1)}
+    for name in ("conv1", "maxpool", "stage2", "stage3", "stage4", "conv5"):
+        assert ours[name] == seen[name], name
+    assert ours["head"] == seen["fc"] == (1, 1000)
+    assert trace.total_params == sum(p.numel() for p in net.parameters()) == 2_278_604
+    # unit by unit: every conv of torchvision's has the same in/out channels, groups and stride, in order
+    theirs = [(m.in_channels, m.out_channels, m.groups, m.stride) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    mine = [(n.attrs["in_channels"], n.attrs["out_channels"], n.attrs["groups"], n.attrs["stride"]) for n in trace.nodes if n.type == "Conv2d"]
+    assert sorted(mine) == sorted(theirs) and len(mine) == len(theirs) == 56
+
+
+def test_torch_names_point_to_the_spec_op():
+    message = error_of("- chunk:\n    branches: [[], [identity]]\n")
+    assert message.startswith("net.yaml:4: unknown op 'chunk'; the spec language calls it 'split': branches on equal slices of the input's channels")
+    assert "\n" not in message

@@ -30,6 +30,7 @@ TORCHVISION = {
     "resnet50": (25_557_032, 4.089),
     "densenet121": (7_978_856, 2.834),
     "mobilenet_v2": (3_504_872, 0.301),
+    "shufflenet_v2": (2_278_604, 0.145),  # shufflenet_v2_x1_0
     "regnet_x_400mf": (5_495_976, 0.414),
 }
 # The rest of d2l's chapter 8 at 1x1x96x96, equal to d2l's own code (tests/test_zoo_modern.py).

@@ -68,6 +68,15 @@ def cost(
     The step is `archviz train`'s, d2l's order: zero_grad(set_to_none=True), forward, loss,
     backward, optimizer.step(); the second step is reported (optimizer state exists, the last
     gradients are freed before the forward pass). The loss sums every floating-point output.
+
+    The loop predicted is `archviz train`'s, `l, y_hat = train_step(net, loss, optimizer, X, y)`:
+    the previous step's output y_hat and loss l stay alive until the next step returns. A loop
+    that rebinds them inside the step (`y_hat = net(X)`, then `l = loss(y_hat, y)`) frees the
+    previous y_hat once the new forward pass ends, so its peak is the same or up to one output
+    tensor lower (when the peak falls after the forward pass).
+
+    A model the meta device cannot run (it reads tensor values) cannot be costed: `archviz
+    shapes --compute` traces it with real tensors.
     """
     budget_bytes = parse_size(budget) if budget is not None else None
     shape = parse_inputs(input)  # one or several inputs, any rank and dtype

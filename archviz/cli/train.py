@@ -66,11 +66,31 @@ def train(
         typer.Option(metavar="N", help="Processes on this machine (DDP; one per GPU, gloo on CPU); several machines: torchrun.", show_default="1"),
     ] = None,
     threads: Annotated[int | None, typer.Option(metavar="N", help="CPU threads per process. Default: measured at start.", show_default=False)] = None,
+    input: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="CxSxS",
+            help="Images the model takes, e.g. 1x28x28 or 3x96x96 (gray repeated over C channels, resized to S). "
+            "Default: the channels of its first layer, the recipe's size.",
+            show_default=False,
+        ),
+    ] = None,
     param: ParamOpt = None,
 ) -> None:
     """Train an architecture on Fashion-MNIST: per-epoch metrics, checkpoints and a learning curve in --out."""
+    from archviz.train.inputs import parse_train_input
     from archviz.train.loop import run
 
+    channels = None
+    if input is not None:
+        channels, size = parse_train_input(input)
+        if resize is not None and resize != size:
+            raise UsageError(f"--input {input} asks for {size}x{size} images but --resize {resize} for {resize}x{resize}; give one of them.")
+        if resume:
+            raise UsageError("--input cannot change when resuming (it defines the run); start a new run with --out instead.")
+        resize = size
     given = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -88,6 +108,7 @@ def train(
         "limit_test": limit_test,
         "nproc": nproc,
         "threads": threads,
+        "channels": channels,
     }
     launched = os.environ.get("WORLD_SIZE")
     if nproc is not None and launched and int(launched) > 1 and nproc != int(launched):

@@ -4,8 +4,13 @@ Convention (torch.utils.flop_counter's, and torchvision's ``_ops``): a multiply-
 MAC and two FLOPs (FLOPs = 2 x MACs). Only convolutions, linear layers and matrix products
 (attention's included) are counted; pooling, normalisation, activations, dropout, adds,
 concatenations and reshapes count 0 by convention, as they do in torchvision and
-torchinfo. Leaf modules and functions that fit none of these are *listed* by
-:func:`uncounted_ops`, never silently taken as zero.
+torchinfo. The FLOP counter works on the aten ops a forward runs, so a module or function
+it counts 0 whatever its name (timm's DropPath, LayerNorm2d, LayerScale, ``reshape_as``,
+``type_as``) did no matrix product and is 0 under the convention too. What it can miss is a
+matrix product it has no formula for (``cdist``, an FFT, CPU flash attention): a leaf module
+or function in which one ran, and that no rule covers, is *listed* by :func:`uncounted_ops`,
+never silently taken as zero. (A matrix product written as elementwise multiply-and-sum in
+Python is not a matrix product to the counter either: it counts 0 and is not listed.)
 """
 
 from __future__ import annotations
@@ -21,14 +26,15 @@ ZERO_FUNCTIONS = frozenset(name for name, f in O.FUNCTIONS.items() if f.flops ==
 
 
 def uncounted_ops(trace: Trace) -> list[str]:
-    """``'path (Type)'`` for every leaf module or function that counted 0 FLOPs without a rule saying 0 is right."""
+    """``'path (Type)'`` for every leaf module or function without a rule that ran a matrix product the counter could not count."""
+    unruled = set(trace.unruled)
     out = []
     for node in trace.nodes:
-        if node.is_leaf and node.called and node.type not in COUNTED_MODULES and node.type not in ZERO_MODULES and node.flops == 0:
+        if node.is_leaf and node.called and node.type not in COUNTED_MODULES and node.type not in ZERO_MODULES and node.flops == 0 and node.path in unruled:
             out.append(f"{node.path} ({node.type})")
     for op in trace.ops:
         # A function the FLOP counter saw doing arithmetic (attention, say) is counted, whatever its name.
-        if op.kind == "function" and op.flops == 0 and op.type not in COUNTED_FUNCTIONS and op.type not in ZERO_FUNCTIONS:
+        if op.kind == "function" and op.flops == 0 and op.type not in COUNTED_FUNCTIONS and op.type not in ZERO_FUNCTIONS and op.id in unruled:
             out.append(f"{op.id} ({op.type})")
     return out
 

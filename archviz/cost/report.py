@@ -14,7 +14,7 @@ from archviz.cost.blocks import by_kind, memory_by_block, percent
 from archviz.cost.flops import training_flops_per_image, uncounted_ops
 from archviz.cost.memory import choice, largest_batch, predict_memory
 from archviz.cost.receptive import block_fields, receptive_fields, unknown_ops
-from archviz.errors import RunError
+from archviz.errors import NeedsValues, RunError
 
 if TYPE_CHECKING:
     from archviz.arch import Arch
@@ -61,7 +61,13 @@ def cost_report(
     mode = choice(Mode, mode, "mode")
     device = choice(TargetDevice, device, "device")
     if trace is None or (input_shape is not None and not _same_input(input_shape, trace)):
-        trace = arch.trace(input_shape)  # ``input_shape``: a shape, or inputs as Arch.trace takes them (several, any dtype)
+        try:
+            trace = arch.trace(input_shape)  # ``input_shape``: a shape, or inputs as Arch.trace takes them (several, any dtype)
+        except NeedsValues as exc:  # `cost` has no --compute: the step it simulates runs without values too (issue 19)
+            raise RunError(
+                f"{exc.problem}; `archviz cost` predicts FLOPs and memory by running the step without values, so it cannot cost this model "
+                "(`archviz shapes` with the same arguments and --compute traces it with real tensors: shapes, params and FLOPs)."
+            ) from None
     memory = predict_memory(arch, trace.input_shape, optimizer, dtype, amp, mode, device, trace=trace)
     fields = receptive_fields(trace)
     at_block = block_fields(trace, fields)

@@ -5,6 +5,10 @@ and ``abs``, compare (``i == 0``), combine with ``and``/``or``/``not``, and choo
 (``2 if i == 0 else 1``). Every intermediate result is bounded (integers below 2**63,
 floats finite), and a power that would exceed the bound is refused before it is
 computed, so ``9**9**9`` fails in microseconds instead of running for hours.
+
+``in`` names the input's channel count where a layer's field is written (``out: in * 6``).
+It is a Python keyword, so the text is rewritten to a reserved name (``__in__``) before
+parsing; messages show it as ``in``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
 from collections.abc import Callable, Mapping
 
 # Integers stay below 2**63 (what torch sizes hold); 19 digits is far beyond any layer size.
@@ -20,6 +25,10 @@ MAX_INT = 2**63 - 1
 MAX_LENGTH = 500
 
 Number = int | float | bool
+
+IN = "in"  # the spec's word for the input's channels (axis 1) of the layer being built
+_IN_NAME = "__in__"
+_IN_WORD = re.compile(r"(?<![\w.])in(?![\w])")
 
 _BINARY: dict[type, Callable] = {
     ast.Add: operator.add,
@@ -71,7 +80,7 @@ def names_in(text: str) -> set[str]:
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id not in FUNCTIONS:
-            names.add(node.id)
+            names.add(IN if node.id == _IN_NAME else node.id)
     return names
 
 
@@ -84,7 +93,7 @@ def _parse(text: str) -> ast.Expression:
     if len(text) > MAX_LENGTH:
         raise ExprError(f"the expression {show(text)} is longer than {MAX_LENGTH} characters; use a shorter one")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(_IN_WORD.sub(_IN_NAME, text.strip()), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         # Python refuses integer literals over 4300 digits with a SyntaxError/ValueError too.
         raise ExprError(f"{show(text)} is not an arithmetic expression (allowed: {_ALLOWED})") from None
@@ -201,6 +210,9 @@ class _Evaluator:
     def name(self, name: str) -> Number:
         if name in FUNCTIONS:
             raise self.fail(f"uses the function {name!r} without calling it; write {name}(...)")
+        name = IN if name == _IN_NAME else name
+        if name == IN and IN not in self.params:
+            raise self.fail("uses `in` (the input's channels), which only a layer's own fields can read, once its input is known")
         if name not in self.params:
             known = ", ".join(sorted(self.params)) or "none"
             raise self.fail(f"uses unknown parameter {name!r} (known: {known})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import yaml
 from archviz.errors import UsageError
 from archviz.files import read_bounded
 from archviz.spec import ops as O
-from archviz.spec.expr import FUNCTIONS, MAX_INT, ExprError, names_in, show
+from archviz.spec.expr import FUNCTIONS, IN, MAX_INT, ExprError, names_in, show
 from archviz.spec.model import REPEAT, STANDARD_PARAMS, BlockDef, Layer, Spec
 
 TOP_KEYS = ("name", "description", "default_input", "params", "blocks", "layers")
@@ -323,6 +324,8 @@ class _Parser:
             raise self.fail(node, f"block {op!r} is used inside itself or above its definition; define a block below the blocks it uses")
         if op not in O.OPS:
             known = [*O.OPS, *self.blocks, REPEAT]
+            if op in _TORCH_WORDS:
+                raise self.fail(node, f"unknown op {op!r}; the spec language calls it {_TORCH_WORDS[op]!r}: {O.OPS[_TORCH_WORDS[op]].doc}")
             raise self.fail(node, f"unknown op {op!r}{suggest(op, known)} (known ops: {', '.join(sorted(known))})")
         opdef = O.OPS[op]
         args: dict[str, Any] = {}
@@ -424,6 +427,9 @@ class _Parser:
     def value(self, node: yaml.Node, fld: O.Field, op: str, key: str) -> Any:
         kind = fld.kind
         bad = self.fail(node, f"field {key!r} of {op!r} must be {kind.describe}")
+        # `in` (the input's channels) is read when the layer meets its input: a primitive's own
+        # fields only, as a macro's fields go to several layers with different inputs.
+        number = functools.partial(self.number, field_of=None if O.OPS[op].expand is not None else op)
         if kind is O.LAYERS:
             return self.layers(node)
         if kind is O.BRANCHES:
@@ -434,16 +440,16 @@ class _Parser:
             if isinstance(node, yaml.SequenceNode):
                 if not (len(node.value) == 2 if kind is O.INT_PAIR else 1 <= len(node.value) <= 3):
                     raise bad
-                return tuple(self.number(item, kind, bad) for item in node.value)
+                return tuple(number(item, kind, bad) for item in node.value)
             if kind is O.INT_PAIR:
                 raise bad
-            return self.number(node, kind, bad)
+            return number(node, kind, bad)
         value = self.scalar(node)
         if kind.minimum is not None or kind in (O.PROB, O.NUMBER):
-            return self.number(node, kind, bad)
+            return number(node, kind, bad)
         if kind is O.BOOL:
             if isinstance(value, str):
-                return self.number(node, kind, bad)  # an expression such as `i == 0`, checked when resolved
+                return number(node, kind, bad)  # an expression such as `i == 0`, checked when resolved
             if type(value) is not bool:
                 raise bad
             return value
@@ -457,13 +463,25 @@ class _Parser:
             raise bad
         return value
 
-    def number(self, node: yaml.Node, kind: O.Kind, bad: UsageError) -> Any:
+    def number(self, node: yaml.Node, kind: O.Kind, bad: UsageError | None, field_of: str | None = None) -> Any:
+        """A number or an expression; ``field_of``: the primitive whose field it is, which may read ``in``."""
         value = self.scalar(node)
+        if isinstance(value, str) and value in kind.words:
+            return value
+        if isinstance(value, str) and kind.words and value.isidentifier() and value not in self.param_names and value != IN:
+            raise bad  # a misspelt word (padding: half), not an unknown parameter
         if isinstance(value, str):
             try:
-                unknown = names_in(value) - self.param_names
+                names = names_in(value)
             except ExprError as exc:
                 raise self.fail(node, f"{exc}{_comma_hint(value)}") from None
+            if IN in names and IN not in self.param_names and field_of is None:
+                raise self.fail(
+                    node,
+                    f"{show(value)} uses `in`, the input's channels, which only the fields of a primitive layer (conv, linear, ...) can read; "
+                    "here write the number or a parameter",
+                )
+            unknown = names - self.param_names - ({IN} if field_of else set())
             if unknown:
                 name = sorted(unknown)[0]
                 raise self.fail(node, f"{show(value)} uses unknown parameter {name!r}{suggest(name, self.param_names)}; declare it under 'params'")
@@ -479,6 +497,16 @@ class _Parser:
         if type(value) is not int or value < kind.minimum:
             raise bad
         return value
+
+
+# PyTorch's names for ops the spec language names otherwise (a user writing torch.chunk looks for `chunk`).
+_TORCH_WORDS = {
+    "chunk": "split",
+    "channel_shuffle": "shuffle",
+    "adaptive_avg_pool": "adaptive_avgpool",
+    "adaptive_max_pool": "adaptive_maxpool",
+    "cat": "concat",
+}
 
 
 def _comma_hint(text: object) -> str:

@@ -62,12 +62,20 @@ class Kind:
     minimum: int | None = None
     axes: bool = False
     choices: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()  # words a number field also takes (conv padding: same, valid)
 
 
 INT = Kind("int", "a whole number or an expression over the spec's parameters", minimum=0)
 POS_INT = Kind("pos_int", "a whole number >= 1 or an expression over the spec's parameters", minimum=1)
 WINDOW = Kind("window", "a whole number >= 1 or a list of one to three (one per spatial axis), e.g. 3 or [3, 5]", minimum=1, axes=True)
 PADDING = Kind("padding", "a whole number >= 0 or a list of one to three (one per spatial axis), e.g. 1 or [1, 2]", minimum=0, axes=True)
+CONV_PADDING = Kind(
+    "conv_padding",
+    "a whole number >= 0, a list of one to three (one per spatial axis), `same` (output size = input size, stride 1) or `valid` (no padding)",
+    minimum=0,
+    axes=True,
+    words=("same", "valid"),
+)
 INT_PAIR = Kind("int_pair", "a list of two whole numbers, e.g. [96, 128]", minimum=0)
 PROB = Kind("prob", "a probability between 0 and 1")
 NUMBER = Kind("number", "a number > 0, e.g. 0.0001")
@@ -243,6 +251,7 @@ class OpDef:
     # Blocks with children: the fields that hold them, and how branches are merged.
     children: tuple[str, ...] = ()
     merge: str | None = None  # "cat", "add" or "mul" for branch ops
+    split: bool = False  # branch i reads the i-th equal slice of the input's channels (torch.split), not all of it
     torch: tuple[str, ...] = ()  # the torch.nn classes the op may build
 
 
@@ -280,19 +289,23 @@ def primitive(
 ):
     """Register a primitive op: decorate its shape rule. ``torch`` lists the classes it builds
     (one per spatial rank for conv/pool/norm: ``axes`` says which), each registered in
-    TORCH_TYPES with the op's diagram kind, FLOP rule, receptive-field rule and attributes."""
+    TORCH_TYPES with the op's diagram kind, FLOP rule, receptive-field rule and attributes
+    (by the first op that builds them: ``adaptive_avgpool`` builds ``gap``'s classes)."""
 
     def decorator(rule: Callable[[Mapping[str, Any], Shape], Out]):
         _add(OpDef(name, doc, fields, rule=rule, torch=torch))
-        register_torch(*torch, kind=kind, flops=flops, receptive=receptive, attrs=attrs, axes=axes, explain=explain)
+        if all(t in TORCH_TYPES for t in torch):
+            assert all(TORCH_TYPES[t].attrs == attrs and TORCH_TYPES[t].kind == kind for t in torch), (name, torch)
+        else:
+            register_torch(*torch, kind=kind, flops=flops, receptive=receptive, attrs=attrs, axes=axes, explain=explain)
         return rule
 
     return decorator
 
 
-def block_op(name: str, doc: str, *, children: tuple[str, ...], merge: str | None = None, **fields: Field) -> None:
+def block_op(name: str, doc: str, *, children: tuple[str, ...], merge: str | None = None, split: bool = False, **fields: Field) -> None:
     """Register an op that holds layers (``seq``, ``residual``) or branches merged by ``merge``."""
-    _add(OpDef(name, doc, fields, children=children, merge=merge))
+    _add(OpDef(name, doc, fields, children=children, merge=merge, split=split))
 
 
 def arg(layer: Layer, key: str) -> Any:
@@ -540,7 +553,7 @@ def _check_groups(cin: int, cout: int, g: int) -> None:
     out=Field(POS_INT, doc="output channels"),
     kernel=Field(WINDOW),
     stride=Field(WINDOW, 1),
-    padding=Field(PADDING, 0),
+    padding=Field(CONV_PADDING, 0, "zeros added on each side; `same` keeps the size (stride 1 only, as in PyTorch), `valid` adds none"),
     dilation=Field(WINDOW, 1),
     groups=Field(POS_INT, 1),
     bias=Field(BOOL, True),
@@ -549,11 +562,19 @@ def _check_groups(cin: int, cout: int, g: int) -> None:
 def _conv(a: Mapping[str, Any], x: Shape) -> Out:
     n = _spatial_rank(x, "a convolution")
     cin, cout, g = x[1], a["out"], a["groups"]
-    k, s, p, d = (_axes(a[key], n, key) for key in ("kernel", "stride", "padding", "dilation"))
+    k, s, d = (_axes(a[key], n, key) for key in ("kernel", "stride", "dilation"))
     _check_groups(cin, cout, g)
-    spatial = tuple(_window_out(x[2 + i], k[i], s[i], p[i], d[i]) for i in range(n))
+    if a["padding"] == "same":
+        if any(v != 1 for v in s):
+            raise OpError(f"has padding: same with stride {list(s)}; PyTorch allows `same` only with stride 1, so give the padding as a number")
+        spatial = x[2:]
+        padding: Any = "same"
+    else:
+        p = (0,) * n if a["padding"] == "valid" else _axes(a["padding"], n, "padding")
+        spatial = tuple(_window_out(x[2 + i], k[i], s[i], p[i], d[i]) for i in range(n))
+        padding = "valid" if a["padding"] == "valid" else p
     per_out = (cin // g) * math.prod(k)
-    attrs = dict(in_channels=cin, out_channels=cout, kernel_size=k, stride=s, padding=p, dilation=d, groups=g, bias=a["bias"])
+    attrs = dict(in_channels=cin, out_channels=cout, kernel_size=k, stride=s, padding=padding, dilation=d, groups=g, bias=a["bias"])
     params = cout * per_out + (cout if a["bias"] else 0)
     return Out((x[0], cout, *spatial), f"Conv{n}d", attrs, params, 2 * x[0] * cout * math.prod(spatial) * per_out)
 
@@ -618,6 +639,16 @@ def _linear(a: Mapping[str, Any], x: Shape) -> Out:
     return Out(out, "Linear", attrs, params, 2 * math.prod(x[:-1]) * x[-1] * a["out"])
 
 
+def _ceil_out(size: int, k: int, s: int, p: int) -> int:
+    """PyTorch's ceil_mode size: round up, but the last window must start inside the input or its left padding."""
+    out = -(-(size + 2 * p - k) // s) + 1
+    if (out - 1) * s >= size + p:
+        out -= 1
+    if out < 1:
+        raise TooSmall(f"gets a {size}-pixel side, too small for its kernel {k} (padding {p}) even with ceil_mode")
+    return out
+
+
 def _pool(kind: str):
     def rule(a: Mapping[str, Any], x: Shape) -> Out:
         n = _spatial_rank(x, "pooling")
@@ -625,12 +656,13 @@ def _pool(kind: str):
         s = _axes(a["stride"] if a["stride"] is not None else a["kernel"], n, "stride")
         if any(2 * p[i] > k[i] for i in range(n)):
             raise OpError(f"has padding {list(p)} larger than half its kernel {list(k)}; PyTorch requires padding <= kernel / 2")
-        spatial = tuple(_window_out(x[2 + i], k[i], s[i], p[i], 1) for i in range(n))
+        side = _ceil_out if a["ceil_mode"] else (lambda size, k, s, p: _window_out(size, k, s, p, 1))
+        spatial = tuple(side(x[2 + i], k[i], s[i], p[i]) for i in range(n))
         # ceil_mode (and max pooling's dilation) are recorded as a torch module reports them: explain reads them
         attrs = (
-            dict(kernel_size=k, stride=s, padding=p, dilation=(1,) * n, ceil_mode=False)
+            dict(kernel_size=k, stride=s, padding=p, dilation=(1,) * n, ceil_mode=a["ceil_mode"])
             if kind == "Max"
-            else dict(kernel_size=k, stride=s, padding=p, ceil_mode=False)
+            else dict(kernel_size=k, stride=s, padding=p, ceil_mode=a["ceil_mode"])
         )
         return Out((*x[:2], *spatial), f"{kind}Pool{n}d", attrs)
 
@@ -650,6 +682,7 @@ for _name, _kind in (("maxpool", "Max"), ("avgpool", "Avg")):
         kernel=Field(WINDOW),
         stride=Field(WINDOW, None),
         padding=Field(PADDING, 0),
+        ceil_mode=Field(BOOL, False, "round the output size up, as PyTorch's ceil_mode (SqueezeNet, GoogLeNet: 56x56, not 55x55, at 225x225)"),
     )(_pool(_kind))
 
 
@@ -665,6 +698,28 @@ for _name, _kind in (("maxpool", "Max"), ("avgpool", "Avg")):
 def _gap(a: Mapping[str, Any], x: Shape) -> Out:
     n = _spatial_rank(x, "global average pooling")
     return Out((*x[:2], *(1,) * n), f"AdaptiveAvgPool{n}d", dict(output_size=(1,) * n))
+
+
+def _adaptive(kind: str):
+    def rule(a: Mapping[str, Any], x: Shape) -> Out:
+        n = _spatial_rank(x, "adaptive pooling")
+        size = _axes(a["size"], n, "size")
+        return Out((*x[:2], *size), f"Adaptive{kind}Pool{n}d", dict(output_size=size))
+
+    return rule
+
+
+for _name, _kind in (("adaptive_avgpool", "Avg"), ("adaptive_maxpool", "Max")):
+    primitive(
+        _name,
+        f"adaptive {_kind.lower()} pooling to `size` on each spatial axis, whatever the input's size (size 1 everywhere is `gap` for average)",
+        torch=(f"Adaptive{_kind}Pool1d", f"Adaptive{_kind}Pool2d", f"Adaptive{_kind}Pool3d"),
+        axes=(1, 2, 3),
+        kind="pool",
+        receptive="adaptive",
+        attrs=("output_size",),
+        size=Field(WINDOW, doc="output size per spatial axis, e.g. 7 or [6, 6]"),
+    )(_adaptive(_kind))
 
 
 @primitive(
@@ -710,6 +765,21 @@ def _pixelshuffle(a: Mapping[str, Any], x: Shape) -> Out:
     if len(x) != 4 or x[1] % (r * r):
         raise OpError(f"needs NxCxHxW with C divisible by {r * r} but gets {list(x)}")
     return Out((x[0], x[1] // (r * r), x[2] * r, x[3] * r), "PixelShuffle", dict(upscale_factor=r))
+
+
+@primitive(
+    "shuffle",
+    "channel shuffle (ShuffleNet): the channels, seen as `groups` x C/groups, are transposed so that each group's channels spread over all groups",
+    torch=("ChannelShuffle",),
+    kind="reshape",
+    attrs=("groups",),
+    groups=Field(POS_INT, 2, "g; must divide the channels"),
+)
+def _shuffle(a: Mapping[str, Any], x: Shape) -> Out:
+    g = a["groups"]
+    if len(x) < 3 or x[1] % g:
+        raise OpError(f"has groups={g}, which must divide the channels of an input with spatial axes, but gets {list(x)}")
+    return Out(x, "ChannelShuffle", dict(groups=g))
 
 
 @primitive("flatten", "flatten everything but the batch axis", torch=("Flatten",), kind="reshape", explain=lambda a, x, y: _explain_flatten(x))
@@ -799,6 +869,16 @@ _BLOCK_KIND = Field(TEXT, None, "label shown as the block's type")
 _BRANCH_DOC = "branches: lists of layers run on the same input (an empty list is the input itself), "
 block_op("seq", "a named sequential block", children=("layers",), layers=Field(LAYERS), kind=_BLOCK_KIND)
 block_op("concat", _BRANCH_DOC + "concatenated on channels", children=("branches",), merge="cat", branches=Field(BRANCHES), kind=_BLOCK_KIND)
+block_op(
+    "split",
+    "branches on equal slices of the input's channels (torch.split / torch.chunk: branch i reads slice i; "
+    "an empty branch passes its slice through), concatenated on channels: ShuffleNetV2's unit, CSP's partial paths",
+    children=("branches",),
+    merge="cat",
+    split=True,
+    branches=Field(BRANCHES),
+    kind=_BLOCK_KIND,
+)
 block_op("add", _BRANCH_DOC + "added (shapes must be equal)", children=("branches",), merge="add", branches=Field(BRANCHES), kind=_BLOCK_KIND)
 block_op(
     "multiply",
@@ -826,10 +906,9 @@ MERGE_TYPES = {"cat": "Concat", "add": "Add", "mul": "Multiply"}  # default bloc
 # ---- torch classes no op builds, met in traced nn.Modules --------------------------
 
 register_torch("PReLU", "SELU", "CELU", "Hardtanh", "Softsign", "Softmax", "LogSoftmax", "Threshold", "GLU", kind="activation")
-register_torch("AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", kind="pool", receptive="adaptive", attrs=("output_size",), axes=(1, 2, 3))
 register_torch("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm", kind="norm")
 register_torch("Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "StochasticDepth", kind="dropout", attrs=("p",))
-register_torch("Unflatten", "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", "ChannelShuffle", kind="reshape")
+register_torch("Unflatten", "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", kind="reshape")
 register_torch("LazyLinear", "Bilinear", kind="linear", flops=COUNTED)
 register_torch("MultiheadAttention", kind="other", flops=COUNTED)
 

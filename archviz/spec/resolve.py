@@ -9,7 +9,7 @@ from typing import Any
 
 from archviz.errors import UsageError
 from archviz.spec import ops as O
-from archviz.spec.expr import MAX_INT, ExprError, evaluate
+from archviz.spec.expr import IN, MAX_INT, ExprError, evaluate, names_in
 from archviz.spec.loader import suggest
 from archviz.spec.model import REPEAT, BlockDef, Layer, Spec
 
@@ -26,6 +26,40 @@ class Resolved:
     def default_input(self) -> tuple[int, ...]:
         n, _, *spatial = self.spec.default_input
         return (n, int(self.params["in_channels"]), *spatial)
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A field's expression that reads ``in`` (the input's channels): evaluated by :func:`bind_input`
+    when the layer meets its input, with the names it could see where it was written."""
+
+    text: str
+    scope: tuple[tuple[str, Any], ...]
+
+
+def bind_input(layer: Layer, shape: tuple[int, ...]) -> Layer:
+    """``layer`` with every ``in`` expression evaluated on an input of ``shape`` (``in`` = axis 1, the channels)."""
+    if not any(isinstance(v, Deferred) or (isinstance(v, tuple) and any(isinstance(e, Deferred) for e in v)) for v in layer.args.values()):
+        return layer
+    if len(shape) < 2:
+        raise UsageError(f"{layer.where()}: {layer.op!r} reads `in`, the input's channels, but its input {list(shape)} has no channel axis.")
+    args = dict(layer.args)
+    for key, value in layer.args.items():
+        kind = O.OPS[layer.op].fields[key].kind
+        if isinstance(value, Deferred | tuple) and kind is not O.LAYERS and kind is not O.BRANCHES:
+            args[key] = _bind(layer, key, kind, value, shape[1])
+    return Layer(layer.op, args, layer.name, layer.source, layer.line)
+
+
+def _bind(layer: Layer, key: str, kind: O.Kind, value: Any, channels: int) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_bind(layer, key, kind, v, channels) for v in value)
+    if not isinstance(value, Deferred):
+        return value
+    scope = {**dict(value.scope), IN: channels}
+    if kind is O.BOOL:
+        return _bool(layer, key, value.text, scope)
+    return _number(layer, key, kind, value.text, scope)
 
 
 def parse_params(spec: Spec, items: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -172,9 +206,17 @@ class _Resolver:
             elif value is not None and (fld.kind.minimum is not None or fld.kind in (O.PROB, O.NUMBER)):
                 value = _number(layer, key, fld.kind, value, scope)
             elif fld.kind is O.BOOL and isinstance(value, str):
-                value = _bool(layer, key, value, scope)
+                value = _deferred(value, scope) if _reads_in(value, scope) else _bool(layer, key, value, scope)
             args[key] = value
         return Layer(layer.op, args, layer.name, layer.source, layer.line)
+
+
+def _reads_in(text: str, scope: Mapping[str, Any]) -> bool:
+    return IN not in scope and IN in names_in(text)
+
+
+def _deferred(text: str, scope: Mapping[str, Any]) -> Deferred:
+    return Deferred(text, tuple(scope.items()))
 
 
 def _bool(layer: Layer, key: str, text: str, scope: Mapping[str, Any]) -> bool:
@@ -190,6 +232,10 @@ def _bool(layer: Layer, key: str, text: str, scope: Mapping[str, Any]) -> bool:
 def _number(layer: Layer, key: str, kind: O.Kind, value: Any, params: Mapping[str, Any]) -> Any:
     if isinstance(value, tuple):
         return tuple(_number(layer, key, kind, v, params) for v in value)
+    if isinstance(value, str) and value in kind.words:
+        return value
+    if isinstance(value, str) and _reads_in(value, params):
+        return _deferred(value, params)
     if isinstance(value, str):
         try:
             value = evaluate(value, params)

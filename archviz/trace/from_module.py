@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from archviz import compat
-from archviz.errors import RunError, constructor_error, show_traceback
+from archviz.errors import NeedsValues, RunError, constructor_error, show_traceback
 from archviz.shape import InputSpec, as_inputs, format_inputs
 from archviz.spec import ops
 from archviz.trace.record import Node, Op, Shape, TensorInfo, Trace
@@ -161,6 +161,19 @@ def _function_name(func: Any) -> str:
     return name
 
 
+# aten ops (by the words of their names) that multiply and add like a matrix product: under the
+# convention such an op counts, so one the counter has no formula for is an omission, not a zero.
+_CONTRACTION_WORDS = frozenset(
+    "mm bmm addmm baddbmm addbmm addmv mv dot vdot vecdot ger addr outer matmul tensordot einsum bilinear trilinear "
+    "cdist fft lstm gru rnn conv convolution conv1d conv2d conv3d attention linear".split()
+)
+
+
+def _is_contraction(func_packet: Any) -> bool:
+    words = set(str(getattr(func_packet, "__name__", func_packet)).split(".")[-1].split("_"))
+    return bool(words & _CONTRACTION_WORDS) and not words & {"upsample", "backward", "grid"}
+
+
 class _Recorder(TorchFunctionMode):
     """Global forward hooks + function interception, feeding nodes and graph ops."""
 
@@ -180,6 +193,12 @@ class _Recorder(TorchFunctionMode):
         self.seen: set[int] = set()
         self.calls: dict[str, int] = {}
         self.in_leaf = 0
+        self.seen_at: list[int] = []  # per running module: how many aten ops the counter had seen at its start
+        self.unruled: list[str] = []
+
+    def _unruled_since(self, start: int) -> bool:
+        """Whether an aten op seen since ``start`` is a matrix product the counter has no formula for."""
+        return any(_is_contraction(op) and not compat.has_flop_formula(self.counter, op) for op in self.counter.archviz_seen[start:])
 
     def failed_in(self) -> tuple[str, nn.Module, tuple[Shape, ...]] | None:
         """The innermost module still running: where an exception was raised."""
@@ -216,6 +235,7 @@ class _Recorder(TorchFunctionMode):
         if mid in self.leaves:
             self.in_leaf += 1
         self.stack.append((module, index, self.counter.get_total_flops(), shapes))
+        self.seen_at.append(len(self.counter.archviz_seen))
         self.versions.append({id(t): compat.tensor_version(t) for t in _flat_tensors(args)})
 
     def post(self, module: nn.Module, args: tuple, output: Any) -> None:
@@ -224,6 +244,7 @@ class _Recorder(TorchFunctionMode):
             return
         _, index, flops_before, shapes = self.stack.pop()
         versions = self.versions.pop()
+        seen_at = self.seen_at.pop()
         path = self.paths[mid]
         outs = _flat_tensors(output)
         out_shape = tuple(outs[0].shape) if outs else ()
@@ -240,6 +261,8 @@ class _Recorder(TorchFunctionMode):
                 replaced = output = _alias(output, passed)  # still inside the leaf: not recorded as a function
             self.in_leaf -= 1
             op_id = self._op_id(path)
+            if self.counter.get_total_flops() == flops_before and self._unruled_since(seen_at):
+                self.unruled.append(path)
             self.ops.append(Op(op_id, "module", _kind(module), path, self._sources(_flat_tensors(args)), out_shape))
             self._produce(output, op_id, keep=passed)
         if index is not None:
@@ -254,6 +277,7 @@ class _Recorder(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         flops_before = self.counter.get_total_flops()
+        seen_at = len(self.counter.archviz_seen)
         try:
             result = func(*args, **kwargs)
         except Exception as exc:  # remember the innermost torch function that failed (e.g. nonzero on meta)
@@ -273,6 +297,8 @@ class _Recorder(TorchFunctionMode):
         module = self.paths[id(self.stack[-1][0])]
         op_id = self._op_id(f"{module}:{name}")
         flops = self.counter.get_total_flops() - flops_before
+        if flops == 0 and self._unruled_since(seen_at):
+            self.unruled.append(op_id)
         self.ops.append(Op(op_id, "function", name, module, inputs, tuple(outs[0].shape), flops))
         self._produce(result, op_id)
         return result
@@ -359,7 +385,7 @@ def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute:
 
 
 def _run(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpec], arch: str, device: str = "meta", data: Any = None) -> Trace:
-    counter = FlopCounterMode(display=False)
+    counter = compat.forward_flop_counter()  # totals only: its module tracker trips on CaiT under no_grad
     recorder = _Recorder(model, counter)
     names = input_names(model, specs)
     values = list(specs.values()) if isinstance(specs, dict) else list(specs)
@@ -404,7 +430,7 @@ def _run(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpec], 
     trainable = sum(p.numel() for p in params.values() if p.requires_grad)
     infos = tuple(TensorInfo(name, spec.shape, spec.dtype) for name, spec in zip(names, values, strict=True))
     first = values[0].shape if values else ()
-    return Trace(arch, first, nodes, (*input_ops, *recorder.ops, *output_ops), total, trainable, inputs=infos, outputs=outputs)
+    return Trace(arch, first, nodes, (*input_ops, *recorder.ops, *output_ops), total, trainable, inputs=infos, outputs=outputs, unruled=tuple(recorder.unruled))
 
 
 def _complete_nodes(model: nn.Module, recorded: list[Node]) -> tuple[Node, ...]:
@@ -558,9 +584,10 @@ def _explain(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpe
             what = f"uses a tensor's value in Python ({op}, e.g. an `if` on a tensor)"
         else:
             what = f"calls {op}(), whose output shape depends on the values" if op else "needs a tensor's values"
-        return RunError(
-            f"{arch} cannot be traced on the meta device, which has shapes but no values: {where} {what}; "
-            "rerun with --compute to trace with real tensors on the CPU (it runs the forward pass: slower, and needs the memory of a real run)."
+        problem = f"{arch} cannot be traced on the meta device, which has shapes but no values: {where} {what}"
+        return NeedsValues(
+            f"{problem}; rerun with --compute to trace with real tensors on the CPU (it runs the forward pass: slower, and needs the memory of a real run).",
+            problem,
         )
     if failed is None:
         return RunError(f"{head}: {where} raised {raised}.")

@@ -16,7 +16,7 @@ from archviz.errors import ArchvizWarning, RunError, TooLarge
 from archviz.shape import MAX_ELEMENTS, format_shape
 from archviz.spec import ops as O
 from archviz.spec.model import Layer
-from archviz.spec.resolve import Resolved
+from archviz.spec.resolve import Resolved, bind_input
 from archviz.trace.record import Node, Op, Shape, Trace
 
 # Ops that read the input's channels: the first one met checks them against in_channels.
@@ -159,9 +159,11 @@ class _Walker:
                 return self.block(path, kind or "Sequential", depth, x, lambda: self.sequence(layer.args["layers"], f"{path}.", depth + 1, x))
             if layer.op == "residual":
                 return self.block(path, kind or "Residual", depth, x, lambda: self.residual(layer, path, depth, x))
-            return self.block(path, kind or O.MERGE_TYPES[opdef.merge], depth, x, lambda: self.branches(layer, opdef.merge, path, depth, x))
+            default = "Split" if opdef.split else O.MERGE_TYPES[opdef.merge]
+            return self.block(path, kind or default, depth, x, lambda: self.branches(layer, opdef.merge, path, depth, x, opdef.split))
 
         shape = x.shape
+        layer = bind_input(layer, shape)
         if layer.op in _CHANNEL_OPS and self.in_channels is not None:
             self.check_channels(path, _type(opdef, layer, shape), shape)
         try:
@@ -180,14 +182,26 @@ class _Walker:
         self.ops.append(Op(path, "module", out.type, path, (x.op,), out.shape))
         return _Out(out.shape, path, out.params, out.flops)
 
-    def branches(self, layer: Layer, merge: str, path: str, depth: int, x: _Out) -> _Out:
+    def split(self, layer: Layer, path: str, x: _Out) -> list[_Out]:
+        """The input cut into equal channel slices, one per branch, as ``torch.split`` in the built module."""
+        parts = len(layer.args["branches"])
+        if len(x.shape) < 2 or x.shape[1] % parts:
+            got = f"{x.shape[1]} channels" if len(x.shape) >= 2 else f"an input {list(x.shape)} without channels"
+            raise self.fail(layer, f"block {path!r} splits its input's channels into {parts} equal parts for its {parts} branches, but gets {got}")
+        shape = (x.shape[0], x.shape[1] // parts, *x.shape[2:])
+        op_id = f"{path}:split"
+        self.ops.append(Op(op_id, "function", "split", path, (x.op,), shape))
+        return [_Out(shape, op_id, 0, 0)] * parts
+
+    def branches(self, layer: Layer, merge: str, path: str, depth: int, x: _Out, split: bool = False) -> _Out:
         outs = []
-        for i, branch in enumerate(layer.args["branches"]):
+        inputs = self.split(layer, path, x) if split else [x] * len(layer.args["branches"])
+        for i, (branch, xi) in enumerate(zip(layer.args["branches"], inputs, strict=True)):
             sub = f"{path}.p{i + 1}"
             if not branch:  # the input itself, with no module (like a residual's identity shortcut)
-                outs.append(_Out(x.shape, x.op, 0, 0))
+                outs.append(_Out(xi.shape, xi.op, 0, 0))
                 continue
-            outs.append(self.block(sub, "Sequential", depth + 1, x, lambda b=branch, s=sub: self.sequence(b, f"{s}.", depth + 2, x)))
+            outs.append(self.block(sub, "Sequential", depth + 1, xi, lambda b=branch, s=sub, xi=xi: self.sequence(b, f"{s}.", depth + 2, xi)))
         params, flops = sum(o.params for o in outs), sum(o.flops for o in outs)
         first = outs[0].shape
         if merge == "cat":

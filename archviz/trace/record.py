@@ -79,6 +79,9 @@ class Trace:
     warnings: tuple[str, ...] = field(default=(), compare=False)
     inputs: tuple[TensorInfo, ...] = ()  # every input, in the order forward takes them; default: one float input_shape
     outputs: tuple[TensorInfo, ...] = ()  # every tensor the model returns, flattened; default: one output_shape
+    # Leaf module paths and function op ids inside which a matrix product ran that the FLOP counter has
+    # no formula for (cdist, an FFT, CPU flash attention): the only zero counts that are omissions (issue 19).
+    unruled: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if not self.inputs:

@@ -25,6 +25,8 @@ class TrainConfig:
     optimizer: Optimizer = Optimizer.sgd
     weight_decay: float = 0.0
     resize: int = 28  # images are resized to resize x resize on the training device
+    # Channels the model takes (the gray image repeated): from --input or the model's first layer (train/inputs.py).
+    channels: int | None = None  # None: the architecture's default input (runs written before issue 19)
     device: Device = Device.auto
     amp: bool | None = None  # bf16 autocast; None = on for CUDA, off for CPU
     compile: bool = False
@@ -52,6 +54,8 @@ class TrainConfig:
             raise UsageError(f"--weight-decay must be zero or a positive finite number, not {self.weight_decay!r}.")
         if not 8 <= self.resize <= 1024:
             raise UsageError(f"--resize must be between 8 and 1024 pixels (Fashion-MNIST images are 28x28), not {self.resize}.")
+        if self.channels is not None and (not isinstance(self.channels, int) or not 1 <= self.channels <= 64):
+            raise UsageError(f"the model's input channels must be a whole number from 1 to 64 (Fashion-MNIST is gray: 1), not {self.channels!r}.")
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads must be a positive whole number, not {self.threads}.")
         for name in ("limit_train", "limit_test"):

@@ -75,7 +75,7 @@ def evaluate_checkpoint(
     state = checkpoint.load(file, map_location=dev)
     config = TrainConfig.from_dict(state.get("config"), f"the configuration in {file}")
     arch, note = checkpoint.run_arch(config)
-    channels = arch.default_input[1]
+    channels = config.channels or arch.default_input[1]
     net = arch.build(input_shape=(1, channels, config.resize, config.resize))
     checkpoint.load_weights(net, state["model"], file, config.arch)
     net.to(dev)

@@ -184,7 +184,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     arch, note = checkpoint.run_arch(config)
     if note:
         reporter.info(note)
-    channels = arch.default_input[1]
+    channels = config.channels or arch.default_input[1]
     input_shape = (1, channels, config.resize, config.resize)
     try:
         trace = arch.trace(input_shape)
@@ -369,38 +369,16 @@ class Interrupt:
 
 
 def cpu_threads(net: nn.Module, loss: nn.Module, X: torch.Tensor, y: torch.Tensor) -> int:
-    """The CPU thread count for training: all cores, half, or one, by timing a forward+backward.
+    """The CPU thread count for training: all cores, half, or one, whichever ran a forward+backward fastest (train/threads.py)."""
+    from archviz.train.threads import pick_threads
 
-    Small layers (LeNet's) parallelise poorly and OpenMP threads spin while they wait; on the
-    shared 2-core machine one thread ran LeNet 5-10x faster than two when other processes
-    were busy, and ~1.2x slower when the machine was idle (measured here). Big layers
-    (224x224 convs) gain from every core, so a slow step skips the measurement.
-    """
     most = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if most == 1:
         return 1
     net.eval()  # no dropout draws and no batch-norm statistics: measuring leaves the run unchanged
-
-    def seconds() -> float:
-        t0 = time.perf_counter()
-        loss(net(X), y).backward()
-        return time.perf_counter() - t0
-
-    timings = {}
-    for n in sorted({most, max(1, most // 2), 1}, reverse=True):
-        torch.set_num_threads(n)
-        seconds()  # warm-up
-        timings[n] = min(seconds() for _ in range(3))
-        if n == most and timings[n] > 0.25:
-            break
+    pick, _ = pick_threads(lambda: loss(net(X), y).backward(), {most, max(1, most // 2), 1}, torch.set_num_threads)
     net.zero_grad(set_to_none=True)
     net.train()
-    # More threads must earn their keep: contention from other processes comes and goes, and
-    # oversubscribed OpenMP threads lose far more (10x here) than an extra core gains (~1.2x).
-    pick = min(timings)  # the fewest threads measured (only `most` when its step was slow)
-    for n in sorted(timings):
-        if timings[n] * 1.4 < timings[pick]:
-            pick = n
     return pick
 
 

@@ -50,7 +50,7 @@ RECIPES: dict[str, Recipe] = {
     # 10-class Fashion-MNIST at 96x96, as d2l trains its chapter 8 nets. NOT measured yet.
     **{
         name: Recipe(resize=96, batch_size=128, optimizer=Optimizer.momentum, lr=0.01, weight_decay=5e-4, params={"in_channels": 1, "num_classes": 10})
-        for name in ("vgg16", "resnet50", "densenet121", "mobilenet_v2", "regnet_x_400mf")
+        for name in ("vgg16", "resnet50", "densenet121", "mobilenet_v2", "shufflenet_v2", "regnet_x_400mf")
     },
 }
 
@@ -60,6 +60,18 @@ def recipe_for(arch: str, default_size: int) -> Recipe:
     if arch in RECIPES:
         return RECIPES[arch]
     return Recipe(resize=default_size, batch_size=128, optimizer=Optimizer.adam, lr=1e-3)
+
+
+def _fill_input(arch: Any, config: TrainConfig, resize_given: bool) -> None:
+    """Channels (and the size, when the first layer says it) from the model unless --input gave them;
+    then the model is checked on those images, before any data is read."""
+    from archviz.train.inputs import check_input, model_channels
+
+    if config.channels is None:
+        config.channels, size = model_channels(arch)
+        if size is not None and not resize_given:
+            config.resize = size
+    check_input(arch, config.channels, config.resize)
 
 
 def make_config(arch: str, params: list[str] | None = None, **given: Any) -> TrainConfig:
@@ -81,4 +93,6 @@ def make_config(arch: str, params: list[str] | None = None, **given: Any) -> Tra
     values.update({k: v for k, v in given.items() if v is not None})
     if not values.get("out"):
         values["out"] = f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '_', loaded.name)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return TrainConfig(arch=arch, params=merged, **values).validate()
+    config = TrainConfig(arch=arch, params=merged, **values).validate()
+    _fill_input(loaded if not recipe.params else load_arch(arch, merged), config, given.get("resize") is not None)
+    return config.validate()

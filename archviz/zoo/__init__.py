@@ -34,7 +34,7 @@ def list_models(pattern: str = "*") -> list[str]:
     order = [
         *("lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18"),  # the seed chapter
         *("densenet", "resnext", "regnetx32"),  # the rest of d2l's chapter, at 96x96
-        *("vgg16", "resnet50", "densenet121", "mobilenet_v2", "regnet_x_400mf", "unet"),  # full size
+        *("vgg16", "resnet50", "densenet121", "mobilenet_v2", "shufflenet_v2", "regnet_x_400mf", "unet"),  # full size
     ]
     names = sorted(_REGISTRY, key=lambda n: (order.index(n) if n in order else len(order), n))
     return [n for n in names if fnmatch.fnmatch(n, pattern)]

@@ -198,3 +198,13 @@ def frozen_cnn() -> nn.Module:
 def bn_only() -> nn.Module:
     """Batch norm without affine parameters: buffers, no parameters at all."""
     return nn.Sequential(nn.BatchNorm2d(3, affine=False), nn.Flatten())
+
+
+def gray_cnn(num_classes: int = 10) -> nn.Module:
+    """A 1-channel CNN: `archviz train` must feed it 1 channel, read from its first layer."""
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+
+
+def mlp(num_classes: int = 10) -> nn.Module:
+    """Flattened 28x28 gray images: its first layer says both the channels (1) and the size (28)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, num_classes))
