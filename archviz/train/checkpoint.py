@@ -88,15 +88,39 @@ def _is_spec_file(arch: str) -> bool:
     return arch.endswith((".yaml", ".yml")) or (":" not in arch and Path(arch).exists())
 
 
-def run_arch(config: Any) -> tuple[Any, str | None]:
+def names_code(arch: str) -> bool:
+    """Whether ARCH is ``package.module:callable``: loading it imports and runs that code.
+
+    Built-ins, spec files (data) and ``torchvision:NAME`` (torchvision's own constructors, no
+    user code) are not.
+    """
+    from archviz import zoo
+
+    return ":" in arch and not arch.startswith("torchvision:") and not zoo.is_builtin(arch) and not _is_spec_file(arch)
+
+
+def refuse_code(arch: str, source: str, trusted: bool, how: str) -> None:
+    """UsageError when ``arch``, read from ``source`` (a run's file, i.e. data), names code and the user did not vouch for it."""
+    if trusted or not names_code(arch):
+        return
+    raise UsageError(
+        f"{source} names the Python callable {arch!r} as its architecture, and archviz never imports code named in a run's files; "
+        f"if you trust it, name it yourself ({how}) or pass --trust-code."
+    )
+
+
+def run_arch(config: Any, trusted: bool = True, source: str = "the run", how: str = "ARCH on the command line") -> tuple[Any, str | None]:
     """The architecture a run trains or was trained as, and a note when its spec file has changed since.
 
     A run that carries its spec (``config.spec``) is rebuilt from it, wherever the command runs
-    and whatever happened to the file; other ARCHs are loaded by name.
+    and whatever happened to the file (the spec is data: loading it runs no code); other ARCHs
+    are loaded by name. ``trusted``: ``config`` came from the user (command line, Python), not
+    from a run's files; a ``module:callable`` read from files is refused (see ``refuse_code``).
     """
     from archviz.arch import Arch, load_arch
 
     if config.spec is None:
+        refuse_code(config.arch, source, trusted, how)
         return load_arch(config.arch, config.params), None
     from archviz.spec import parse_spec, resolve
 

@@ -102,12 +102,17 @@ class Silent:
         pass
 
 
-def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, force: bool = False) -> TrainResult:
+def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, force: bool = False, trust_code: bool | None = None) -> TrainResult:
     """Check and lock ``config.out``, then train here, in ``config.nproc`` processes, or as one torchrun rank.
 
     ``force``: write the run into a folder holding files archviz did not write, or over a
-    finished run (whose run files are removed first).
+    finished run (whose run files are removed first). ``trust_code``: ``config.arch`` is the
+    caller's own choice, so a ``module:callable`` in it may be imported; the default is True
+    for a new run and False for ``resume`` (a resumed config is read from the run's files).
     """
+    trusted = (not resume) if trust_code is None else trust_code
+    if resume:  # before anything else: the refusal must not depend on the state of the folder
+        checkpoint.refuse_code(config.arch, str(Path(config.out) / "config.json"), trusted, f"`archviz train {config.arch} --resume {config.out}`")
     config = checkpoint.with_spec(config)  # the run carries the spec it is trained on
     env = distributed.from_env()
     if env is not None:  # started by torchrun: it owns the processes; rank 0 checks --out for all
@@ -118,7 +123,7 @@ def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None 
                 if isinstance(problems[0], UsageError):
                     raise problems[0]
                 resume = resume and problems[0] is not False  # rank 0's answer: it alone may see --out
-                return train(dataclasses.replace(config, nproc=env.world_size), resume=resume, reporter=reporter, dist=env)
+                return train(dataclasses.replace(config, nproc=env.world_size), resume=resume, reporter=reporter, dist=env, trusted=trusted)
         finally:
             distributed.leave()
     with contextlib.ExitStack() as stack:
@@ -128,8 +133,8 @@ def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None 
             reporter.info(f"{config.out} holds no checkpoint from an earlier start; starting the run from epoch 1.")
         if config.nproc > 1:
             device_type = resolve_device(config.device).type
-            return distributed.launch(train, config.nproc, device_type, config=config, resume=resume, reporter=reporter)
-        return train(config, resume=resume, reporter=reporter)
+            return distributed.launch(train, config.nproc, device_type, config=config, resume=resume, reporter=reporter, trusted=trusted)
+        return train(config, resume=resume, reporter=reporter, trusted=trusted)
 
 
 def _claim_out(stack: contextlib.ExitStack, out: Path, resume: bool, force: bool) -> bool:
@@ -151,7 +156,9 @@ def _problem(check, *args) -> Any:
         return exc
 
 
-def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, dist: distributed.Dist | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, dist: distributed.Dist | None = None, trusted: bool = True
+) -> TrainResult:
     """Train ``config.arch`` on Fashion-MNIST, writing metrics and checkpoints to ``config.out``."""
     dist = dist or distributed.Dist()
     check_batch_split(config.batch_size, dist.world_size)  # torchrun's process count is known only here
@@ -181,7 +188,8 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
 
     # Model, built for the training resolution (vgg11's first linear layer depends on it).
     torch.manual_seed(config.seed)
-    arch, note = checkpoint.run_arch(config)
+    how = f"`archviz train {config.arch} --resume {config.out}`"
+    arch, note = checkpoint.run_arch(config, trusted=trusted, source=str(out / "config.json"), how=how)
     if note:
         reporter.info(note)
     channels = config.channels or arch.default_input[1]

@@ -1,0 +1,101 @@
+"""The second hardening pass (issue 20), organised by promise like tests/test_reliability.py; docs/trust.md states them.
+
+1. Bad input gets one sentence on stderr and exit code 2 (bad usage) or 1 (a run that failed).
+2. Files are the user's: archviz replaces only files carrying its own mark.
+4. No code named in a data file (a run's config.json, a checkpoint) is ever imported.
+5. Every input is bounded in time and memory, while it is expanded.
+6. Output is what it says: --format json stdout is pure JSON, the Python API leaves the model alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from archviz.train import checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+TINY = ["--limit-train", "1000", "--limit-test", "500", "--batch-size", "100", "--threads", "1", "--epochs", "1"]
+
+
+def one_sentence(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if not line.startswith("note: ")]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("archviz: error: ") and "Traceback" not in stderr and "unexpected" not in stderr, stderr
+    return lines[0]
+
+
+def archviz(*args: str, timeout: float = 60, cwd: Path | None = None, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{DATA}", **(env or {})}
+    full.pop("PYTHONUNBUFFERED", None)  # users do not export it
+    return subprocess.run([sys.executable, "-m", "archviz", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=full, **kw)
+
+
+@pytest.fixture(scope="module")
+def callable_run(tmp_path_factory) -> Path:
+    """A tiny run of usermodels:tiny_cnn (a module:callable ARCH the user named on the command line)."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = archviz("train", "usermodels:tiny_cnn", *TINY, "--out", str(out), timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _rewrite_arch(run: Path, dest: Path, arch: str, params: list[str]) -> Path:
+    """A copy of ``run`` whose config.json and checkpoints name ``arch`` (what a hostile folder would hold)."""
+    dest.mkdir()
+    for name in ("config.json", "last.pt", "best.pt", "metrics.json"):
+        data = (run / name).read_bytes()
+        if name == "config.json":
+            config = json.loads(data)
+            config.update(arch=arch, params=params, out=str(dest))
+            (dest / name).write_text(json.dumps(config))
+        elif name.endswith(".pt"):
+            state = torch.load(run / name, weights_only=True)
+            state["config"].update(arch=arch, params=params)
+            torch.save(state, dest / name)
+        else:
+            (dest / name).write_bytes(data)
+    return dest
+
+
+# ---- 4. no code named in a data file is ever imported ------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["evaluate", "resume"])
+@pytest.mark.parametrize("arch", ["subprocess:getoutput", "os:system", "sideeffect_module:make"])
+def test_a_callable_named_in_a_run_folder_is_refused_not_run(callable_run, tmp_path, command, arch):
+    marker = tmp_path / "marker"
+    (tmp_path / "sideeffect_module.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef make():\n    return None\n")
+    run = _rewrite_arch(callable_run, tmp_path / "run", arch, [f"cmd=touch {marker}"])
+    args = ["evaluate", str(run), "--limit-test", "100"] if command == "evaluate" else ["train", "--resume", str(run), "--epochs", "2"]
+    result = archviz(*args, cwd=tmp_path, env={"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+    line = one_sentence(result.stderr)
+    assert result.returncode == 2, result.stderr
+    assert f"names the Python callable {arch!r}" in line and "--trust-code" in line
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_callable_the_user_names_or_trusts_is_loaded(callable_run, tmp_path):
+    run = _rewrite_arch(callable_run, tmp_path / "run", "usermodels:tiny_cnn", [])
+    for extra in (["--arch", "usermodels:tiny_cnn"], ["--trust-code"]):
+        result = archviz("evaluate", str(run), "--limit-test", "100", "--format", "json", *extra)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["num_images"] == 100
+    # naming another callable is not the same run
+    result = archviz("evaluate", str(run), "--limit-test", "100", "--arch", "usermodels:shared_model")
+    assert result.returncode == 2 and "is a run of usermodels:tiny_cnn, not usermodels:shared_model" in one_sentence(result.stderr)
+
+
+def test_only_module_callables_count_as_code():
+    assert checkpoint.names_code("os:system") and checkpoint.names_code("pkg.mod:Cls.make")
+    assert not checkpoint.names_code("torchvision:resnet18")  # torchvision's constructors, not user code
+    assert not checkpoint.names_code("lenet") and not checkpoint.names_code("runs/my:net.yaml")
