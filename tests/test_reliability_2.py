@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,73 @@ def test_only_module_callables_count_as_code():
     assert checkpoint.names_code("os:system") and checkpoint.names_code("pkg.mod:Cls.make")
     assert not checkpoint.names_code("torchvision:resnet18")  # torchvision's constructors, not user code
     assert not checkpoint.names_code("lenet") and not checkpoint.names_code("runs/my:net.yaml")
+
+
+def test_processes_exchange_json_not_pickles():
+    from archviz.train import distributed
+
+    state = {"rng": torch.get_rng_state(), "partial": {"sums": [1.5, float("nan"), 3.0], "seconds": 2.0}, "ok": True, "n": None}
+    back = distributed.decode(distributed.encode(state))
+    assert torch.equal(back["rng"], state["rng"]) and back["rng"].dtype == torch.uint8 and back["rng"].shape == (5056,)
+    assert back["partial"]["sums"][0] == 1.5 and back["partial"]["sums"][2] == 3.0 and back["ok"] is True and back["n"] is None
+    with pytest.raises(TypeError, match="cannot be sent"):
+        distributed.encode({"x": object()})
+    import pickle
+
+    with pytest.raises((ValueError, UnicodeDecodeError)):  # what all_gather_object would have run
+        distributed.decode(pickle.dumps(print))
+    source = Path(distributed.__file__).read_text()
+    assert "all_gather_object(" not in source and "broadcast_object_list(" not in source and "import pickle" not in source
+
+
+def _listening(pids: set[int]) -> list[str]:
+    """Local addresses of the TCP sockets listening in ``pids`` (from /proc: no ss needed)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                found.append(cols[1])
+    return found
+
+
+def _group(pgid: int) -> set[int]:
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == pgid:
+                    pids.add(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_nproc_listens_on_the_loopback_address_only(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "archviz", "train", "lenet", "--nproc", "2", *TINY, "--epochs", "3", "--out", str(tmp_path / "run")]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            seen += _listening(_group(process.pid))
+            time.sleep(0.2)
+        assert process.wait(timeout=120) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert len(set(seen)) >= 2  # the rendezvous store and the process group's store at least
+    loopback = ("0100007F:", "00000000000000000000000001000000:")  # 127.0.0.1, ::1 as /proc/net writes them
+    assert [a for a in set(seen) if not a.startswith(loopback)] == []

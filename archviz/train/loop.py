@@ -119,10 +119,10 @@ def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None 
         distributed.init(env, resolve_device(config.device).type)
         try:
             with contextlib.ExitStack() as stack:
-                problems = distributed.all_gather(_problem(_claim_out, stack, Path(config.out), resume, force) if env.is_main else None, env)
-                if isinstance(problems[0], UsageError):
-                    raise problems[0]
-                resume = resume and problems[0] is not False  # rank 0's answer: it alone may see --out
+                answers = distributed.all_gather(_problem(_claim_out, stack, Path(config.out), resume, force) if env.is_main else None, env)
+                if not isinstance(answers[0], dict) or not isinstance(answers[0].get("checkpoint"), bool):  # plain data only, see distributed.encode
+                    raise UsageError(str(answers[0].get("refused") if isinstance(answers[0], dict) else "rank 0 did not check --out"))
+                resume = resume and answers[0]["checkpoint"]  # rank 0's answer: it alone may see --out
                 return train(dataclasses.replace(config, nproc=env.world_size), resume=resume, reporter=reporter, dist=env, trusted=trusted)
         finally:
             distributed.leave()
@@ -148,12 +148,12 @@ def _claim_out(stack: contextlib.ExitStack, out: Path, resume: bool, force: bool
     return prepare_out(out, resume, force, locked=True)
 
 
-def _problem(check, *args) -> Any:
-    """``check(*args)``, or the UsageError it raised (sent to the other ranks, raised by all)."""
+def _problem(check, *args) -> dict[str, Any]:
+    """``{"checkpoint": check(*args)}``, or ``{"refused": the sentence}`` of the UsageError it raised (sent to the other ranks, raised by all)."""
     try:
-        return check(*args)
+        return {"checkpoint": bool(check(*args))}
     except UsageError as exc:
-        return exc
+        return {"refused": str(exc)}
 
 
 def train(
