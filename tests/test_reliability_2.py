@@ -171,3 +171,38 @@ def test_nproc_listens_on_the_loopback_address_only(tmp_path):
     assert len(set(seen)) >= 2  # the rendezvous store and the process group's store at least
     loopback = ("0100007F:", "00000000000000000000000001000000:")  # 127.0.0.1, ::1 as /proc/net writes them
     assert [a for a in set(seen) if not a.startswith(loopback)] == []
+
+
+# ---- 3. a stop is a checkpoint: SIGTERM is Ctrl-C ------------------------------------------------
+
+
+def _numbers(run: Path) -> list[tuple]:
+    return [(r["epoch"], r["loss"], r["train_acc"], r["test_acc"]) for r in json.loads((run / "metrics.json").read_text())]
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_and_resume_is_exact(tmp_path):
+    args = ["lenet", "--limit-train", "6000", "--limit-test", "500", "--batch-size", "50", "--threads", "1", "--epochs", "2", "--device", "cpu"]
+    straight = archviz("train", *args, "--out", str(tmp_path / "straight"), timeout=600)
+    assert straight.returncode == 0, straight.stderr
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTHONUNBUFFERED", None)
+    run = tmp_path / "stopped"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "archviz", "train", *args, "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stdout.readline().startswith("training lenet")  # the loop has started
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and f"archviz train --resume {run}" in stdout
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert (state["epoch"], state["batch"]) != (0, 0) and state["epoch"] < 2  # stopped part-way, where it was
+    resumed = archviz("train", "--resume", str(run), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _numbers(run) == _numbers(tmp_path / "straight")

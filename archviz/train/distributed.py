@@ -239,8 +239,8 @@ def launch(fn: Callable[..., Any], nproc: int, device_type: str, **kwargs: Any) 
         local_addr=LOOPBACK,
         max_restarts=0,
         start_method="spawn",
-        # Ctrl-C is left to the workers: each saves a checkpoint and returns (see loop.Interrupt).
-        signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
+        # Ctrl-C and SIGTERM are left to the workers: each saves a checkpoint and returns (see loop.Interrupt).
+        signals_to_handle="SIGHUP,SIGQUIT",
     )
     with tempfile.TemporaryDirectory(prefix="archviz-launch-") as errors_dir, _launcher_quiet() as interrupted, _loopback_env():
         try:
@@ -306,7 +306,8 @@ def _worker(fn: Callable[..., Any], device_type: str, errors_dir: str, kwargs: d
         if os.environ.get("ARCHVIZ_DEBUG"):
             raise
         raise SystemExit(1) from None
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a late Ctrl-C must not turn success into a failure
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a late Ctrl-C or SIGTERM must not turn success into a failure
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     leave()
     return result if dist.is_main else None
 
@@ -377,6 +378,7 @@ def _launcher_quiet() -> Iterator[list[bool]]:
     previous = {sig: signal.getsignal(sig) for sig in handled}  # None: set outside Python, left alone
     env_before = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
     signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    signal.signal(signal.SIGTERM, lambda *_: interrupted.append(True))
     logging.disable(logging.CRITICAL)
     try:
         yield interrupted

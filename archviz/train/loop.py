@@ -356,24 +356,32 @@ class NonFinite(Exception):
 
 
 class Interrupt:
-    """Within the block, the first Ctrl-C only sets ``requested``; a second one stops at once."""
+    """Within the block, the first Ctrl-C or SIGTERM only sets ``requested``; a second one stops at once.
+
+    SIGTERM is what ``kill``, schedulers (Slurm, Kubernetes) and the elastic launcher send before
+    they kill: it gets the same treatment as Ctrl-C, a checkpoint to resume from (issue 20).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def __enter__(self) -> Interrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(sig, previous)
 
 
 def cpu_threads(net: nn.Module, loss: nn.Module, X: torch.Tensor, y: torch.Tensor) -> int:
