@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from archviz.errors import RunError, UsageError
+from archviz.files import dir_lock
 from archviz.train import checkpoint
 from archviz.train.config import Device, TrainConfig
 from archviz.train.data import CLASS_NAMES, batches, load_fashion_mnist
@@ -103,9 +104,14 @@ def evaluate_checkpoint(
     when the caller names the same callable (``arch``) or passes ``trust_code=True``.
     ``batch_size``: None sizes it from the cost model, as ``train`` does.
     """
+    file = find_checkpoint(path)
+    with dir_lock(file.parent, "the run folder", shared=True):  # not while a train writes it (issue 20)
+        return _evaluate(file, path, device, data_dir, limit_test, batch_size, arch, trust_code)
+
+
+def _evaluate(file: Path, path, device, data_dir, limit_test, batch_size, arch, trust_code) -> Evaluation:
     from archviz.train.loop import is_out_of_memory
 
-    file = find_checkpoint(path)
     dev = resolve_device(device)
     state = checkpoint.load(file, map_location=dev)
     config = TrainConfig.from_dict(state.get("config"), f"the configuration in {file}")

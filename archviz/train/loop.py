@@ -31,17 +31,18 @@ import torch
 from torch import nn
 
 from archviz.errors import RunError, UsageError
-from archviz.files import LOCK_NAME, dir_lock
+from archviz.files import LOCK_NAME, dir_lock, head, is_temp, read_bounded
 from archviz.step import make_optimizer, train_step
 from archviz.train import checkpoint, distributed, perf
 from archviz.train.config import TrainConfig, check_batch_split
 from archviz.train.data import batches, epoch_order, load_fashion_mnist, num_batches, prepare
 from archviz.train.device import resolve_device
 from archviz.train.evaluate import confusion
-from archviz.train.plot import learning_curve_svg
+from archviz.train.plot import CURVE_MARK, learning_curve_svg
 
 CHECK_EVERY = 20  # steps between NaN / Ctrl-C checks that need the host to wait for the device
 RUN_FILES = ("config.json", "metrics.json", "last.pt")
+RUN_MARK = "run configuration written by archviz train"  # config.json's "archviz" key: the folder is archviz's
 EXTRA_RUN_FILES = ("best.pt", "metrics.csv", "learning_curve.svg")
 
 
@@ -144,7 +145,7 @@ def _claim_out(stack: contextlib.ExitStack, out: Path, resume: bool, force: bool
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot write to --out {out} ({exc.strerror or exc}); choose a directory you can write to.") from None
-    stack.enter_context(dir_lock(out, "--out"))
+    stack.enter_context(dir_lock(out, "the run folder" if resume else "--out"))
     return prepare_out(out, resume, force, locked=True)
 
 
@@ -230,7 +231,7 @@ def train(
         partial, rng = per_rank["partial"], per_rank["rng"]
         reporter.info(f"resuming {out} at epoch {start_epoch + 1}" + (f", batch {start_batch + 1}" if start_batch else ""))
     elif dist.is_main:  # the full resolved recipe
-        checkpoint.write_text_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+        checkpoint.write_text_atomic(out / "config.json", json.dumps({**config.to_dict(), "archviz": RUN_MARK}, indent=2) + "\n")
 
     model: nn.Module = net
     if dist.active:
@@ -423,10 +424,30 @@ def check_output(net: nn.Module, input_shape: tuple[int, ...], device: torch.dev
 
 
 def _is_run_file(name: str) -> bool:
-    """Files `archviz train` writes in a run folder (and its temporaries and lock)."""
-    if name in RUN_FILES + EXTRA_RUN_FILES + (LOCK_NAME,):
-        return True
+    """Names `archviz train` writes in a run folder (and its temporaries and lock)."""
+    if name in RUN_FILES + EXTRA_RUN_FILES + (LOCK_NAME,) or is_temp(name):
+        return True  # below: the temporaries of archviz before issue 20, .NAME.RANDOM.tmp
     return name.startswith(".") and name.endswith(".tmp") and name[1:].split(".", 1)[0] in {n.split(".")[0] for n in RUN_FILES + EXTRA_RUN_FILES}
+
+
+def _ours(out: Path, names: list[str]) -> set[str]:
+    """The run files in ``out`` archviz can prove it wrote: config.json by its "archviz" key, the
+    learning curve by its comment; the metrics files, which carry no mark, when config.json is
+    archviz's; checkpoints are judged by ``checkpoint.load`` (and a run is never overwritten
+    without --force). Symlinks never count: archviz writes run files as regular files."""
+    ours = {LOCK_NAME} | {n for n in names if _is_run_file(n) and n.endswith((".tmp", ".pt"))}
+    config = out / "config.json"
+    if not config.is_symlink() and config.is_file():
+        try:
+            marked = json.loads(read_bounded(config, 2**20, "run configuration")).get("archviz") == RUN_MARK
+        except (UsageError, ValueError, AttributeError):
+            marked = False
+        if marked:
+            ours |= {"config.json", "metrics.json", "metrics.csv"}
+    curve = out / "learning_curve.svg"
+    if not curve.is_symlink() and head(curve, 200).startswith(CURVE_MARK.encode()):
+        ours.add("learning_curve.svg")
+    return {n for n in ours if n == LOCK_NAME or not (out / n).is_symlink()}
 
 
 def prepare_out(out: Path, resume: bool, force: bool = False, locked: bool = True) -> bool:
@@ -442,6 +463,9 @@ def prepare_out(out: Path, resume: bool, force: bool = False, locked: bool = Tru
     if resume:
         if not has_checkpoint and not (out / "config.json").is_file():
             raise UsageError(f"--resume {out}: there is no last.pt there to continue from.")
+        for name in RUN_FILES + EXTRA_RUN_FILES:  # a link would make archviz write wherever it points
+            if (out / name).is_symlink() or ((out / name).exists() and not (out / name).is_file()):
+                raise UsageError(f"--resume {out}: {name} there is not a regular file (a link or a device); a run's files are plain files, remove it.")
         return has_checkpoint
     if not out.is_dir():
         return False
@@ -449,15 +473,16 @@ def prepare_out(out: Path, resume: bool, force: bool = False, locked: bool = Tru
         names = sorted(p.name for p in out.iterdir())
     except OSError as exc:
         raise UsageError(f"cannot read --out {out} ({exc.strerror or exc}); choose a directory you can write to.") from None
-    theirs = [n for n in names if not _is_run_file(n)]
+    finished = [n for n in names if n in ("last.pt", "best.pt", "metrics.json")]
+    if finished and not force:
+        raise UsageError(f"--out {out} already holds a run; pass --resume {out} to continue it, choose another --out, or pass --force to start over.")
+    ours = _ours(out, names)
+    theirs = [n for n in names if n not in ours]
     if theirs and not force:
         raise UsageError(
             f"--out {out} holds files archviz did not write (e.g. {theirs[0]!r}); choose a new or empty directory, "
             f"or pass --force to write the run there (files named like run files would be replaced)."
         )
-    finished = [n for n in names if n in ("last.pt", "best.pt", "metrics.json")]
-    if finished and not force:
-        raise UsageError(f"--out {out} already holds a run; pass --resume {out} to continue it, choose another --out, or pass --force to start over.")
     if locked:
         for name in finished + [n for n in ("metrics.csv", "learning_curve.svg") if n in names]:  # --force: no stale files
             (out / name).unlink(missing_ok=True)
