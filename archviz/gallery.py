@@ -21,7 +21,9 @@ from archviz.trace.record import Trace
 DEFAULT_DIR = Path("gallery")
 
 README_MARK = "<!-- archviz gallery: written by `archviz gallery`, which may replace it -->\n"
-_INTRO = README_MARK + """\
+_INTRO = (
+    README_MARK
+    + """\
 # Gallery
 
 Every built-in architecture at its default input, drawn by `archviz diagram` from the
@@ -35,6 +37,7 @@ blocks; "× N" marks N identical consecutive blocks drawn once. Conv and pool se
 read `in→out · kernel sN pN` (stride, padding). MACs count the multiply-accumulates of
 convolutions (plain and transposed), linear layers and matrix products; FLOPs = 2 × MACs.
 """
+)
 
 
 def gallery_files(names: list[str] | None = None) -> dict[str, bytes]:
