@@ -116,7 +116,7 @@ class Arch:
         model = self.build(device="cpu" if compute else "meta")
         message = f"tracing {self.name} with real tensors on the CPU" if compute else f"tracing {self.name}" if self.kind != "module" else None
         with user_code(message, always=compute):
-            return trace_module(model, specs, self.name, compute=compute, data=data)
+            return trace_module(model, specs, self.name, compute=compute, data=data, own=self.kind != "module")
 
     def _trace_spec(self, specs: tuple[InputSpec, ...] | dict[str, InputSpec]) -> Trace:
         from archviz.trace.from_spec import trace_spec

@@ -313,3 +313,99 @@ def test_the_run_lock_covers_resume_and_evaluate(cli, callable_run, command):
         code, _, stderr = cli(*args)
     line = one_sentence(stderr)
     assert code == 2 and f"the run folder {callable_run} is" in line and f"(pid {os.getpid()})" in line
+
+
+# ---- 6. output is what it says ------------------------------------------------------------------
+
+NOISY = """
+import atexit, os, sys, threading, time
+from torch import nn
+
+atexit.register(print, "atexit print")
+
+
+def chatter():
+    for _ in range(200):
+        print("thread print")
+        time.sleep(0.005)
+
+
+threading.Thread(target=chatter, daemon=True).start()
+
+
+def net():
+    os.write(1, b"raw write\\n")
+    print("dunder stdout", file=sys.__stdout__)
+    print("plain print")
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+"""
+
+
+@pytest.mark.parametrize("command", ["shapes", "cost"])
+def test_json_stdout_stays_pure_whatever_user_code_prints(tmp_path, command):
+    (tmp_path / "noisy.py").write_text(NOISY)
+    result = archviz(command, "noisy:net", "--input", "1x4", "--format", "json", env={"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)  # nothing else on stdout
+    assert report["arch"] == "noisy:net"
+    for line in ("atexit print", "thread print", "raw write", "dunder stdout", "plain print"):
+        assert line in result.stderr
+
+
+class _Counting(torch.nn.Module):
+    """A forward that changes its module: what compute=True must never do to the user's model."""
+
+    def __init__(self, lazy: bool):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+        self.lazy = torch.nn.LazyLinear(3) if lazy else torch.nn.Linear(32, 3)  # a meta trace cannot copy a lazy layer
+
+    def forward(self, X):
+        self.calls += 1
+        return self.lazy(X)
+
+
+def _state(model: torch.nn.Module) -> tuple:
+    return (
+        {k: (v.clone() if not isinstance(v, torch.nn.parameter.UninitializedTensorMixin) else "lazy") for k, v in model.state_dict().items()},
+        [(n, p.requires_grad, p.dtype, p.device, type(p).__name__) for n, p in model.named_parameters()],
+        [(n, m.training, len(m._forward_hooks), len(m._forward_pre_hooks)) for n, m in model.named_modules()],
+    )
+
+
+@pytest.mark.parametrize("compute", [False, True])
+def test_the_python_api_never_changes_the_model(compute):
+    import archviz
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Dropout(0.3), torch.nn.Flatten(), _Counting(lazy=compute))
+    model[0].weight.requires_grad_(False)
+    model.register_forward_hook(lambda *args: None)
+    model.train()
+    before = _state(model)
+    report = archviz.summary(model, (2, 1, 6, 6), compute=compute)
+    assert report.outputs[0]["shape"] == [2, 3]
+    after = _state(model)
+    assert after[1:] == before[1:]
+    assert before[0].keys() == after[0].keys() and (before[0]["4.lazy.weight"] == "lazy" == after[0]["4.lazy.weight"] or not compute)
+    assert all(torch.equal(v, after[0][k]) for k, v in before[0].items() if not isinstance(v, str))
+    assert int(model[4].calls) == 0
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised_and_markdown_escapes_html(cli, tmp_path):
+    evil = "=cmd|' /C calc'!A0"
+    spec = tmp_path / "evil.yaml"
+    spec.write_text(
+        "name: evil\ndefault_input: 1x1x8x8\nlayers:\n"
+        f"  - conv: {{out: 2, kernel: 3, name: {json.dumps(evil)}}}\n"
+        "  - conv: {out: 2, kernel: 3, name: '+1+2'}\n  - conv: {out: 2, kernel: 1, name: '@SUM(A1)'}\n"
+        "  - flatten: {name: '<script>alert(1)</script>'}\n"
+    )
+    code, stdout, stderr = cli("shapes", str(spec), "--depth", "2", "--format", "csv")
+    assert code == 0, stderr
+    import csv as csvmod
+
+    names = [row[0] for row in csvmod.reader(stdout.splitlines()[1:])]
+    assert "'" + evil in names and "'+1+2" in names and "'@SUM(A1)" in names
+    assert not any(n.startswith(("=", "+", "-", "@")) for n in names)
+    code, stdout, stderr = cli("shapes", str(spec), "--depth", "2", "--format", "markdown")
+    assert code == 0 and "<script>" not in stdout and "&lt;script&gt;alert(1)&lt;/script&gt;" in stdout
