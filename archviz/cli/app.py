@@ -92,6 +92,14 @@ def _warning_printer() -> Callable:
     return show
 
 
+def _what(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+_inside: list[str] = []  # the command running in this process: archviz's CLI does not run inside itself
+
+
 def _unexpected(exc: Exception) -> None:
     if os.environ.get("ARCHVIZ_DEBUG"):
         raise exc
@@ -174,6 +182,9 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
     def decorator(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kw):
+            if _inside:  # e.g. ARCH archviz.cli.app:app: a model's code ran archviz's own CLI
+                raise RuntimeError(f"archviz {name} was run from inside archviz {_inside[0]}")
+            _inside.append(name)
             try:
                 with own_stdout() if str(kw.get("format", "")) == "json" else contextlib.nullcontext(), warnings.catch_warnings():
                     warnings.simplefilter("always", ArchvizWarning)
@@ -197,6 +208,15 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
                 raise
             except Exception as exc:  # a bug, or a user's module failing in an unexpected way
                 return _unexpected(exc)
+            except BaseException as exc:  # not an Exception (nor Ctrl-C or an exit): raised by the model's code
+                if isinstance(exc, GeneratorExit) or os.environ.get("ARCHVIZ_DEBUG"):
+                    raise
+                raise fail(
+                    f"{_what(exc)} was raised, a BaseException that is not an Exception, most likely by the model's code (set ARCHVIZ_DEBUG=1 to see where).",
+                    1,
+                ) from None
+            finally:
+                _inside.clear()
 
         doc = inspect.cleandoc(fn.__doc__ or "")
         wrapper.__doc__ = doc + "\n\n\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples)

@@ -118,8 +118,10 @@ def train(
         "threads": threads,
         "channels": channels,
     }
-    launched = os.environ.get("WORLD_SIZE")
-    if nproc is not None and launched and int(launched) > 1 and nproc != int(launched):
+    from archviz.train.distributed import env_int
+
+    launched = env_int("WORLD_SIZE", 1)
+    if nproc is not None and launched > 1 and nproc != launched:
         raise UsageError(f"--nproc {nproc} under torchrun, which started {launched} processes (--nnodes x --nproc-per-node); drop --nproc.")
     if resume:
         config = _resumed_config(resume, arch, out, param, {k: v for k, v in given.items() if v is not None})

@@ -48,7 +48,9 @@ def instantiate(factory: Callable[[], nn.Module], name: str, device: str = "cpu"
         except (NotImplementedError, RuntimeError):
             with _weights_on_meta():
                 model = factory()
-    except (Exception, SystemExit) as exc:
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:  # SystemExit and the user's own BaseException subclasses too
         raise constructor_error(name, exc) from None
     return model if _all_meta(model) else meta_copy(model)
 

@@ -10,6 +10,7 @@ Writes go through :func:`archviz.files.write_atomic` (a crash leaves the old fil
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 import re
 from pathlib import Path
@@ -47,7 +48,11 @@ def save(state: dict[str, Any], path: str | Path) -> None:
     """Save a checkpoint dict (see ``loop.checkpoint_state`` for its keys) atomically."""
     state = {"format": FORMAT, **state}
     check_plain(state)  # a bug if not: it would not load back with weights_only=True
-    write_atomic(path, lambda f: torch.save(state, f))
+    # Serialised in memory first: torch's zip writer turns a full disk into a RuntimeError about
+    # "unexpected pos"; a plain write of the bytes gives the OSError that says "No space left".
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getbuffer())
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -71,6 +76,48 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     if not isinstance(state.get("model"), dict):
         raise RunError(f"{path} is an incomplete archviz checkpoint (no model weights); it is corrupt.")
     return state
+
+
+def check_resumable(state: dict[str, Any], path: Path | str, fields: set[str]) -> None:
+    """RunError, in one sentence, unless ``state`` (from ``load``) has what ``--resume`` reads, in the
+    types archviz writes: ``epoch`` and ``batch`` counts, a ``history`` of epoch records (``fields``),
+    one entry per process in ``ranks`` with its RNG state, and an optimizer state."""
+
+    def bad(what: str) -> RunError:
+        return RunError(f"{path} cannot be resumed: {what}; it is corrupt or was not written by archviz train (start a new run with --out).")
+
+    def count(key: str) -> int:
+        value = state.get(key)
+        if type(value) is not int or value < 0:
+            raise bad(f"its {key!r} is {value!r}, not a count of completed {key}s")
+        return value
+
+    count("epoch")
+    count("batch")
+    history = state.get("history")
+    if not isinstance(history, list) or len(history) != state["epoch"]:
+        raise bad(f"its history is not a list of {state['epoch']} epoch records")
+    for record in history:
+        if not isinstance(record, dict) or set(record) != fields or not all(type(v) in (int, float) for v in record.values()):
+            raise bad(f"its history holds {str(record)[:60]!r}, not an epoch record of {', '.join(sorted(fields))}")
+    ranks = state.get("ranks")
+    if not isinstance(ranks, list) or not ranks:
+        raise bad("it records no training process (its 'ranks' list is empty or missing)")
+    for entry in ranks:
+        rng = entry.get("rng") if isinstance(entry, dict) else None
+        partial = entry.get("partial") if isinstance(entry, dict) else None
+        if not isinstance(rng, dict) or not isinstance(rng.get("torch"), torch.Tensor) or rng["torch"].dtype != torch.uint8:
+            raise bad("a process's random-number state is missing or not a byte tensor")
+        if partial is not None and not (
+            isinstance(partial, dict)
+            and isinstance(partial.get("sums"), list)
+            and len(partial["sums"]) == 3
+            and all(type(v) in (int, float) for v in partial["sums"] + [partial.get("seconds")])
+        ):
+            raise bad("a process's unfinished-epoch sums are malformed")
+    optimizer = state.get("optimizer")
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("param_groups"), list) or not isinstance(optimizer.get("state"), dict):
+        raise bad("it holds no optimizer state")
 
 
 def with_spec(config: Any) -> Any:

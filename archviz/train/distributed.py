@@ -60,12 +60,26 @@ class Dist:
         return self.world_size > 1
 
 
+def env_int(name: str, default: int) -> int:
+    """A whole number torchrun set in the environment (WORLD_SIZE, RANK, ...); UsageError for anything else."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        raise UsageError(f"the environment variable {name}={raw[:40]!r} is not a whole number; torchrun sets it, so unset it or start the run with torchrun.")
+    return int(text)
+
+
 def from_env() -> Dist | None:
     """The rank torchrun (or ``--nproc``'s launcher) assigned this process, or None outside one."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "RANK" not in os.environ:
+    world_size = env_int("WORLD_SIZE", 1)
+    if world_size <= 1 or "RANK" not in os.environ:
         return None
-    world_size = int(os.environ["WORLD_SIZE"])
-    return Dist(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size))))
+    rank = env_int("RANK", 0)
+    if rank >= world_size:
+        raise UsageError(f"the environment says RANK={rank} in a run of WORLD_SIZE={world_size}; ranks go from 0 to {world_size - 1}.")
+    return Dist(rank, world_size, env_int("LOCAL_RANK", 0), env_int("LOCAL_WORLD_SIZE", world_size))
 
 
 def init(dist: Dist, device_type: str) -> None:

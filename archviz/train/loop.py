@@ -220,8 +220,18 @@ def train(
     start_epoch, start_batch, partial, rng = 0, 0, None, None
     if resume:
         state = distributed.load_on_every_rank(out / "last.pt", dist, lambda path: checkpoint.load(path, map_location=device))
+        checkpoint.check_resumable(state, out / "last.pt", set(EpochRecord.__dataclass_fields__))
         checkpoint.load_weights(net, state["model"], out / "last.pt", config.arch)
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            saved_keys = [sorted(g) for g in state["optimizer"]["param_groups"] if isinstance(g, dict)]
+            if saved_keys != [sorted(g) for g in optimizer.state_dict()["param_groups"]]:
+                raise ValueError("its parameter groups hold the settings of another optimizer")
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+            raise RunError(
+                f"{out / 'last.pt'} holds an optimizer state that does not fit {config.optimizer} on this model ({_first_line(exc)}); "
+                f"it was written for another optimizer or model, so the run cannot be resumed."
+            ) from None
         history = [EpochRecord(**r) for r in state["history"]]
         start_epoch, start_batch = state["epoch"], state["batch"]
         if start_batch and len(state["ranks"]) != dist.world_size:  # each process's shard depends on their number
@@ -349,6 +359,10 @@ def train(
         if result.peak_tflops and result.achieved_tflops:
             result.mfu = round(result.achieved_tflops / (result.peak_tflops * dist.world_size), 4)
     return result
+
+
+def _first_line(exc: BaseException) -> str:
+    return ((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:150]
 
 
 class NonFinite(Exception):
