@@ -493,3 +493,61 @@ def test_a_full_disk_during_train_is_one_sentence(tmp_path):
         assert [p.name for p in (disk / "run").iterdir() if p.name.endswith(".tmp")] == []
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+# ---- 5. expansion is bounded while it happens ----------------------------------------------------
+
+
+def _alias_bomb(levels: int, fan: int = 10, indent: str = "  ") -> list[str]:
+    lines = [f"{indent}- &l0 {{seq: {{layers: [{', '.join(['flatten'] * fan)}]}}}}"]
+    return lines + [f"{indent}- &l{i} {{seq: {{layers: [{', '.join([f'*l{i - 1}'] * fan)}]}}}}" for i in range(1, levels)]
+
+
+def _nested(kind: str, levels: int, fan: int) -> str:
+    body = "[flatten]" if kind == "repeat" else "[]"
+    for i in range(levels):
+        body = f"[repeat: {{times: {fan}, index: i{i}, layers: {body}}}]"
+    return body
+
+
+BOMBS = {
+    "aliases": "name: b\nlayers:\n" + "\n".join(_alias_bomb(9)) + "\n",
+    "aliases in seq layers": "name: b\nlayers:\n  - seq:\n      layers:\n" + "\n".join(_alias_bomb(6, indent="        ")) + "\n",
+    "an alias inside its anchor": "name: b\nlayers: &a\n  - seq: {layers: *a}\n",
+    "nested repeats": f"name: b\nlayers: {_nested('repeat', 3, 1000)}\n",
+    "repeats of nothing": f"name: b\nlayers: {_nested('empty', 4, 1000)}\n",
+    "blocks of blocks": "name: b\nblocks:\n  b0:\n    layers: [flatten, flatten, flatten, flatten, flatten, flatten, flatten, flatten, flatten, flatten]\n"
+    + "".join(f"  b{i}:\n    layers: [{', '.join([f'b{i - 1}'] * 10)}]\n" for i in range(1, 8))
+    + "layers:\n  - b7\n",
+    "blocks of empty blocks": "name: b\nblocks:\n  b0:\n    layers: []\n"
+    + "".join(f"  b{i}:\n    layers: [{', '.join([f'b{i - 1}'] * 10)}]\n" for i in range(1, 8))
+    + "layers:\n  - b7\n",
+}
+
+
+@pytest.mark.parametrize("shape", list(BOMBS))
+def test_a_spec_that_expands_too_far_is_refused_in_seconds_and_little_memory(tmp_path, shape):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMBS[shape])
+    assert bomb.stat().st_size < 2000
+    # In a fresh process: the peak resident size grown while loading (what ulimit or a container would see).
+    code = (
+        "import resource, time\nfrom archviz.errors import UsageError\nfrom archviz.arch import load_arch\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\nt = time.perf_counter()\n"
+        f"try:\n    load_arch({str(bomb)!r})\nexcept UsageError as exc:\n"
+        "    print(time.perf_counter() - t, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024); print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    numbers, message = result.stdout.strip().split("\n", 1)
+    seconds, grown_mib = map(float, numbers.split())
+    assert seconds < 2.0, (shape, seconds)  # measured 0.1-1.3 s on the loaded 2-core machine
+    assert grown_mib < 500, (shape, grown_mib)
+    assert "expand" in message or "endless" in message, message
+
+
+@pytest.mark.slow
+def test_evaluate_of_a_run_storing_a_bomb_is_one_sentence(cli, lenet_run, tmp_path):
+    run = _corrupt(lenet_run, tmp_path / "run", lambda s: s["config"].update(arch="bomb.yaml", spec=BOMBS["nested repeats"]))
+    (run / "best.pt").unlink()
+    code, _, stderr = cli("evaluate", str(run), "--limit-test", "100")
+    assert code == 2 and "the spec expands to more than 100,000 layers" in one_sentence(stderr)
