@@ -551,3 +551,21 @@ def test_evaluate_of_a_run_storing_a_bomb_is_one_sentence(cli, lenet_run, tmp_pa
     (run / "best.pt").unlink()
     code, _, stderr = cli("evaluate", str(run), "--limit-test", "100")
     assert code == 2 and "the spec expands to more than 100,000 layers" in one_sentence(stderr)
+
+
+def test_evaluate_sizes_its_batch_with_the_cost_model(monkeypatch):
+    from archviz.arch import load_arch
+    from archviz.cost.memory import predict_memory
+    from archviz.train import evaluate, loop
+
+    arch = load_arch("lenet")
+    shape = (1, 1, 1024, 1024)  # a run trained at --resize 1024
+    monkeypatch.setattr(loop, "_step_budget", lambda device, data_bytes: 2**40)
+    assert evaluate.eval_batch_size(arch, shape, False, torch.device("cpu"), 0) == evaluate.EVAL_BATCH
+    budget = 2**30  # lenet at 1024x1024: 0.55 GiB at batch 1 (its first linear layer), ~48 MiB more per image
+    monkeypatch.setattr(loop, "_step_budget", lambda device, data_bytes: budget)
+    batch = evaluate.eval_batch_size(arch, shape, False, torch.device("cpu"), 0)
+    assert 1 <= batch < evaluate.EVAL_BATCH
+    fits = predict_memory(arch, (batch, 1, 1024, 1024), mode="eval", device="cpu").peak_bytes
+    too_big = predict_memory(arch, (batch + 1, 1, 1024, 1024), mode="eval", device="cpu").peak_bytes
+    assert fits <= budget < too_big
