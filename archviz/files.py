@@ -383,13 +383,19 @@ def dir_lock(directory: Path, what: str, shared: bool = False) -> Iterator[None]
     stale lock. UsageError at once if it cannot be had.
     """
     path = directory / LOCK_NAME
-    try:
-        fd = os.open(path, (os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT) | getattr(os, "O_NOFOLLOW", 0), 0o666)
-    except FileNotFoundError:  # a reader of a folder no run has locked yet (or a read-only copy)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    if shared and not (path.exists() or (directory / "config.json").exists()):  # not a run folder: leave no lock file behind
         yield
         return
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o666)
+        except OSError:
+            if not shared:
+                raise
+            fd = os.open(path, os.O_RDONLY | nofollow)  # a reader of a folder it may not write
     except OSError as exc:
-        if shared:  # cannot lock a folder we may only read: nothing writes it through archviz either
+        if shared:  # a read-only folder with no lock file: no archviz process can be training there
             yield
             return
         raise UsageError(f"cannot write to {what} {directory} ({exc.strerror or exc}); choose a directory you can write to.") from None

@@ -498,7 +498,8 @@ def prepare_out(out: Path, resume: bool, force: bool = False, locked: bool = Tru
             f"or pass --force to write the run there (files named like run files would be replaced)."
         )
     if locked:
-        for name in finished + [n for n in ("metrics.csv", "learning_curve.svg") if n in names]:  # --force: no stale files
+        links = [n for n in RUN_FILES + EXTRA_RUN_FILES if (out / n).is_symlink()]  # a run's files are written as plain files, never through a link
+        for name in finished + [n for n in ("metrics.csv", "learning_curve.svg") if n in names] + links:  # --force: no stale files
             (out / name).unlink(missing_ok=True)
     return False
 
