@@ -183,8 +183,11 @@ def _numbers(run: Path) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_sigterm_writes_a_checkpoint_and_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_sigterm_writes_a_checkpoint_and_resume_is_exact(tmp_path, nproc):
+    """SIGTERM to archviz's own process (with --nproc 2: the launcher alone, which stops its workers like one Ctrl-C)."""
     args = ["lenet", "--limit-train", "6000", "--limit-test", "500", "--batch-size", "50", "--threads", "1", "--epochs", "2", "--device", "cpu"]
+    args += ["--nproc", str(nproc)]
     straight = archviz("train", *args, "--out", str(tmp_path / "straight"), timeout=600)
     assert straight.returncode == 0, straight.stderr
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

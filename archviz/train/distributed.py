@@ -305,6 +305,8 @@ def _worker(fn: Callable[..., Any], device_type: str, errors_dir: str, kwargs: d
     dist = from_env()
     if dist is None:
         raise RuntimeError("started without the launcher's RANK/WORLD_SIZE")
+    os.environ[_LAUNCHED] = "1"
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher turns SIGTERM into one SIGINT for every worker
     try:
         if loopback and dist.rank == 0:  # the process group's store, on 127.0.0.1 (init_process_group reuses it)
             loopback_store(int(os.environ["MASTER_PORT"]), dist.world_size)
@@ -324,6 +326,28 @@ def _worker(fn: Callable[..., Any], device_type: str, errors_dir: str, kwargs: d
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     leave()
     return result if dist.is_main else None
+
+
+_LAUNCHED = "ARCHVIZ_LAUNCHED_WORKER"
+
+
+def launched_here() -> bool:
+    """Whether this process is a worker ``launch`` started (not torchrun's)."""
+    return os.environ.get(_LAUNCHED) == "1"
+
+
+def _interrupt_workers() -> None:
+    """Send SIGINT, once, to this process's children (the workers of ``launch``): SIGTERM sent to
+    the launcher alone, or to the whole process group, stops the run like one Ctrl-C."""
+    try:
+        children = {int(pid) for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()}
+    except OSError:  # not Linux: the signal reaches the workers only when sent to the process group
+        return
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGINT)
+        except OSError:
+            pass
 
 
 LOOPBACK = "127.0.0.1"
@@ -392,7 +416,13 @@ def _launcher_quiet() -> Iterator[list[bool]]:
     previous = {sig: signal.getsignal(sig) for sig in handled}  # None: set outside Python, left alone
     env_before = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
     signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
-    signal.signal(signal.SIGTERM, lambda *_: interrupted.append(True))
+
+    def terminated(*_: Any) -> None:
+        if not interrupted:
+            _interrupt_workers()
+        interrupted.append(True)
+
+    signal.signal(signal.SIGTERM, terminated)
     logging.disable(logging.CRITICAL)
     try:
         yield interrupted

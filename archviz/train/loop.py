@@ -267,7 +267,8 @@ def train(
     train_seconds_here, images_here = 0.0, 0  # this process's share of the run, for TFLOP/s
     best = max(history, key=lambda r: r.test_acc, default=None)
     stop = interrupted = False
-    with Interrupt() as interrupt:
+    # A worker of `--nproc` leaves SIGTERM to its launcher, which turns it into one Ctrl-C for all (distributed.launch).
+    with Interrupt((signal.SIGINT,) if distributed.launched_here() else Interrupt.SIGNALS) as interrupt:
         try:
             for epoch in range(start_epoch, config.epochs):
                 first = start_batch if epoch == start_epoch else 0
@@ -379,18 +380,20 @@ class Interrupt:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+    def __init__(self, signals: tuple[int, ...] = SIGNALS) -> None:
         self.requested = False
+        self.signals = signals
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if signal.SIGTERM in self.signals:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def __enter__(self) -> Interrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.signals}
         return self
 
     def __exit__(self, *exc: Any) -> None:
