@@ -419,13 +419,13 @@ class Diagram:
         Written atomically; an existing file archviz did not write is kept unless ``force=True``.
         """
         from archviz.files import graphviz_output_of, refuse_overwrite, write_atomic
-        from archviz.render.dot import DiagramFormat, check_writable, output_format, render
+        from archviz.render.dot import DiagramFormat, check_writable, file_bytes, output_format, render
 
         path = Path(path)
         fmt = output_format(path, format)
         check_writable(path)
         refuse_overwrite(path, graphviz_output_of(self.name), force)
-        write_atomic(path, self.html().encode("utf-8") if fmt is DiagramFormat.html else render(self.source, fmt))
+        write_atomic(path, self.html().encode("utf-8") if fmt is DiagramFormat.html else file_bytes(render(self.source, fmt), fmt, self.name))
         return path
 
 

@@ -116,7 +116,7 @@ class Arch:
         model = self.build(device="cpu" if compute else "meta")
         message = f"tracing {self.name} with real tensors on the CPU" if compute else f"tracing {self.name}" if self.kind != "module" else None
         with user_code(message, always=compute):
-            return trace_module(model, specs, self.name, compute=compute, data=data)
+            return trace_module(model, specs, self.name, compute=compute, data=data, own=self.kind != "module")
 
     def _trace_spec(self, specs: tuple[InputSpec, ...] | dict[str, InputSpec]) -> Trace:
         from archviz.trace.from_spec import trace_spec
@@ -227,6 +227,8 @@ def _torchvision(name: str, kwargs: dict[str, Any]) -> Arch:
 
 def _callable(text: str, kwargs: dict[str, Any]) -> Arch:
     module_name, _, attr = text.partition(":")
+    if module_name.strip() == "archviz" or module_name.strip().startswith("archviz."):
+        raise UsageError(f"{text!r} is part of archviz itself, not a model; name a built-in (see `archviz list`), a spec file or your own module:callable.")
     try:
         with user_code(f"building {text}"):
             module = importlib.import_module(module_name)
@@ -234,7 +236,9 @@ def _callable(text: str, kwargs: dict[str, Any]) -> Arch:
         raise UsageError(f"cannot import module {module_name!r} for {text!r} ({exc}); check the name and that it is on PYTHONPATH.") from None
     except SystemExit as exc:
         raise RunError(f"importing {module_name!r} called sys.exit({exc.code!r}); archviz cannot load a module that ends the program.") from None
-    except Exception as exc:
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:
         show_traceback(exc)
         raise RunError(f"importing {module_name!r} raised {raised_text(exc)}.") from None
     target: Any = module

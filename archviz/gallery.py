@@ -11,16 +11,19 @@ from pathlib import Path
 from archviz import zoo
 from archviz.arch import load_arch
 from archviz.errors import RunError, UsageError
-from archviz.files import graphviz_output_of, refuse_overwrite
+from archviz.files import graphviz_output_of, refuse_overwrite, write_all_atomic
 from archviz.render import Format
-from archviz.render.dot import INSTALL_HINT, KIND_COLOURS, DiagramFormat, GraphvizMissing, find_dot, render, to_dot, write_bytes
+from archviz.render.dot import INSTALL_HINT, KIND_COLOURS, DiagramFormat, GraphvizMissing, find_dot, render, to_dot
 from archviz.render.tables import human, render_rows
 from archviz.shape import format_shape
 from archviz.trace.record import Trace
 
 DEFAULT_DIR = Path("gallery")
 
-_INTRO = """\
+README_MARK = "<!-- archviz gallery: written by `archviz gallery`, which may replace it -->\n"
+_INTRO = (
+    README_MARK
+    + """\
 # Gallery
 
 Every built-in architecture at its default input, drawn by `archviz diagram` from the
@@ -34,6 +37,7 @@ blocks; "× N" marks N identical consecutive blocks drawn once. Conv and pool se
 read `in→out · kernel sN pN` (stride, padding). MACs count the multiply-accumulates of
 convolutions (plain and transposed), linear layers and matrix products; FLOPs = 2 × MACs.
 """
+)
 
 
 def gallery_files(names: list[str] | None = None) -> dict[str, bytes]:
@@ -104,7 +108,7 @@ def _section(name: str, trace: Trace, blocks: str, detailed: str) -> str:
 def _is_ours(filename: str):
     """Recognises a gallery file archviz wrote, from its first bytes."""
     if filename == "README.md":
-        return lambda first: first.startswith(_INTRO.split("{")[0].encode()[:80])
+        return lambda first: first.startswith(README_MARK.encode())
     return graphviz_output_of(filename.removesuffix(".svg").removesuffix("_detailed"))
 
 
@@ -129,9 +133,6 @@ def write_gallery(out_dir: Path = DEFAULT_DIR, names: list[str] | None = None, f
         out_dir.mkdir(exist_ok=True)
     except OSError as exc:
         raise RunError(f"cannot create the gallery directory {str(out_dir)!r}: {exc.strerror or exc}.") from None
-    written = []
-    for filename, data in files.items():
-        path = out_dir / filename
-        write_bytes(path, data)
-        written.append(path)
-    return written
+    paths = {out_dir / filename: data for filename, data in files.items()}
+    write_all_atomic(paths)  # all or none: a full disk leaves the folder as it was (issue 20: 11 of 33 files were left)
+    return list(paths)

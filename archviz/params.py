@@ -28,6 +28,8 @@ def parse_value(raw: str, item: str | None = None) -> Any:
         if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
             raise UsageError(f"-p {shown!r}: YAML aliases (*name) are not accepted in a value; write the value out.")
         return yaml.safe_load(text)
+    except RecursionError:  # [[[[...]]]] nested deeper than Python's stack
+        raise UsageError(f"-p {shown[:40]!r}...: the value nests lists or mappings too deeply; write a flat value.") from None
     except ValueError:  # an integer over Python's 4300-digit limit for int()
         key = shown.partition("=")[0]
         raise UsageError(f"-p {key}: the number has {len(text.lstrip('+-'))} digits; parameters must stay below 2**63.") from None

@@ -131,10 +131,13 @@ def parse_input(text: str) -> InputSpec:
     dims = []
     for part in shape_text.split("x"):
         part = part.strip()
-        if part.startswith("-") and part[1:].isdigit():
+        ascii_digits = part.isascii() and part.isdigit()  # str.isdigit alone takes '²' and other digits int() refuses
+        if part.startswith("-") and part[1:].isascii() and part[1:].isdigit():
             raise UsageError(f"--input {text!r}: every size must be at least 1, got {part}; {GRAMMAR}.")
-        if not part.isdigit():  # isdigit: no sign, no spaces, no '1e3'
-            raise UsageError(f"--input {text!r}: {part!r} is not a whole number; {GRAMMAR}.")
+        if not ascii_digits:  # no sign, no spaces, no '1e3', no '²'
+            raise UsageError(f"--input {text!r}: {part!r} is not a whole number written with 0-9; {GRAMMAR}.")
+        if len(part.lstrip("0")) > 16:  # past 2^53 elements anyway; int() refuses over 4,300 digits
+            raise UsageError(f"--input {text[:30]!r}...: a size has {len(part.lstrip('0')):,} digits; sizes must stay below 10^16.")
         value = int(part)
         if value <= 0:
             raise UsageError(f"--input {text!r}: every size must be at least 1, got {value}; {GRAMMAR}.")

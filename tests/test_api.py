@@ -132,7 +132,7 @@ def test_diagram_shows_inline_and_saves(tmp_path, net):
     path = d.save(tmp_path / "net.svg")
     assert path.read_text() == svg
     assert d.save(tmp_path / "net.svg") == path  # archviz's own drawing of this net: replaced
-    assert d.save(tmp_path / "net.dot").read_text() == d.source
+    assert d.save(tmp_path / "net.dot").read_text() == '// archviz diagram "Net"\n' + d.source  # archviz's mark, then the source
     mine = tmp_path / "mine.svg"
     mine.write_text("<svg>my own drawing</svg>")
     with pytest.raises(UsageError, match="already exists and is not a file archviz recognises as its own"):

@@ -218,14 +218,14 @@ def test_same_command_gives_byte_identical_files(cli, tmp_path, suffix):
 
 @needs_dot
 def test_format_follows_extension_unless_format_says_otherwise(cli, tmp_path):
-    magic = {"svg": b"<?xml", "png": b"\x89PNG", "pdf": b"%PDF", "dot": b"digraph"}
+    magic = {"svg": b"<?xml", "png": b"\x89PNG", "pdf": b"%PDF", "dot": b'// archviz diagram "lenet"\ndigraph'}  # a DOT file opens with archviz's mark
     for fmt, start in magic.items():
         out = tmp_path / f"lenet.{fmt}"
         assert cli("diagram", "lenet", "-o", str(out))[0] == 0
         assert out.read_bytes().startswith(start), fmt
     forced = tmp_path / "forced.svg"
     assert cli("diagram", "lenet", "-o", str(forced), "--format", "dot")[0] == 0
-    assert forced.read_text() == to_dot(trace("lenet"))
+    assert forced.read_text() == '// archviz diagram "lenet"\n' + to_dot(trace("lenet"))
 
 
 def test_dot_to_stdout_and_default_file_name(cli, tmp_path, monkeypatch):
@@ -233,7 +233,7 @@ def test_dot_to_stdout_and_default_file_name(cli, tmp_path, monkeypatch):
     assert code == 0 and stdout == to_dot(trace("lenet"))
     monkeypatch.chdir(tmp_path)
     assert cli("diagram", "lenet", "-f", "dot", "-d", "2")[0] == 0
-    assert (tmp_path / "lenet.dot").read_text() == to_dot(trace("lenet"), 2)
+    assert (tmp_path / "lenet.dot").read_text() == '// archviz diagram "lenet"\n' + to_dot(trace("lenet"), 2)  # a file carries archviz's mark
     assert default_filename("torchvision:resnet18", DiagramFormat.svg) == "torchvision_resnet18.svg"
     assert default_filename("pkg.models:make_net", DiagramFormat.png) == "pkg.models_make_net.png"
 
@@ -254,7 +254,7 @@ def test_missing_dot_writes_the_dot_file_and_says_how_to_install(cli, tmp_path, 
     code, stdout, stderr = cli("diagram", "lenet", "-o", str(out))
     assert code == 1
     assert not out.exists()
-    assert (tmp_path / "lenet.dot").read_text() == to_dot(trace("lenet"))
+    assert (tmp_path / "lenet.dot").read_text() == '// archviz diagram "lenet"\n' + to_dot(trace("lenet"))
     assert "apt-get install graphviz" in stderr and "brew install graphviz" in stderr
     assert str(tmp_path / "lenet.dot") in stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
@@ -264,7 +264,7 @@ def test_missing_dot_via_lookup_function(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(dotmod, "find_dot", lambda: None)
     code, _, stderr = cli("diagram", "googlenet", "-o", str(tmp_path / "g.png"), "--depth", "2")
     assert code == 1 and "install graphviz" in stderr
-    assert (tmp_path / "g.dot").read_text() == to_dot(trace("googlenet"), 2)
+    assert (tmp_path / "g.dot").read_text() == '// archviz diagram "googlenet"\n' + to_dot(trace("googlenet"), 2)
     # DOT output needs no graphviz at all.
     assert cli("diagram", "lenet", "-o", str(tmp_path / "l.dot"))[0] == 0
 

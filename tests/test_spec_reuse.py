@@ -176,11 +176,11 @@ def test_blocks_build_the_same_module_the_spec_traces(tmp_path):
         ("layers:\n  - repeat: {times: n - 4, layers: [flatten]}\n", "net.yaml:5: field 'times' of 'repeat' evaluates to -1; it must be a whole number >= 0."),
         (
             "layers:\n  - repeat: {times: 10 ** 7, layers: [flatten]}\n",
-            "net.yaml:5: 'repeat' has times = 10,000,000; a spec may expand to at most 1,000,000 layers.",
+            "net.yaml:5: 'repeat' has times = 10,000,000; a spec may expand to at most 100,000 layers.",
         ),
         (
             "layers:\n  - repeat: {times: 1000, layers: [repeat: {times: 1001, layers: [flatten]}]}\n",
-            "net.yaml:5: the spec expands to more than 1,000,000 layers; use fewer repeats.",
+            "net.yaml:5: the spec expands to more than 100,000 layers; use fewer repeats.",
         ),
         (
             "layers:\n  - repeat: {times: 2, layers: [conv: {name: a, out: 1, kernel: 1}]}\n  - conv: {name: a_1, out: 1, kernel: 1}\n",

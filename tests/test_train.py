@@ -149,11 +149,13 @@ def test_checkpoints_are_never_half_written(tmp_path, monkeypatch):
     checkpoint.save(good, path)
     before = path.read_bytes()
 
-    def dies_halfway(obj, f):
+    def dies_halfway(f, data):  # the disk fills while the checkpoint's bytes are written
         f.write(b"PK\x03\x04 half a checkpoint")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.torch, "save", dies_halfway)
+    from archviz import files
+
+    monkeypatch.setattr(files, "_fill", dies_halfway)
     with pytest.raises(RunError, match=r"cannot write '.*last\.pt' \(No space left on device\); the previous file is unchanged\."):
         checkpoint.save({"model": {"w": torch.zeros(4)}, "epoch": 2}, path)
     assert path.read_bytes() == before

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import inspect
+import io
 import os
 import sys
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import IO
 
 import typer
 from typer.core import TyperGroup
@@ -88,11 +92,85 @@ def _warning_printer() -> Callable:
     return show
 
 
+def _what(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+_inside: list[str] = []  # the command running in this process: archviz's CLI does not run inside itself
+
+
 def _unexpected(exc: Exception) -> None:
     if os.environ.get("ARCHVIZ_DEBUG"):
         raise exc
     first = (str(exc).strip().splitlines() or [""])[0]
     raise fail(f"unexpected {type(exc).__name__}: {first} (set ARCHVIZ_DEBUG=1 to see the traceback).", 1) from None
+
+
+class _MainThreadStdout(io.TextIOBase):
+    """sys.stdout while archviz owns stdout: the main thread writes to the real stdout, any other thread to stderr."""
+
+    def __init__(self, out: IO[str], err: IO[str]):
+        self.out, self.err = out, err
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.out.encoding
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return (self.out if threading.current_thread() is threading.main_thread() else self.err).write(text)
+
+    def flush(self) -> None:
+        self.err.flush()
+        self.out.flush()
+
+    def fileno(self) -> int:
+        return self.out.fileno()
+
+    def isatty(self) -> bool:
+        return self.out.isatty()
+
+
+@contextlib.contextmanager
+def own_stdout() -> Iterator[None]:
+    """For ``--format json``: stdout carries archviz's JSON and nothing else, whatever user code does.
+
+    File descriptor 1 is pointed at stderr for the rest of the process, so ``os.write(1, ...)``,
+    ``sys.__stdout__``, C extensions and ``atexit`` handlers all land on stderr; archviz keeps a
+    private copy of the real stdout, which only the main thread's ``print`` reaches, and only
+    until the command returns (a late thread of the user's prints to stderr). Issue 20.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (CliRunner, a notebook): nothing to guard
+        yield
+        return
+    if fd != 1:
+        yield
+        return
+    sys.stdout.flush()
+    real = os.fdopen(os.dup(1), "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors, newline=None)
+    os.dup2(2, 1)
+    sys.stdout = _MainThreadStdout(real, sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout = sys.stderr  # from now on (atexit, late threads) everything is stderr's
+        try:
+            real.flush()
+        except OSError:  # a full disk or a closed pipe: drop what is still buffered, then say so
+            os.dup2(os.open(os.devnull, os.O_WRONLY), real.fileno())
+            raise
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that what is still buffered for it is dropped at exit (never stderr: own_stdout may have left it there)."""
+    if sys.stdout is not sys.stderr:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def command(name: str, examples: list[str], **kwargs) -> Callable:
@@ -104,8 +182,11 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
     def decorator(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kw):
+            if _inside:  # e.g. ARCH archviz.cli.app:app: a model's code ran archviz's own CLI
+                raise RuntimeError(f"archviz {name} was run from inside archviz {_inside[0]}")
+            _inside.append(name)
             try:
-                with warnings.catch_warnings():
+                with own_stdout() if str(kw.get("format", "")) == "json" else contextlib.nullcontext(), warnings.catch_warnings():
                     warnings.simplefilter("always", ArchvizWarning)
                     warnings.showwarning = _warning_printer()
                     result = fn(*args, **kw)
@@ -114,19 +195,28 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
             except ArchvizError as exc:
                 raise fail(str(exc), exc.exit_code) from None
             except BrokenPipeError:  # `archviz shapes ... | head`: the reader left, nothing is wrong
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                _drop_stdout()
                 raise typer.Exit(0) from None
             except KeyboardInterrupt:
                 raise fail("interrupted.", 130) from None
             except OSError as exc:
                 if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG) or os.environ.get("ARCHVIZ_DEBUG"):
                     return _unexpected(exc)
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # drop what is still buffered
+                _drop_stdout()  # drop what is still buffered
                 raise fail(f"cannot write the output ({exc.strerror or exc}); free some space or write it elsewhere.", 1) from None
             except (typer.Exit, typer.Abort, SystemExit):
                 raise
             except Exception as exc:  # a bug, or a user's module failing in an unexpected way
                 return _unexpected(exc)
+            except BaseException as exc:  # not an Exception (nor Ctrl-C or an exit): raised by the model's code
+                if isinstance(exc, GeneratorExit) or os.environ.get("ARCHVIZ_DEBUG"):
+                    raise
+                raise fail(
+                    f"{_what(exc)} was raised, a BaseException that is not an Exception, most likely by the model's code (set ARCHVIZ_DEBUG=1 to see where).",
+                    1,
+                ) from None
+            finally:
+                _inside.clear()
 
         doc = inspect.cleandoc(fn.__doc__ or "")
         wrapper.__doc__ = doc + "\n\n\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples)

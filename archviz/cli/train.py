@@ -19,6 +19,13 @@ from archviz.train.config import Device, Optimizer
 
 # Options a resumed run may change; the others define the run and come from its config.json.
 RESUMABLE = {"epochs", "device", "amp", "compile", "nproc", "threads", "data_dir", "download"}
+TrustCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-code",
+        help="Import the module:callable ARCH named in the run's files (config.json, the checkpoint): it runs that code. Off: refused.",
+    ),
+]
 SHORT_NAMES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
 
 
@@ -78,6 +85,7 @@ def train(
         ),
     ] = None,
     param: ParamOpt = None,
+    trust_code: TrustCodeOpt = False,
 ) -> None:
     """Train an architecture on Fashion-MNIST: per-epoch metrics, checkpoints and a learning curve in --out."""
     from archviz.train.inputs import parse_train_input
@@ -110,8 +118,10 @@ def train(
         "threads": threads,
         "channels": channels,
     }
-    launched = os.environ.get("WORLD_SIZE")
-    if nproc is not None and launched and int(launched) > 1 and nproc != int(launched):
+    from archviz.train.distributed import env_int
+
+    launched = env_int("WORLD_SIZE", 1)
+    if nproc is not None and launched > 1 and nproc != launched:
         raise UsageError(f"--nproc {nproc} under torchrun, which started {launched} processes (--nnodes x --nproc-per-node); drop --nproc.")
     if resume:
         config = _resumed_config(resume, arch, out, param, {k: v for k, v in given.items() if v is not None})
@@ -122,7 +132,10 @@ def train(
 
         config = make_config(arch, param, out=out, **given)
     plain = not sys.stdout.isatty()
-    result = run(config, resume=bool(resume), reporter=PlainReporter() if plain else RichReporter(), force=force)
+    # A fresh run's ARCH is the user's own words; a resumed run's comes from its config.json (data):
+    # its module:callable is imported only if the user names it (ARCH) or passes --trust-code.
+    trusted = not resume or trust_code or arch is not None
+    result = run(config, resume=bool(resume), reporter=PlainReporter() if plain else RichReporter(), force=force, trust_code=trusted)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
         return
     print(_summary(result))
@@ -240,11 +253,18 @@ def evaluate(
     data_dir: Annotated[str | None, typer.Option(metavar="DIR", help="Folder with the Fashion-MNIST IDX files (raw or .gz).")] = None,
     limit_test: Annotated[int | None, typer.Option(metavar="N", min=2, help="Test on the first N images only.")] = None,
     format: FormatOpt = Format.table,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch", metavar="ARCH", help="The run's module:callable ARCH, named by you: archviz then imports it (never code named only in a run's files)."
+        ),
+    ] = None,
+    trust_code: TrustCodeOpt = False,
 ) -> None:
     """Test accuracy, per-class accuracy and the confusion matrix of a trained checkpoint."""
     from archviz.train.evaluate import evaluate_checkpoint
 
-    report = evaluate_checkpoint(path, device, data_dir, limit_test)
+    report = evaluate_checkpoint(path, device, data_dir, limit_test, arch=arch, trust_code=trust_code)
     if report.note:
         print(report.note, file=sys.stderr)
     rows = [

@@ -508,7 +508,7 @@ def render(source: str, fmt: DiagramFormat, timeout_s: float = RENDER_TIMEOUT_S)
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip().splitlines()
         raise RunError(f"graphviz's dot failed to render {fmt.value} ({detail[-1] if detail else f'exit code {proc.returncode}'}).")
-    from archviz.files import mark_pdf, mark_png
+    from archviz.files import mark_pdf, mark_png, mark_svg
 
     if fmt is DiagramFormat.pdf:
         # cairo stamps PDFs with the current time; a fixed date of the same length keeps the
@@ -517,7 +517,7 @@ def render(source: str, fmt: DiagramFormat, timeout_s: float = RENDER_TIMEOUT_S)
         return mark_pdf(_PDF_DATE.sub(rb"\g<1>19700101000000", proc.stdout))
     if fmt is DiagramFormat.png:
         return mark_png(proc.stdout, _graph_title(source))
-    return proc.stdout
+    return mark_svg(proc.stdout, _graph_title(source))
 
 
 _DOT_TITLE = re.compile(r'digraph "((?:[^"\\]|\\.)*)"')
@@ -586,7 +586,7 @@ def save_diagram(
     try:
         data = render(source, fmt)
     except GraphvizMissing:
-        from archviz.files import graphviz_output_of, refuse_overwrite
+        from archviz.files import graphviz_output_of, mark_dot, refuse_overwrite
 
         dot_path = path.with_suffix(".dot")
         try:
@@ -596,10 +596,17 @@ def save_diagram(
                 f"graphviz's `dot` program was not found, and the DOT source was not written because {str(dot_path)!r} already exists and is not a "
                 f"file archviz recognises as its own; {INSTALL_HINT}, or get the source with `-f dot -o FILE`, or pass --force to replace {str(dot_path)!r}."
             ) from None
-        write_bytes(dot_path, source.encode())
+        write_bytes(dot_path, mark_dot(source, trace.arch).encode())
         raise GraphvizMissing(
             f"graphviz's `dot` program was not found, so only the DOT source was written to {str(dot_path)!r}; "
             f"{INSTALL_HINT}, then run `dot -T{DiagramFormat(fmt).value} {dot_path} -o {path}` or rerun this command."
         ) from None
-    write_bytes(path, data)
+    write_bytes(path, file_bytes(data, fmt, trace.arch))
     return path
+
+
+def file_bytes(data: bytes, fmt: DiagramFormat, title: str) -> bytes:
+    """What ``render`` returned, as written to a file: DOT source gets archviz's mark (the other formats have it already)."""
+    from archviz.files import mark_dot
+
+    return mark_dot(data.decode(), title).encode() if DiagramFormat(fmt) is DiagramFormat.dot else data

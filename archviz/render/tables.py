@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -46,13 +47,13 @@ def render_rows(
         return buf.getvalue().rstrip("\n")
     cells = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
     if fmt is Format.markdown:
-        lines = [f"**{printable(title, newlines=False)}**", ""] if title else []
-        lines.append("| " + " | ".join(h for _, h in columns) + " |")
+        lines = [f"**{_md(printable(title, newlines=False))}**", ""] if title else []
+        lines.append("| " + " | ".join(_md(h) for _, h in columns) + " |")
         lines.append("|" + "|".join("---:" if _numeric(rows, k) else "---" for k, _ in columns) + "|")
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in cells]
         if footer:
             lines.append("")
-            lines += [f"- {label}: {printable(text, newlines=False)}" for label, text in footer]
+            lines += [f"- {_md(label)}: {_md(printable(text, newlines=False))}" for label, text in footer]
         return "\n".join(lines)
     plain = _plain_table(rows, cells, columns, title, footer)
     if plain is not None:
@@ -74,12 +75,30 @@ def _cell(value: Any) -> str:
     return printable(value, newlines=False)  # names come from specs and models: no escapes (archviz/safe.py)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return "x".join(str(v) for v in value)
     if isinstance(value, str):
-        return printable(value, newlines=False)
+        return csv_safe(printable(value, newlines=False))
     return "" if value is None else value
+
+
+def csv_safe(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet executes: a leading ``= + - @``, tab or CR gets a ``'``
+    (OWASP's CSV-injection advice; issue 20: a layer named ``=cmd|' /C calc'!A0``). Numbers and a
+    lone ``-`` pass as they are."""
+    if text.startswith(_FORMULA_START) and text != "-" and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def _md(text: str) -> str:
+    """A Markdown table cell: HTML inert (``<script>`` shows as text), pipes escaped."""
+    return html.escape(text, quote=False).replace("|", "\\|")
 
 
 def _rich_table(rows, cells, columns, title, footer) -> str:

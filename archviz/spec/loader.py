@@ -24,7 +24,7 @@ _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 # add when expanded (a 3 KB "billion laughs" file expands to billions of nodes).
 MAX_SPEC_BYTES = 16 * 2**20
 MAX_DEPTH = 200  # nested YAML collections; each nested layer list takes 3 (item, fields, list)
-MAX_ALIAS_EXPANSION = 1_000_000  # nodes that aliases may add to the file's own
+MAX_ALIAS_EXPANSION = 100_000  # nodes that aliases may add to the file's own (issue 20: 1,000,000 took seconds to walk)
 # Plain data only: a tag outside these (``!!python/name:os.system``, ``!foo``) is refused.
 _ALLOWED_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map", "timestamp"))
 
@@ -72,23 +72,35 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 def _expanded_size(root: yaml.Node) -> tuple[int, int]:
-    """(nodes in the file, nodes once aliases are expanded), without expanding anything."""
+    """(nodes in the file, nodes once aliases are expanded), without expanding anything.
+
+    A true post-order (a node's size is summed only once all its children's are known; issue 20:
+    the old order summed some before their children, so a bomb counted 246 nodes from 306), and
+    an alias inside its own anchor (``&a [*a]``, infinite once expanded) is refused.
+    """
     sizes: dict[int, int] = {}
-    order, stack = [], [root]
-    while stack:  # iterative post-order over the node graph (aliases share node objects)
-        node = stack.pop()
-        if id(node) in sizes:
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        kids = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in kids)
             continue
-        sizes[id(node)] = -1
-        order.append(node)
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            stack.extend(n for pair in node.value for n in pair)
-    for node in reversed(order):
-        children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
-        sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
-    return len(order), sizes[id(root)]
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise _Refused(node.start_mark, "a YAML alias (*name) refers to the anchor it is inside of, an endless structure; write it out")
+        on_path.add(key)
+        stack.append((node, True))
+        for child in kids:
+            if id(child) in on_path:
+                raise _Refused(child.start_mark, "a YAML alias (*name) refers to the anchor it is inside of, an endless structure; write it out")
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return len(sizes), sizes[id(root)]
 
 
 def suggest(word: str, options, prefix: str = "; did you mean ") -> str:
@@ -208,7 +220,10 @@ class _Parser:
             raise UsageError(f"{self.source}{where}: not valid YAML ({problem}); check indentation and brackets there.") from None
         if not isinstance(root, yaml.MappingNode):
             raise self.fail(root, "a spec must be a mapping with at least a 'layers' list")
-        unique, expanded = _expanded_size(root)
+        try:
+            unique, expanded = _expanded_size(root)
+        except _Refused as exc:
+            raise UsageError(f"{self.source}:{exc.mark.line + 1}: {exc.message}.") from None
         if expanded - unique > MAX_ALIAS_EXPANSION:
             raise self.fail(
                 None,

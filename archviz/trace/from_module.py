@@ -48,7 +48,9 @@ def instantiate(factory: Callable[[], nn.Module], name: str, device: str = "cpu"
         except (NotImplementedError, RuntimeError):
             with _weights_on_meta():
                 model = factory()
-    except (Exception, SystemExit) as exc:
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:  # SystemExit and the user's own BaseException subclasses too
         raise constructor_error(name, exc) from None
     return model if _all_meta(model) else meta_copy(model)
 
@@ -346,14 +348,16 @@ def _make_tensor(spec: InputSpec, device: str, generator: torch.Generator | None
     return torch.randn(spec.shape, dtype=torch.float32, generator=generator).to(spec.torch_dtype)
 
 
-def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute: bool = False, data: Any = None) -> Trace:
+def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute: bool = False, data: Any = None, own: bool = False) -> Trace:
     """Trace ``model`` on meta inputs (or, with ``compute``, real CPU tensors); RunError names the layer if it cannot run.
 
     ``inputs``: a shape, an InputSpec, a sequence of them (positional) or a mapping (keyword);
     ``data``: with ``compute``, the tensors themselves, in the same order or with the same keys.
     The model is left as it was: a meta trace runs on a weight-free copy (cast to the inputs'
     float dtype when they all share one other than float32), and the train/eval flags of
-    every module are restored.
+    every module are restored. A computed trace runs on a deep copy (a lazy layer would
+    initialise, a forward that counts calls would count), unless ``own``: archviz built the
+    model for this trace and nobody else holds it.
     """
     specs = as_inputs(inputs)
     if data is not None and not compute:
@@ -362,7 +366,7 @@ def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute:
         total = sum(s.nbytes for s in (specs.values() if isinstance(specs, dict) else specs))
         if total > MAX_COMPUTE_INPUT_BYTES:
             raise RunError(f"--compute would allocate {total / 2**30:.1f} GiB for the inputs alone (limit 4 GiB); use a smaller --input.")
-        target = model
+        target = model if own else _private_copy(model, arch)
     else:
         target = meta_copy(model)  # even of a meta model: the user's module is never changed
         floats = {s.torch_dtype for s in (specs.values() if isinstance(specs, dict) else specs) if s.is_float}
@@ -382,6 +386,19 @@ def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute:
     finally:
         for module, training in flags:
             module.training = training
+
+
+def _private_copy(model: nn.Module, arch: str) -> nn.Module:
+    """A deep copy of the user's model to compute on (issue 20: ``compute=True`` changed the model)."""
+    import copy
+
+    try:
+        return copy.deepcopy(model)
+    except Exception as exc:
+        raise RunError(
+            f"{arch} cannot be copied ({type(exc).__name__}: {str(exc)[:120]}), and archviz computes on a copy so as never to change your model; "
+            "trace it without compute=True, or pass a factory (module:callable) instead of the module."
+        ) from None
 
 
 def _run(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpec], arch: str, device: str = "meta", data: Any = None) -> Trace:

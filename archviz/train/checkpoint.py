@@ -10,6 +10,7 @@ Writes go through :func:`archviz.files.write_atomic` (a crash leaves the old fil
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 import re
 from pathlib import Path
@@ -47,7 +48,11 @@ def save(state: dict[str, Any], path: str | Path) -> None:
     """Save a checkpoint dict (see ``loop.checkpoint_state`` for its keys) atomically."""
     state = {"format": FORMAT, **state}
     check_plain(state)  # a bug if not: it would not load back with weights_only=True
-    write_atomic(path, lambda f: torch.save(state, f))
+    # Serialised in memory first: torch's zip writer turns a full disk into a RuntimeError about
+    # "unexpected pos"; a plain write of the bytes gives the OSError that says "No space left".
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getbuffer())
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -73,6 +78,48 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     return state
 
 
+def check_resumable(state: dict[str, Any], path: Path | str, fields: set[str]) -> None:
+    """RunError, in one sentence, unless ``state`` (from ``load``) has what ``--resume`` reads, in the
+    types archviz writes: ``epoch`` and ``batch`` counts, a ``history`` of epoch records (``fields``),
+    one entry per process in ``ranks`` with its RNG state, and an optimizer state."""
+
+    def bad(what: str) -> RunError:
+        return RunError(f"{path} cannot be resumed: {what}; it is corrupt or was not written by archviz train (start a new run with --out).")
+
+    def count(key: str) -> int:
+        value = state.get(key)
+        if type(value) is not int or value < 0:
+            raise bad(f"its {key!r} is {value!r}, not a count of completed {key}s")
+        return value
+
+    count("epoch")
+    count("batch")
+    history = state.get("history")
+    if not isinstance(history, list) or len(history) != state["epoch"]:
+        raise bad(f"its history is not a list of {state['epoch']} epoch records")
+    for record in history:
+        if not isinstance(record, dict) or set(record) != fields or not all(type(v) in (int, float) for v in record.values()):
+            raise bad(f"its history holds {str(record)[:60]!r}, not an epoch record of {', '.join(sorted(fields))}")
+    ranks = state.get("ranks")
+    if not isinstance(ranks, list) or not ranks:
+        raise bad("it records no training process (its 'ranks' list is empty or missing)")
+    for entry in ranks:
+        rng = entry.get("rng") if isinstance(entry, dict) else None
+        partial = entry.get("partial") if isinstance(entry, dict) else None
+        if not isinstance(rng, dict) or not isinstance(rng.get("torch"), torch.Tensor) or rng["torch"].dtype != torch.uint8:
+            raise bad("a process's random-number state is missing or not a byte tensor")
+        if partial is not None and not (
+            isinstance(partial, dict)
+            and isinstance(partial.get("sums"), list)
+            and len(partial["sums"]) == 3
+            and all(type(v) in (int, float) for v in partial["sums"] + [partial.get("seconds")])
+        ):
+            raise bad("a process's unfinished-epoch sums are malformed")
+    optimizer = state.get("optimizer")
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("param_groups"), list) or not isinstance(optimizer.get("state"), dict):
+        raise bad("it holds no optimizer state")
+
+
 def with_spec(config: Any) -> Any:
     """``config`` carrying the text of its spec file, when its ARCH is one (a run is self-contained)."""
     from archviz import zoo
@@ -88,15 +135,39 @@ def _is_spec_file(arch: str) -> bool:
     return arch.endswith((".yaml", ".yml")) or (":" not in arch and Path(arch).exists())
 
 
-def run_arch(config: Any) -> tuple[Any, str | None]:
+def names_code(arch: str) -> bool:
+    """Whether ARCH is ``package.module:callable``: loading it imports and runs that code.
+
+    Built-ins, spec files (data) and ``torchvision:NAME`` (torchvision's own constructors, no
+    user code) are not.
+    """
+    from archviz import zoo
+
+    return ":" in arch and not arch.startswith("torchvision:") and not zoo.is_builtin(arch) and not _is_spec_file(arch)
+
+
+def refuse_code(arch: str, source: str, trusted: bool, how: str) -> None:
+    """UsageError when ``arch``, read from ``source`` (a run's file, i.e. data), names code and the user did not vouch for it."""
+    if trusted or not names_code(arch):
+        return
+    raise UsageError(
+        f"{source} names the Python callable {arch!r} as its architecture, and archviz never imports code named in a run's files; "
+        f"if you trust it, name it yourself ({how}) or pass --trust-code."
+    )
+
+
+def run_arch(config: Any, trusted: bool = True, source: str = "the run", how: str = "ARCH on the command line") -> tuple[Any, str | None]:
     """The architecture a run trains or was trained as, and a note when its spec file has changed since.
 
     A run that carries its spec (``config.spec``) is rebuilt from it, wherever the command runs
-    and whatever happened to the file; other ARCHs are loaded by name.
+    and whatever happened to the file (the spec is data: loading it runs no code); other ARCHs
+    are loaded by name. ``trusted``: ``config`` came from the user (command line, Python), not
+    from a run's files; a ``module:callable`` read from files is refused (see ``refuse_code``).
     """
     from archviz.arch import Arch, load_arch
 
     if config.spec is None:
+        refuse_code(config.arch, source, trusted, how)
         return load_arch(config.arch, config.params), None
     from archviz.spec import parse_spec, resolve
 

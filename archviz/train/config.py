@@ -56,6 +56,8 @@ class TrainConfig:
             raise UsageError(f"--resize must be between 8 and 1024 pixels (Fashion-MNIST images are 28x28), not {self.resize}.")
         if self.channels is not None and (not isinstance(self.channels, int) or not 1 <= self.channels <= 64):
             raise UsageError(f"the model's input channels must be a whole number from 1 to 64 (Fashion-MNIST is gray: 1), not {self.channels!r}.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise UsageError(f"--seed must be a whole number from 0 to 2^32 - 1 = {2**32 - 1:,}, not {self.seed!r}.")
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads must be a positive whole number, not {self.threads}.")
         for name in ("limit_train", "limit_test"):

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import tempfile
 import time
 import uuid
@@ -59,12 +60,26 @@ class Dist:
         return self.world_size > 1
 
 
+def env_int(name: str, default: int) -> int:
+    """A whole number torchrun set in the environment (WORLD_SIZE, RANK, ...); UsageError for anything else."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        raise UsageError(f"the environment variable {name}={raw[:40]!r} is not a whole number; torchrun sets it, so unset it or start the run with torchrun.")
+    return int(text)
+
+
 def from_env() -> Dist | None:
     """The rank torchrun (or ``--nproc``'s launcher) assigned this process, or None outside one."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "RANK" not in os.environ:
+    world_size = env_int("WORLD_SIZE", 1)
+    if world_size <= 1 or "RANK" not in os.environ:
         return None
-    world_size = int(os.environ["WORLD_SIZE"])
-    return Dist(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size))))
+    rank = env_int("RANK", 0)
+    if rank >= world_size:
+        raise UsageError(f"the environment says RANK={rank} in a run of WORLD_SIZE={world_size}; ranks go from 0 to {world_size - 1}.")
+    return Dist(rank, world_size, env_int("LOCAL_RANK", 0), env_int("LOCAL_WORLD_SIZE", world_size))
 
 
 def init(dist: Dist, device_type: str) -> None:
@@ -90,12 +105,76 @@ def all_sum(values: list[float], device: torch.device) -> list[float]:
     return tensor.tolist()
 
 
+# What processes send each other is plain data: JSON text (numbers, strings, lists, dicts) in a
+# uint8 tensor, with tensors as {"__tensor__": dtype, "shape": [...], "hex": bytes}. Never a
+# pickle (all_gather_object and broadcast_object_list unpickle what any peer sends: a process
+# that joins the run as rank 1 could run code on rank 0; issue 20).
+MAX_MESSAGE_BYTES = 64 * 2**20
+_DTYPES = {str(t).removeprefix("torch."): t for t in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float32, torch.float64, torch.bool)}
+
+
+def encode(obj: Any) -> bytes:
+    """``obj`` (tensors and plain data) as JSON bytes; TypeError for anything else."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().contiguous()
+            dtype = str(value.dtype).removeprefix("torch.")
+            if dtype not in _DTYPES:
+                raise TypeError(f"a {dtype} tensor cannot be sent between processes")
+            return {"__tensor__": dtype, "shape": list(value.shape), "hex": value.numpy().tobytes().hex()}
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if value is None or isinstance(value, str | int | float | bool):
+            return value
+        raise TypeError(f"a {type(value).__name__} cannot be sent between processes (plain data and tensors only)")
+
+    return json.dumps(plain(obj), allow_nan=True).encode()
+
+
+def decode(data: bytes) -> Any:
+    """What ``encode`` made; ValueError for anything else (a peer that is not archviz)."""
+
+    def tensor(d: dict) -> Any:
+        if "__tensor__" not in d:
+            return d
+        dtype = _DTYPES.get(d["__tensor__"])
+        if dtype is None or not isinstance(d.get("shape"), list) or not isinstance(d.get("hex"), str):
+            raise ValueError("a malformed tensor")
+        raw = bytearray(bytes.fromhex(d["hex"]))
+        flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        return flat.reshape([int(n) for n in d["shape"]]).clone()
+
+    return json.loads(data.decode(), object_hook=tensor)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch_dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def all_gather(obj: Any, dist: Dist) -> list[Any]:
-    """Every process's ``obj``, in rank order (a one-element list without distribution)."""
+    """Every process's ``obj`` (tensors and plain data), in rank order (a one-element list without distribution)."""
     if not dist.active:
         return [obj]
-    out: list[Any] = [None] * dist.world_size
-    torch_dist.all_gather_object(out, obj)
+    device = _device()
+    payload = encode(obj)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(dist.world_size)]
+    torch_dist.all_gather(sizes, torch.tensor([len(payload)], dtype=torch.int64, device=device))
+    longest = max(int(n.item()) for n in sizes)
+    if longest > MAX_MESSAGE_BYTES:
+        raise RunError(f"a training process sent {longest:,} bytes, more than the {MAX_MESSAGE_BYTES:,} archviz accepts; is every process archviz's?")
+    mine = torch.zeros(longest, dtype=torch.uint8, device=device)
+    mine[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)  # JSON: never empty
+    gathered = [torch.empty(longest, dtype=torch.uint8, device=device) for _ in range(dist.world_size)]
+    torch_dist.all_gather(gathered, mine)
+    out = []
+    for rank, (data, size) in enumerate(zip(gathered, sizes, strict=True)):
+        try:
+            out.append(decode(data[: int(size.item())].cpu().numpy().tobytes()))
+        except (ValueError, UnicodeDecodeError, RuntimeError):
+            raise RunError(f"training process {rank} sent something that is not archviz's plain data; is every process an archviz train of this run?") from None
     return out
 
 
@@ -158,23 +237,28 @@ def launch(fn: Callable[..., Any], nproc: int, device_type: str, **kwargs: Any) 
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     check_devices(nproc, device_type)
+    # Loopback only: a single-machine run must not be reachable from the network (issue 20: the
+    # launcher's stores listened on every interface). TCPStore binds all interfaces unless handed
+    # a socket (master_listen_fd), so archviz binds 127.0.0.1 itself: the rendezvous store here,
+    # the process group's store in worker 0 (``_worker``); gloo/nccl use the loopback interface.
+    rdzv_store = loopback_store(0)
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
         nproc_per_node=nproc,
         run_id=f"archviz-{uuid.uuid4().hex}",
         rdzv_backend="c10d",
-        rdzv_endpoint="127.0.0.1:0",  # the store binds a free port itself: nothing to race for
+        rdzv_endpoint=f"{LOOPBACK}:{rdzv_store.port}",  # the store above (multi-tenant: the launcher's TCPStore reuses it)
         rdzv_configs={"join_timeout": JOIN_TIMEOUT_S},
-        local_addr="127.0.0.1",
+        local_addr=LOOPBACK,
         max_restarts=0,
         start_method="spawn",
-        # Ctrl-C is left to the workers: each saves a checkpoint and returns (see loop.Interrupt).
-        signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
+        # Ctrl-C and SIGTERM are left to the workers: each saves a checkpoint and returns (see loop.Interrupt).
+        signals_to_handle="SIGHUP,SIGQUIT",
     )
-    with tempfile.TemporaryDirectory(prefix="archviz-launch-") as errors_dir, _launcher_quiet() as interrupted:
+    with tempfile.TemporaryDirectory(prefix="archviz-launch-") as errors_dir, _launcher_quiet() as interrupted, _loopback_env():
         try:
-            results = elastic_launch(config, _worker)(fn, device_type, errors_dir, kwargs)
+            results = elastic_launch(config, _worker)(fn, device_type, errors_dir, kwargs, True)
         except ChildFailedError as exc:
             if interrupted:
                 raise KeyboardInterrupt from None
@@ -216,12 +300,16 @@ def failure(exc: Any, errors_dir: Path, nproc: int) -> ArchvizError:
     return RunError(f"the {nproc} training processes stopped without a result.")
 
 
-def _worker(fn: Callable[..., Any], device_type: str, errors_dir: str, kwargs: dict[str, Any]) -> Any:
+def _worker(fn: Callable[..., Any], device_type: str, errors_dir: str, kwargs: dict[str, Any], loopback: bool = False) -> Any:
     """One process of ``launch``: join the group, train, hand rank 0's result back."""
     dist = from_env()
     if dist is None:
         raise RuntimeError("started without the launcher's RANK/WORLD_SIZE")
+    os.environ[_LAUNCHED] = "1"
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher turns SIGTERM into one SIGINT for every worker
     try:
+        if loopback and dist.rank == 0:  # the process group's store, on 127.0.0.1 (init_process_group reuses it)
+            loopback_store(int(os.environ["MASTER_PORT"]), dist.world_size)
         init(dist, device_type)
         result = fn(**kwargs, dist=dist)
     except ArchvizError as exc:
@@ -234,9 +322,74 @@ def _worker(fn: Callable[..., Any], device_type: str, errors_dir: str, kwargs: d
         if os.environ.get("ARCHVIZ_DEBUG"):
             raise
         raise SystemExit(1) from None
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a late Ctrl-C must not turn success into a failure
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # done: a late Ctrl-C or SIGTERM must not turn success into a failure
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     leave()
     return result if dist.is_main else None
+
+
+_LAUNCHED = "ARCHVIZ_LAUNCHED_WORKER"
+
+
+def launched_here() -> bool:
+    """Whether this process is a worker ``launch`` started (not torchrun's)."""
+    return os.environ.get(_LAUNCHED) == "1"
+
+
+def _interrupt_workers() -> None:
+    """Send SIGINT, once, to this process's children (the workers of ``launch``): SIGTERM sent to
+    the launcher alone, or to the whole process group, stops the run like one Ctrl-C."""
+    try:
+        children = {int(pid) for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()}
+    except OSError:  # not Linux: the signal reaches the workers only when sent to the process group
+        return
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGINT)
+        except OSError:
+            pass
+
+
+LOOPBACK = "127.0.0.1"
+_kept: list[Any] = []  # stores created here live as long as the process
+
+
+def loopback_store(port: int, world_size: int | None = None) -> Any:
+    """A TCPStore server listening on 127.0.0.1 only (``port`` 0: a free one), multi-tenant so that
+    torch's own ``TCPStore(is_master=True)`` on the same port in this process reuses it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((LOOPBACK, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise RunError(f"cannot listen on {LOOPBACK}:{port} for the training processes ({exc.strerror or exc}).") from None
+    port = sock.getsockname()[1]
+    store = torch_dist.TCPStore(
+        LOOPBACK, port, world_size, is_master=True, multi_tenant=True, wait_for_workers=False, timeout=COLLECTIVE_TIMEOUT, master_listen_fd=sock.detach()
+    )
+    _kept.append(store)
+    return store
+
+
+@contextmanager
+def _loopback_env() -> Iterator[None]:
+    """While ``launch`` runs: the workers make their own store (worker 0 binds it to 127.0.0.1)
+    instead of sharing one the launcher would open on every interface, and gloo/nccl talk over
+    the loopback interface."""
+    loop = next((name for _, name in socket.if_nameindex() if name.startswith("lo")), "lo") if hasattr(socket, "if_nameindex") else "lo"
+    settings = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", "GLOO_SOCKET_IFNAME": loop, "NCCL_SOCKET_IFNAME": loop}
+    before = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _report(errors_dir: str, rank: int, kind: str, message: str) -> None:
@@ -263,6 +416,13 @@ def _launcher_quiet() -> Iterator[list[bool]]:
     previous = {sig: signal.getsignal(sig) for sig in handled}  # None: set outside Python, left alone
     env_before = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
     signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+
+    def terminated(*_: Any) -> None:
+        if not interrupted:
+            _interrupt_workers()
+        interrupted.append(True)
+
+    signal.signal(signal.SIGTERM, terminated)
     logging.disable(logging.CRITICAL)
     try:
         yield interrupted

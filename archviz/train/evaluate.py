@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from archviz.errors import RunError, UsageError
+from archviz.files import dir_lock
 from archviz.train import checkpoint
 from archviz.train.config import Device, TrainConfig
 from archviz.train.data import CLASS_NAMES, batches, load_fashion_mnist
@@ -39,6 +41,26 @@ def confusion(
     return counts.view(len(CLASS_NAMES), len(CLASS_NAMES))
 
 
+EVAL_BATCH = 512  # images per forward pass when memory allows
+
+
+def eval_batch_size(arch, input_shape, amp: bool, device: torch.device, data_bytes: int) -> int:
+    """The largest batch the cost model says an evaluation forward pass fits in, as ``train`` sizes its step, capped at EVAL_BATCH.
+
+    Issue 20: a run trained at --resize 1024 ran out of memory in evaluate's fixed batch of 512.
+    """
+    from archviz.train.loop import _step_budget
+
+    try:
+        from archviz.cost.memory import largest_batch
+
+        budget = max(1, _step_budget(device, data_bytes))
+        found = largest_batch(arch, (EVAL_BATCH, *input_shape[1:]), budget, amp=amp, device=device.type, mode="eval", limit=EVAL_BATCH)
+    except Exception:  # the cost model cannot say (an op it does not know): the default, and the OOM message if it is wrong
+        return EVAL_BATCH
+    return max(1, min(EVAL_BATCH, int(found[0]))) if found else 1
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """What `archviz evaluate` reports."""
@@ -67,21 +89,53 @@ def find_checkpoint(path: str | Path) -> Path:
 
 
 def evaluate_checkpoint(
-    path: str | Path, device: Device = Device.auto, data_dir: str | None = None, limit_test: int | None = None, batch_size: int = 512
+    path: str | Path,
+    device: Device = Device.auto,
+    data_dir: str | None = None,
+    limit_test: int | None = None,
+    batch_size: int | None = None,
+    *,
+    arch: str | None = None,
+    trust_code: bool = False,
 ) -> Evaluation:
-    """Rebuild the model a checkpoint was trained as, and score it on the Fashion-MNIST test set."""
+    """Rebuild the model a checkpoint was trained as, and score it on the Fashion-MNIST test set.
+
+    A checkpoint is data: an ARCH of the ``module:callable`` form stored in it is imported only
+    when the caller names the same callable (``arch``) or passes ``trust_code=True``.
+    ``batch_size``: None sizes it from the cost model, as ``train`` does.
+    """
     file = find_checkpoint(path)
+    with dir_lock(file.parent, "the run folder", shared=True):  # not while a train writes it (issue 20)
+        return _evaluate(file, path, device, data_dir, limit_test, batch_size, arch, trust_code)
+
+
+def _evaluate(file: Path, path, device, data_dir, limit_test, batch_size, arch, trust_code) -> Evaluation:
+    from archviz.train.loop import is_out_of_memory
+
     dev = resolve_device(device)
     state = checkpoint.load(file, map_location=dev)
     config = TrainConfig.from_dict(state.get("config"), f"the configuration in {file}")
-    arch, note = checkpoint.run_arch(config)
-    channels = config.channels or arch.default_input[1]
-    net = arch.build(input_shape=(1, channels, config.resize, config.resize))
+    if arch is not None and arch != config.arch:
+        raise UsageError(f"{file} is a run of {config.arch}, not {arch}; drop --arch or name {config.arch}.")
+    how = f"`archviz evaluate {path} --arch {config.arch}`"
+    net_arch, note = checkpoint.run_arch(config, trusted=trust_code or arch is not None, source=str(file), how=how)
+    channels = config.channels or net_arch.default_input[1]
+    net = net_arch.build(input_shape=(1, channels, config.resize, config.resize))
     checkpoint.load_weights(net, state["model"], file, config.arch)
     net.to(dev)
     data = load_fashion_mnist(data_dir or config.data_dir).limit(None, limit_test).to(dev)
     amp = dev.type == "cuda" if config.amp is None else config.amp
-    matrix = confusion(net, data.test_X, data.test_y, batch_size, config.resize, channels=channels, amp=amp).cpu()
+    input_shape = (1, channels, config.resize, config.resize)
+    batch_size = batch_size or eval_batch_size(net_arch, input_shape, amp, dev, data.nbytes)
+    try:
+        matrix = confusion(net, data.test_X, data.test_y, batch_size, config.resize, channels=channels, amp=amp).cpu()
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise RunError(
+            f"out of memory on {dev} evaluating {config.arch} at {config.resize}x{config.resize} with batch size {batch_size}; "
+            f"evaluate on a larger device or with fewer images at once (Python: batch_size=...)."
+        ) from None
     correct, total = matrix.diag(), matrix.sum(dim=1)
     per_class = [
         {"class": name, "accuracy": round(c / t, 4) if t else None, "correct": c, "total": t}

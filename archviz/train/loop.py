@@ -31,17 +31,18 @@ import torch
 from torch import nn
 
 from archviz.errors import RunError, UsageError
-from archviz.files import LOCK_NAME, dir_lock
+from archviz.files import LOCK_NAME, dir_lock, head, is_temp, read_bounded
 from archviz.step import make_optimizer, train_step
 from archviz.train import checkpoint, distributed, perf
 from archviz.train.config import TrainConfig, check_batch_split
 from archviz.train.data import batches, epoch_order, load_fashion_mnist, num_batches, prepare
 from archviz.train.device import resolve_device
 from archviz.train.evaluate import confusion
-from archviz.train.plot import learning_curve_svg
+from archviz.train.plot import CURVE_MARK, learning_curve_svg
 
 CHECK_EVERY = 20  # steps between NaN / Ctrl-C checks that need the host to wait for the device
 RUN_FILES = ("config.json", "metrics.json", "last.pt")
+RUN_MARK = "run configuration written by archviz train"  # config.json's "archviz" key: the folder is archviz's
 EXTRA_RUN_FILES = ("best.pt", "metrics.csv", "learning_curve.svg")
 
 
@@ -102,23 +103,28 @@ class Silent:
         pass
 
 
-def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, force: bool = False) -> TrainResult:
+def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, force: bool = False, trust_code: bool | None = None) -> TrainResult:
     """Check and lock ``config.out``, then train here, in ``config.nproc`` processes, or as one torchrun rank.
 
     ``force``: write the run into a folder holding files archviz did not write, or over a
-    finished run (whose run files are removed first).
+    finished run (whose run files are removed first). ``trust_code``: ``config.arch`` is the
+    caller's own choice, so a ``module:callable`` in it may be imported; the default is True
+    for a new run and False for ``resume`` (a resumed config is read from the run's files).
     """
+    trusted = (not resume) if trust_code is None else trust_code
+    if resume:  # before anything else: the refusal must not depend on the state of the folder
+        checkpoint.refuse_code(config.arch, str(Path(config.out) / "config.json"), trusted, f"`archviz train {config.arch} --resume {config.out}`")
     config = checkpoint.with_spec(config)  # the run carries the spec it is trained on
     env = distributed.from_env()
     if env is not None:  # started by torchrun: it owns the processes; rank 0 checks --out for all
         distributed.init(env, resolve_device(config.device).type)
         try:
             with contextlib.ExitStack() as stack:
-                problems = distributed.all_gather(_problem(_claim_out, stack, Path(config.out), resume, force) if env.is_main else None, env)
-                if isinstance(problems[0], UsageError):
-                    raise problems[0]
-                resume = resume and problems[0] is not False  # rank 0's answer: it alone may see --out
-                return train(dataclasses.replace(config, nproc=env.world_size), resume=resume, reporter=reporter, dist=env)
+                answers = distributed.all_gather(_problem(_claim_out, stack, Path(config.out), resume, force) if env.is_main else None, env)
+                if not isinstance(answers[0], dict) or not isinstance(answers[0].get("checkpoint"), bool):  # plain data only, see distributed.encode
+                    raise UsageError(str(answers[0].get("refused") if isinstance(answers[0], dict) else "rank 0 did not check --out"))
+                resume = resume and answers[0]["checkpoint"]  # rank 0's answer: it alone may see --out
+                return train(dataclasses.replace(config, nproc=env.world_size), resume=resume, reporter=reporter, dist=env, trusted=trusted)
         finally:
             distributed.leave()
     with contextlib.ExitStack() as stack:
@@ -128,8 +134,8 @@ def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None 
             reporter.info(f"{config.out} holds no checkpoint from an earlier start; starting the run from epoch 1.")
         if config.nproc > 1:
             device_type = resolve_device(config.device).type
-            return distributed.launch(train, config.nproc, device_type, config=config, resume=resume, reporter=reporter)
-        return train(config, resume=resume, reporter=reporter)
+            return distributed.launch(train, config.nproc, device_type, config=config, resume=resume, reporter=reporter, trusted=trusted)
+        return train(config, resume=resume, reporter=reporter, trusted=trusted)
 
 
 def _claim_out(stack: contextlib.ExitStack, out: Path, resume: bool, force: bool) -> bool:
@@ -139,19 +145,21 @@ def _claim_out(stack: contextlib.ExitStack, out: Path, resume: bool, force: bool
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot write to --out {out} ({exc.strerror or exc}); choose a directory you can write to.") from None
-    stack.enter_context(dir_lock(out, "--out"))
+    stack.enter_context(dir_lock(out, "the run folder" if resume else "--out"))
     return prepare_out(out, resume, force, locked=True)
 
 
-def _problem(check, *args) -> Any:
-    """``check(*args)``, or the UsageError it raised (sent to the other ranks, raised by all)."""
+def _problem(check, *args) -> dict[str, Any]:
+    """``{"checkpoint": check(*args)}``, or ``{"refused": the sentence}`` of the UsageError it raised (sent to the other ranks, raised by all)."""
     try:
-        return check(*args)
+        return {"checkpoint": bool(check(*args))}
     except UsageError as exc:
-        return exc
+        return {"refused": str(exc)}
 
 
-def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, dist: distributed.Dist | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, dist: distributed.Dist | None = None, trusted: bool = True
+) -> TrainResult:
     """Train ``config.arch`` on Fashion-MNIST, writing metrics and checkpoints to ``config.out``."""
     dist = dist or distributed.Dist()
     check_batch_split(config.batch_size, dist.world_size)  # torchrun's process count is known only here
@@ -181,7 +189,8 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
 
     # Model, built for the training resolution (vgg11's first linear layer depends on it).
     torch.manual_seed(config.seed)
-    arch, note = checkpoint.run_arch(config)
+    how = f"`archviz train {config.arch} --resume {config.out}`"
+    arch, note = checkpoint.run_arch(config, trusted=trusted, source=str(out / "config.json"), how=how)
     if note:
         reporter.info(note)
     channels = config.channels or arch.default_input[1]
@@ -211,8 +220,18 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     start_epoch, start_batch, partial, rng = 0, 0, None, None
     if resume:
         state = distributed.load_on_every_rank(out / "last.pt", dist, lambda path: checkpoint.load(path, map_location=device))
+        checkpoint.check_resumable(state, out / "last.pt", set(EpochRecord.__dataclass_fields__))
         checkpoint.load_weights(net, state["model"], out / "last.pt", config.arch)
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            saved_keys = [sorted(g) for g in state["optimizer"]["param_groups"] if isinstance(g, dict)]
+            if saved_keys != [sorted(g) for g in optimizer.state_dict()["param_groups"]]:
+                raise ValueError("its parameter groups hold the settings of another optimizer")
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+            raise RunError(
+                f"{out / 'last.pt'} holds an optimizer state that does not fit {config.optimizer} on this model ({_first_line(exc)}); "
+                f"it was written for another optimizer or model, so the run cannot be resumed."
+            ) from None
         history = [EpochRecord(**r) for r in state["history"]]
         start_epoch, start_batch = state["epoch"], state["batch"]
         if start_batch and len(state["ranks"]) != dist.world_size:  # each process's shard depends on their number
@@ -222,7 +241,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
         partial, rng = per_rank["partial"], per_rank["rng"]
         reporter.info(f"resuming {out} at epoch {start_epoch + 1}" + (f", batch {start_batch + 1}" if start_batch else ""))
     elif dist.is_main:  # the full resolved recipe
-        checkpoint.write_text_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+        checkpoint.write_text_atomic(out / "config.json", json.dumps({**config.to_dict(), "archviz": RUN_MARK}, indent=2) + "\n")
 
     model: nn.Module = net
     if dist.active:
@@ -248,7 +267,8 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     train_seconds_here, images_here = 0.0, 0  # this process's share of the run, for TFLOP/s
     best = max(history, key=lambda r: r.test_acc, default=None)
     stop = interrupted = False
-    with Interrupt() as interrupt:
+    # A worker of `--nproc` leaves SIGTERM to its launcher, which turns it into one Ctrl-C for all (distributed.launch).
+    with Interrupt((signal.SIGINT,) if distributed.launched_here() else Interrupt.SIGNALS) as interrupt:
         try:
             for epoch in range(start_epoch, config.epochs):
                 first = start_batch if epoch == start_epoch else 0
@@ -342,30 +362,44 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     return result
 
 
+def _first_line(exc: BaseException) -> str:
+    return ((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:150]
+
+
 class NonFinite(Exception):
     def __init__(self, epoch: int, batch: int):
         self.epoch, self.batch = epoch, batch
 
 
 class Interrupt:
-    """Within the block, the first Ctrl-C only sets ``requested``; a second one stops at once."""
+    """Within the block, the first Ctrl-C or SIGTERM only sets ``requested``; a second one stops at once.
 
-    def __init__(self) -> None:
+    SIGTERM is what ``kill``, schedulers (Slurm, Kubernetes) and the elastic launcher send before
+    they kill: it gets the same treatment as Ctrl-C, a checkpoint to resume from (issue 20).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, signals: tuple[int, ...] = SIGNALS) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.signals = signals
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        if signal.SIGTERM in self.signals:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def __enter__(self) -> Interrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.signals}
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(sig, previous)
 
 
 def cpu_threads(net: nn.Module, loss: nn.Module, X: torch.Tensor, y: torch.Tensor) -> int:
@@ -407,10 +441,30 @@ def check_output(net: nn.Module, input_shape: tuple[int, ...], device: torch.dev
 
 
 def _is_run_file(name: str) -> bool:
-    """Files `archviz train` writes in a run folder (and its temporaries and lock)."""
-    if name in RUN_FILES + EXTRA_RUN_FILES + (LOCK_NAME,):
-        return True
+    """Names `archviz train` writes in a run folder (and its temporaries and lock)."""
+    if name in RUN_FILES + EXTRA_RUN_FILES + (LOCK_NAME,) or is_temp(name):
+        return True  # below: the temporaries of archviz before issue 20, .NAME.RANDOM.tmp
     return name.startswith(".") and name.endswith(".tmp") and name[1:].split(".", 1)[0] in {n.split(".")[0] for n in RUN_FILES + EXTRA_RUN_FILES}
+
+
+def _ours(out: Path, names: list[str]) -> set[str]:
+    """The run files in ``out`` archviz can prove it wrote: config.json by its "archviz" key, the
+    learning curve by its comment; the metrics files, which carry no mark, when config.json is
+    archviz's; checkpoints are judged by ``checkpoint.load`` (and a run is never overwritten
+    without --force). Symlinks never count: archviz writes run files as regular files."""
+    ours = {LOCK_NAME} | {n for n in names if _is_run_file(n) and n.endswith((".tmp", ".pt"))}
+    config = out / "config.json"
+    if not config.is_symlink() and config.is_file():
+        try:
+            marked = json.loads(read_bounded(config, 2**20, "run configuration")).get("archviz") == RUN_MARK
+        except (UsageError, ValueError, AttributeError):
+            marked = False
+        if marked:
+            ours |= {"config.json", "metrics.json", "metrics.csv"}
+    curve = out / "learning_curve.svg"
+    if not curve.is_symlink() and head(curve, 200).startswith(CURVE_MARK.encode()):
+        ours.add("learning_curve.svg")
+    return {n for n in ours if n == LOCK_NAME or not (out / n).is_symlink()}
 
 
 def prepare_out(out: Path, resume: bool, force: bool = False, locked: bool = True) -> bool:
@@ -426,6 +480,9 @@ def prepare_out(out: Path, resume: bool, force: bool = False, locked: bool = Tru
     if resume:
         if not has_checkpoint and not (out / "config.json").is_file():
             raise UsageError(f"--resume {out}: there is no last.pt there to continue from.")
+        for name in RUN_FILES + EXTRA_RUN_FILES:  # a link would make archviz write wherever it points
+            if (out / name).is_symlink() or ((out / name).exists() and not (out / name).is_file()):
+                raise UsageError(f"--resume {out}: {name} there is not a regular file (a link or a device); a run's files are plain files, remove it.")
         return has_checkpoint
     if not out.is_dir():
         return False
@@ -433,17 +490,19 @@ def prepare_out(out: Path, resume: bool, force: bool = False, locked: bool = Tru
         names = sorted(p.name for p in out.iterdir())
     except OSError as exc:
         raise UsageError(f"cannot read --out {out} ({exc.strerror or exc}); choose a directory you can write to.") from None
-    theirs = [n for n in names if not _is_run_file(n)]
+    finished = [n for n in names if n in ("last.pt", "best.pt", "metrics.json")]
+    if finished and not force:
+        raise UsageError(f"--out {out} already holds a run; pass --resume {out} to continue it, choose another --out, or pass --force to start over.")
+    ours = _ours(out, names)
+    theirs = [n for n in names if n not in ours]
     if theirs and not force:
         raise UsageError(
             f"--out {out} holds files archviz did not write (e.g. {theirs[0]!r}); choose a new or empty directory, "
             f"or pass --force to write the run there (files named like run files would be replaced)."
         )
-    finished = [n for n in names if n in ("last.pt", "best.pt", "metrics.json")]
-    if finished and not force:
-        raise UsageError(f"--out {out} already holds a run; pass --resume {out} to continue it, choose another --out, or pass --force to start over.")
     if locked:
-        for name in finished + [n for n in ("metrics.csv", "learning_curve.svg") if n in names]:  # --force: no stale files
+        links = [n for n in RUN_FILES + EXTRA_RUN_FILES if (out / n).is_symlink()]  # a run's files are written as plain files, never through a link
+        for name in finished + [n for n in ("metrics.csv", "learning_curve.svg") if n in names] + links:  # --force: no stale files
             (out / name).unlink(missing_ok=True)
     return False
 

@@ -13,6 +13,7 @@ from xml.sax.saxutils import escape
 
 SERIES = (("loss", "train loss", "#1f77b4", ""), ("train_acc", "train acc", "#9467bd", "6,3"), ("test_acc", "test acc", "#2ca02c", "2,3"))
 COLOURS = ("#1f77b4", "#9467bd", "#2ca02c", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
+CURVE_MARK = "<!-- archviz learning curve: written by archviz train, which may replace it -->"
 W, H, LEFT, RIGHT, TOP, BOTTOM = 480, 320, 48, 110, 30, 40
 
 
@@ -105,7 +106,7 @@ def learning_curve_svg(records: Sequence[dict[str, Any]], title: str = "") -> st
     series = [Series([(r["epoch"], float(r[key])) for r in records if r.get(key) is not None], label, colour, dash) for key, label, colour, dash in SERIES]
     step = max(1, round(x_max / 10))
     # epochs 1..x_max, as d2l's Animator
-    return line_chart_svg(series, title=title, x_label="epoch", x_range=(1, max(x_max, 2)), x_ticks=range(1, x_max + 1, step), y_max=y_max)
+    return CURVE_MARK + "\n" + line_chart_svg(series, title=title, x_label="epoch", x_range=(1, max(x_max, 2)), x_ticks=range(1, x_max + 1, step), y_max=y_max)
 
 
 def _dash(pattern: str) -> str:
