@@ -25,7 +25,7 @@ import torch
 
 from archviz import files
 from archviz.render import dot as dotmod
-from archviz.train import checkpoint, data, loop
+from archviz.train import budget, checkpoint, data, loop
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--limit-train", "1000", "--limit-test", "500", "--batch-size", "100", "--threads", "1", "--epochs", "1"]
@@ -396,7 +396,7 @@ def test_duplicate_keys_are_refused(cli, tmp_path):
 
 
 def test_a_step_that_cannot_fit_is_refused_before_allocating(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(loop, "device_memory", lambda device: 6 * 2**30)  # a small machine
+    monkeypatch.setattr(budget, "device_memory", lambda device: 6 * 2**30)  # a small machine
     allocated = []
     monkeypatch.setattr(loop, "train_step", lambda *a: allocated.append(1))
     code, _, stderr = cli(
@@ -412,7 +412,7 @@ def test_a_step_that_cannot_fit_is_refused_before_allocating(cli, tmp_path, monk
     assert float(found.group(1)) > 6 and 0 < int(found.group(3)) < 128
     assert allocated == [] and not (tmp_path / "big" / "config.json").exists()
     # LeNet's first linear layer at 1024x1024 alone needs 2.75 GiB with Adam: no batch fits in 3 GiB
-    monkeypatch.setattr(loop, "device_memory", lambda device: 3 * 2**30)
+    monkeypatch.setattr(budget, "device_memory", lambda device: 3 * 2**30)
     code, _, stderr = cli(
         "train", "lenet", "--resize", "1024", "--limit-train", "1000", "--limit-test", "100", "--threads", "1", "--out", str(tmp_path / "big")
     )

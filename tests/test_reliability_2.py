@@ -559,14 +559,15 @@ def test_evaluate_of_a_run_storing_a_bomb_is_one_sentence(cli, lenet_run, tmp_pa
 def test_evaluate_sizes_its_batch_with_the_cost_model(monkeypatch):
     from archviz.arch import load_arch
     from archviz.cost.memory import predict_memory
-    from archviz.train import evaluate, loop
+    from archviz.train import budget as train_budget
+    from archviz.train import evaluate
 
     arch = load_arch("lenet")
     shape = (1, 1, 1024, 1024)  # a run trained at --resize 1024
-    monkeypatch.setattr(loop, "_step_budget", lambda device, data_bytes: 2**40)
+    monkeypatch.setattr(train_budget, "step_budget", lambda device, data_bytes: 2**40)
     assert evaluate.eval_batch_size(arch, shape, False, torch.device("cpu"), 0) == evaluate.EVAL_BATCH
     budget = 2**30  # lenet at 1024x1024: 0.55 GiB at batch 1 (its first linear layer), ~48 MiB more per image
-    monkeypatch.setattr(loop, "_step_budget", lambda device, data_bytes: budget)
+    monkeypatch.setattr(train_budget, "step_budget", lambda device, data_bytes: budget)
     batch = evaluate.eval_batch_size(arch, shape, False, torch.device("cpu"), 0)
     assert 1 <= batch < evaluate.EVAL_BATCH
     fits = predict_memory(arch, (batch, 1, 1024, 1024), mode="eval", device="cpu").peak_bytes

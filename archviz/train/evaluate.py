@@ -10,7 +10,9 @@ from torch import nn
 
 from archviz.errors import RunError, UsageError
 from archviz.files import dir_lock
+from archviz.train import budget as train_budget
 from archviz.train import checkpoint
+from archviz.train.budget import is_out_of_memory
 from archviz.train.config import Device, TrainConfig
 from archviz.train.data import CLASS_NAMES, batches, load_fashion_mnist
 from archviz.train.device import resolve_device
@@ -49,12 +51,11 @@ def eval_batch_size(arch, input_shape, amp: bool, device: torch.device, data_byt
 
     Issue 20: a run trained at --resize 1024 ran out of memory in evaluate's fixed batch of 512.
     """
-    from archviz.train.loop import _step_budget
 
     try:
         from archviz.cost.memory import largest_batch
 
-        budget = max(1, _step_budget(device, data_bytes))
+        budget = max(1, train_budget.step_budget(device, data_bytes))
         found = largest_batch(arch, (EVAL_BATCH, *input_shape[1:]), budget, amp=amp, device=device.type, mode="eval", limit=EVAL_BATCH)
     except Exception:  # the cost model cannot say (an op it does not know): the default, and the OOM message if it is wrong
         return EVAL_BATCH
@@ -110,7 +111,6 @@ def evaluate_checkpoint(
 
 
 def _evaluate(file: Path, path, device, data_dir, limit_test, batch_size, arch, trust_code) -> Evaluation:
-    from archviz.train.loop import is_out_of_memory
 
     dev = resolve_device(device)
     state = checkpoint.load(file, map_location=dev)
