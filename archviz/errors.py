@@ -34,6 +34,18 @@ class NeedsValues(RunError):
         self.problem = problem
 
 
+class ForwardFailed(RunError):
+    """A forward pass that raised at a layer; ``partial`` is the trace up to it (a diagram can still be drawn).
+
+    ``partial``: a Trace whose last op is the layer that failed; ``failed_op``: that op's id.
+    """
+
+    def __init__(self, message: str, partial: object = None, failed_op: str = ""):
+        super().__init__(message)
+        self.partial = partial
+        self.failed_op = failed_op
+
+
 class TooLarge(RunError):
     """A tensor too large to size (more than 2^53 elements, or 2^63 bytes for torch): no memory
     budget can hold it, so a batch-size search treats it as not fitting."""
