@@ -5,6 +5,7 @@ Golden DOT files live in tests/golden/; regenerate them with ARCHVIZ_UPDATE_GOLD
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -340,3 +341,124 @@ def test_graphviz_failure_and_timeout_are_run_errors(tmp_path, monkeypatch):
     fake_dot(tmp_path, f"exec {sleep} 5")
     with pytest.raises(RunError, match=r"within 0.2 s; draw fewer boxes with a smaller --depth"):
         dotmod.render("digraph {}", DiagramFormat.svg, timeout_s=0.2)
+
+
+# --- issue 16: print quality, titles, partial diagrams; issue 20: names never collide ------------
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data.startswith(b"\x89PNG")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@needs_dot
+def test_png_is_144_dpi_by_default_and_scales(cli, tmp_path):
+    sizes = {}
+    for name, args in {"72": ["--dpi", "72"], "default": [], "x3": ["--scale", "3"]}.items():
+        out = tmp_path / f"{name}.png"
+        code, _, stderr = cli("diagram", "lenet", "-o", str(out), *args)
+        assert code == 0, stderr
+        sizes[name] = png_size(out.read_bytes())
+    w72, h72 = sizes["72"]
+    assert abs(sizes["default"][0] - 2 * w72) <= 2 and abs(sizes["default"][1] - 2 * h72) <= 2
+    assert abs(sizes["x3"][0] - 3 * w72) <= 3
+    assert (tmp_path / "default.png").read_bytes() == dotmod.render(to_dot(trace("lenet")), DiagramFormat.png, dpi=144)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--dpi", "72", "--scale", "2"], "give one of them"), (["--dpi", "5"], "--dpi must be between"), (["--scale", "0"], "--scale must be between")],
+)
+def test_bad_resolution_is_one_sentence(cli, tmp_path, args, message):
+    code, _, stderr = cli("diagram", "lenet", "-o", str(tmp_path / "l.png"), *args)
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_input_node_shows_a_non_float_dtype():
+    source = to_dot(load_arch("usermodels:TextClassifier").trace("8x128:int64"))
+    line = next(x for x in source.splitlines() if x.startswith('  "@input" ['))
+    assert "8×128 int64" in line
+    assert "float32" not in to_dot(trace("lenet"))  # float32, the usual case, is not spelled out
+
+
+def test_layer_names_never_collide_with_the_diagrams_own_nodes():
+    from torch import nn
+
+    net = nn.Sequential()
+    for name in ("@input", "legend", "@output", "%x"):
+        net.add_module(name, nn.Linear(4, 4))
+    source = to_dot(load_arch(net).trace((1, 4)), 2)
+    ids = re.findall(r'^  ("(?:[^"\\]|\\.)*"|legend) \[', source, re.M)
+    assert sorted(ids) == sorted(['"@input"', '"@output"', "legend", '"%@input"', '"%legend"', '"%@output"', '"%%x"'])
+    edges = re.findall(r'^  ("[^"]*") -> ("[^"]*")', source, re.M)
+    assert edges == [('"@input"', '"%@input"'), ('"%@input"', '"%legend"'), ('"%legend"', '"%@output"'), ('"%@output"', '"%%x"'), ('"%%x"', '"@output"')]
+
+
+@pytest.mark.slow
+def test_callable_is_titled_by_what_it_builds(cli, tmp_path):
+    code, stdout, stderr = cli("shapes", "usermodels:make", "-p", "model_name=small", "--input", "2x3", "--format", "json")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["arch"] == "usermodels:make" and report["title"] == "usermodels small"
+    code, stdout, _ = cli("shapes", "usermodels:make", "-p", "model_name=small", "--input", "2x3")
+    assert stdout.startswith("usermodels small @ 2x3")
+    out = tmp_path / "m.dot"
+    assert cli("diagram", "usermodels:make", "-p", "model_name=small", "--input", "2x3", "-o", str(out))[0] == 0
+    assert "<B>usermodels small</B>" in out.read_text() and out.read_text().startswith('digraph "usermodels:make"')
+    assert cli("diagram", "usermodels:make", "--input", "2x3", "--title", "My MLP", "-o", str(out))[0] == 0
+    assert "<B>My MLP</B>" in out.read_text()
+    code, stdout, _ = cli("cost", "lenet", "--title", "LeNet-5", "--format", "json")
+    assert json.loads(stdout)["title"] == "LeNet-5" and json.loads(stdout)["arch"] == "lenet"
+    code, _, stderr = cli("cost", "lenet", "--title", " ")
+    assert code == 2 and "--title is empty" in stderr
+
+
+@pytest.mark.slow
+def test_skip_edge_into_the_add_is_labelled():
+    source = to_dot(load_arch("torchvision:resnet18").trace(), 3)
+    assert '"maxpool" -> "layer1.0:add" [label=" 1×64×56×56", weight=0];' in source
+    assert '"maxpool" -> "layer1.0.conv1" [label=" 1×64×56×56"];' in source
+
+
+@needs_dot
+@pytest.mark.slow
+def test_partial_diagram_when_a_layer_fails(cli, tmp_path):
+    out = tmp_path / "half.svg"
+    code, stdout, stderr = cli("diagram", "usermodels:FailsHalfway", "--input", "1x3x32x32", "--depth", "2", "-o", str(out))
+    assert code == 1
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("archviz: error: ") and "Traceback" not in stderr
+    assert "layer 'head.1' (Linear) expects 100 input features but gets 4096" in lines[-1]
+    assert f"the diagram up to that layer, marked in red, was written to {out}" in lines[-1]
+    root = ET.fromstring(out.read_bytes())
+    nodes = {g.find(f"{SVG}title").text: g for g in root.iter(f"{SVG}g") if g.get("class") == "node"}
+    # the five feature layers, the mean and the add, Flatten, the failing Linear, the input and the legend; no output
+    assert set(nodes) == {"@input", "features.0", "features.1", "features.2", "features.3", "features.4", ":mean", ":add", "head.0", "head.1", "legend"}
+    failed = nodes["head.1"]
+    assert any(p.get("stroke") == "#d62728" for p in failed.iter() if p.tag in (f"{SVG}path", f"{SVG}polygon"))
+    assert "expects 100 input features" in " ".join(t.text or "" for t in failed.iter(f"{SVG}text"))
+
+
+@pytest.mark.slow
+def test_partial_diagram_of_a_failing_forward_to_stdout(cli):
+    code, stdout, stderr = cli("diagram", "usermodels:BrokenForward", "-f", "dot", "-o", "-")
+    assert code == 1 and "bad forward" in stderr and "written to stdout" in stderr
+    assert '":forward" [' in stdout and "#d62728" in stdout
+
+
+@pytest.mark.parametrize(("name", "depth"), [("googlenet", 4), ("resnet18", 3), ("densenet", 2), ("unet", 3)])
+@needs_dot
+def test_no_node_boxes_overlap(name, depth):
+    from archviz.render.svgcheck import node_boxes, overlapping
+
+    boxes = node_boxes(dotmod.render(to_dot(trace(name), depth), DiagramFormat.svg))
+    assert len(boxes) == len(build_graph(trace(name), depth).vertices) + 1  # and the legend
+    assert overlapping(boxes) == []
+
+
+def test_overlap_check_finds_overlaps():
+    from archviz.render.svgcheck import overlapping
+
+    boxes = {"a": (0, 0, 10, 10), "b": (9, 9, 20, 20), "c": (10, 0, 20, 8), "d": (30, 30, 40, 40)}
+    assert overlapping(boxes) == [("a", "b")]

@@ -104,6 +104,7 @@ def diagram(
     if output and output != "-":
         check_writable(Path(output))
     fmt = output_format(output, format)
+    failure: ForwardFailed | None = None
     with user_code():  # a user module's prints go to stderr, never into the diagram
         loaded = load_arch(arch, param).titled(title)
         path = None if output == "-" else Path(output) if output else Path(default_filename(loaded.name, fmt))
@@ -117,9 +118,11 @@ def diagram(
         except ForwardFailed as exc:
             if exc.partial is None or fmt is DiagramFormat.html:
                 raise
-            failed = Decoration(show=figures, title=loaded.title or None, failed=(exc.failed_op, str(exc)))
-            where = _write(exc.partial, path, fmt, depth, direction, fold, force, failed, resolution)
-            raise RunError(f"{str(exc).rstrip('.')}; the diagram up to that layer, marked in red, was written to {where}.") from None
+            failure = exc
+    if failure is not None:  # outside user_code: a partial diagram on stdout must reach stdout
+        failed = Decoration(show=figures, title=loaded.title or None, failed=(failure.failed_op, str(failure)))
+        where = _write(failure.partial, path, fmt, depth, direction, fold, force, failed, resolution)
+        raise RunError(f"{str(failure).rstrip('.')}; the diagram up to that layer, marked in red, was written to {where}.")
     if fmt is DiagramFormat.html:
         from archviz.render.html import save_html, to_html
 
