@@ -462,3 +462,29 @@ def test_overlap_check_finds_overlaps():
 
     boxes = {"a": (0, 0, 10, 10), "b": (9, 9, 20, 20), "c": (10, 0, 20, 8), "d": (30, 30, 40, 40)}
     assert overlapping(boxes) == [("a", "b")]
+
+
+@needs_dot
+def test_unet_is_drawn_as_a_u():
+    """unet.yaml says `layout: u`: the encoder runs down the left, the decoder back up the right, skips go straight across."""
+    from archviz.render.svgcheck import node_boxes
+
+    unet = trace("unet")
+    assert unet.layout == "u" and trace("lenet").layout == ""
+    source = to_dot(unet, unet.max_depth)
+    skips = re.findall(r'^  \{rank=same; ("[^"]+"); ("[^"]+");\}$', source, re.M)
+    assert len(skips) == 3  # one per level: 96x96, 48x48, 24x24
+    boxes = node_boxes(dotmod.render(source, DiagramFormat.svg))
+
+    def centre(name: str) -> tuple[float, float]:
+        x0, y0, x1, y1 = boxes[name]
+        return (x0 + x1) / 2, (y0 + y1) / 2
+
+    for a, b in skips:  # the identity branch and its concat: one row, the concat to the right
+        (xa, ya), (xb, yb) = centre(a.strip('"')), centre(b.strip('"'))
+        assert abs(ya - yb) < 1 and xb > xa
+    bottom = max(boxes, key=lambda n: centre(n)[1])  # lowest on the page (SVG y grows downwards)
+    assert "p2" in bottom  # deep inside the nested levels, not the output
+    assert centre("@output")[1] < centre(bottom)[1] and centre("@output")[0] > centre("@input")[0]
+    assert "dir=back" not in to_dot(unet, 1)  # collapsed to one resolution: drawn as usual
+    assert "rank=same" not in to_dot(trace("resnet18"), 3)

@@ -401,6 +401,8 @@ def graph_to_dot(graph: Graph, direction: Direction = Direction.TB, decoration: 
 
     emit("", "  ", 0)
     kinds = {v.id: v.kind for v in graph.vertices}
+    bottom, decoder = _u_decoder(graph) if trace.layout == "u" and direction is Direction.TB else ("", set())
+    across: list[tuple[str, str]] = []
     labelled: set[tuple[str, Shape]] = set()
     for a, b, shape in graph.edges:
         # A tensor fanning out (Inception's four paths, a shortcut) is labelled once, on its first
@@ -415,11 +417,40 @@ def graph_to_dot(graph: Graph, direction: Direction = Direction.TB, decoration: 
         if "removed" in status or "added" in status:
             colour, _ = DIFF_STYLES["removed" if "removed" in status else "added"]
             attrs.append(f'color="{colour}", style={"dashed" if "removed" in status else "bold"}')
+        if b in decoder and (a in decoder or a == bottom):  # the U's right side: drawn upwards (the edge is laid out reversed, its arrow still points to b)
+            attrs.append("dir=back")
+            a, b = b, a
+        elif b in decoder:  # a skip across the U: same row as where it starts
+            attrs.append("constraint=false")
+            across.append((a, b))
         lines.append(f"  {_q(a)} -> {_q(b)}" + (f" [{', '.join(attrs)}];" if attrs else ";"))
+    lines += [f"  {{rank=same; {_q(a)}; {_q(b)};}}" for a, b in across]
     legend = _diff_legend(decoration.status) if decoration.status else _legend(graph.kinds, direction)
     lines.append(f"  legend [shape=plain, style=solid, label={legend}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _u_decoder(graph: Graph) -> tuple[str, set[str]]:
+    """A spec with ``layout: u`` (a U-Net): the vertices of the decoder, drawn upwards beside the encoder.
+
+    The bottom of the U is the first vertex at the smallest spatial size; everything after it
+    (in execution order) is the decoder. Edges from the bottom and inside the decoder
+    are laid out reversed so that it climbs back up; a skip edge from the encoder into the
+    decoder is put on one row (``rank=same``) and takes no part in the ranking.
+    """
+    sizes = [(_spatial(v), v.id) for v in graph.vertices]
+    smallest = min((s for s, _ in sizes if s), default=0)
+    if len({s for s, _ in sizes if s}) < 2:  # blocks collapsed to one resolution: nothing goes down and up again
+        return "", set()
+    bottom = next(i for i, (s, _) in enumerate(sizes) if s == smallest)
+    return sizes[bottom][1], {vid for _, vid in sizes[bottom + 1 :]}
+
+
+def _spatial(v: Vertex) -> int:
+    """The largest spatial side of a vertex's output (0 without spatial axes)."""
+    shape = v.node.output_shape if v.node is not None and v.op is None else v.op.output_shape if v.op is not None else ()
+    return max(shape[2:]) if len(shape) > 2 else 0
 
 
 def _decorated_attrs(v: Vertex, trace: Trace, figures: _Figures, decoration: Decoration) -> str:

@@ -85,6 +85,8 @@ class Trace:
     # What tables and diagrams call the network when not ``arch`` (the ARCH as given): a callable's
     # display name (``timm convnext_tiny`` for ``timm:create_model -p model_name=convnext_tiny``) or --title.
     title: str = field(default="", compare=False)
+    # A drawing hint from the spec ("u": an encoder-decoder drawn as a U); "" for the usual top-to-bottom flow.
+    layout: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not self.inputs:
