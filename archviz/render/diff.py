@@ -94,7 +94,7 @@ def render_diff(report: dict[str, Any], fmt: Format = Format.table) -> str:
     peak_text = (
         f"{format_bytes(peak['a'])} \u2192 {format_bytes(peak['b'])} ({_signed(peak['delta'], 'B')}, {peak['delta']:+,} bytes)"
         if peak["delta"] is not None
-        else "not predicted (" + "; ".join(x for x in (a["peak_note"], b["peak_note"]) if x) + ")"
+        else "not predicted (" + "; ".join(dict.fromkeys(x for x in (a["peak_note"], b["peak_note"]) if x)) + ")"
     )
     footer = [
         ("A", f"{a['title']} @ {', '.join(format_shape(i['shape']) for i in a['inputs'])}"),
