@@ -488,3 +488,49 @@ def test_unet_is_drawn_as_a_u():
     assert centre("@output")[1] < centre(bottom)[1] and centre("@output")[0] > centre("@input")[0]
     assert "dir=back" not in to_dot(unet, 1)  # collapsed to one resolution: drawn as usual
     assert "rank=same" not in to_dot(trace("resnet18"), 3)
+
+
+class _DenseLike:
+    """A torchvision-style dense block: every layer concatenates every earlier feature map (torch.cat(prev_features))."""
+
+    @staticmethod
+    def make():
+        import torch
+        from torch import nn
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.convs = nn.ModuleList(nn.Conv2d(4 + 2 * i, 2, 3, padding=1) for i in range(4))
+
+            def forward(self, x):
+                features = [x]
+                for conv in self.convs:
+                    features.append(conv(torch.cat(features, 1)))
+                return torch.cat(features, 1)
+
+        return Block()
+
+
+def test_dense_concats_read_the_previous_concat():
+    """Concatenation is associative: a concat that repeats an earlier concat's inputs reads that concat (d2l's DenseNet drawing)."""
+    t = load_arch(_DenseLike.make()).trace((1, 4, 8, 8))
+    graph = build_graph(t, 3)
+    into = {b: [a for a, bb, _ in graph.edges if bb == b] for b in {b for _, b, _ in graph.edges}}
+    assert into[":cat#1"] == ["@input", "convs.0"]  # x and the first layer's output
+    assert into[":cat#2"] == [":cat#1", "convs.1"]  # instead of x, convs.0, convs.1
+    assert into[":cat#4"] == [":cat#3", "convs.3"]
+    assert len(graph.edges) == 1 + 4 + 2 * 4 + 1  # O(n), not O(n^2): the dataflow has 20
+    shapes = {(a, b): s for a, b, s in graph.edges}
+    assert shapes[(":cat#1", ":cat#2")] == (1, 6, 8, 8)  # the growing tensor the next concat extends
+    real = {(src, op.id) for op in t.ops for src in op.inputs}
+    assert len(real) == 1 + 4 + (2 + 3 + 4 + 5) + 1  # the dataflow itself is unchanged in the trace
+
+
+@needs_dot
+@pytest.mark.slow
+def test_torchvision_densenet_at_full_depth_lays_out_quickly():
+    t = load_arch("torchvision:densenet121").trace()
+    source = to_dot(t, t.max_depth)
+    assert source.count(" -> ") < 520  # 967 edges when every concat reads every earlier map
+    dotmod.render(source, DiagramFormat.svg, timeout_s=120)  # took graphviz more than 180 s before

@@ -153,8 +153,8 @@ def build_graph(trace: Trace, depth: int = 1, fold: bool = True) -> Graph:
         vertices.setdefault(vertex.id, vertex)
 
     edges: dict[tuple[str, str, str], Shape] = {}
-    for op in trace.ops:
-        for src in op.inputs:
+    for op, inputs in _chained_concats(trace.ops, where):
+        for src in inputs:
             dst = op.id
             for run in runs:
                 i, j = run.instance(ops[src].module), run.instance(ops[dst].module)
@@ -175,6 +175,32 @@ def build_graph(trace: Trace, depth: int = 1, fold: bool = True) -> Graph:
     cluster_paths = {c for v in vertices.values() for c in v.clusters}
     clusters = {p: nodes[p] for p in nodes if p in cluster_paths}
     return Graph(trace, depth, list(vertices.values()), [(a, b, s) for (a, b, _), s in edges.items()], clusters, folds)
+
+
+def _chained_concats(ops: tuple[Op, ...], where: Mapping[str, str]) -> list[tuple[Op, tuple[str, ...]]]:
+    """Each op with the inputs to draw; a concat that repeats an earlier drawn concat's inputs reads that concat instead.
+
+    torchvision's DenseNet concatenates every earlier feature map in every layer
+    (``torch.cat(prev_features)``): n layers draw n(n+1)/2 edges, and graphviz needs minutes
+    to lay out DenseNet-121 at full depth. Concatenation is associative, so a concat whose
+    first inputs are exactly an earlier concat's inputs is drawn reading that concat plus the
+    new inputs: the same data, as d2l's DenseNet writes it (``X = torch.cat((X, Y), dim=1)``).
+    Only when the earlier concat is drawn as itself (not inside a collapsed block).
+    """
+    drawn_cats: dict[tuple[str, ...], str] = {}
+    out = []
+    for op in ops:
+        inputs = op.inputs
+        if op.kind == "function" and op.type == "cat" and len(inputs) >= 2:
+            for k in range(len(inputs) - 1, 1, -1):
+                prev = drawn_cats.get(inputs[:k])
+                if prev is not None:
+                    inputs = (prev, *inputs[k:])
+                    break
+            if where.get(op.id) == user_id(op.id):
+                drawn_cats.setdefault(op.inputs, op.id)
+        out.append((op, inputs))
+    return out
 
 
 def _ancestors(path: str, upto: int) -> tuple[str, ...]:
