@@ -534,3 +534,27 @@ def test_torchvision_densenet_at_full_depth_lays_out_quickly():
     source = to_dot(t, t.max_depth)
     assert source.count(" -> ") < 520  # 967 edges when every concat reads every earlier map
     dotmod.render(source, DiagramFormat.svg, timeout_s=120)  # took graphviz more than 180 s before
+
+
+@needs_dot
+@pytest.mark.parametrize(
+    ("name", "depth"), [("resnet18", 3), ("resnet50", 3), ("mobilenet_v2", 3), pytest.param("torchvision:resnet18", 3, marks=pytest.mark.slow)]
+)
+def test_skip_edges_stay_out_of_unrelated_blocks(name, depth):
+    from archviz.render.svgcheck import edge_points, foreign_crossings
+
+    svg = dotmod.render(to_dot(load_arch(name).trace(), depth), DiagramFormat.svg)
+    skips = [(a, b) for a, b in edge_points(svg) if b.endswith(":add")]
+    assert len(skips) >= 10  # every residual add has its shortcut drawn
+    assert foreign_crossings(svg, skips) == []
+
+
+def test_crossing_check_finds_an_edge_through_a_foreign_block():
+    from archviz.render.svgcheck import foreign_crossings
+
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg"><g class="cluster"><title>cluster_b2</title><polygon points="0,0 100,0 100,100 0,100 0,0"/></g>'
+        '<g class="edge"><title>b1.x&#45;&gt;b3:add</title><path d="M-50,50C20,50 40,50 150,50"/></g>'
+        '<g class="edge"><title>b2.y&#45;&gt;b3:add</title><path d="M50,50C60,50 80,50 150,50"/></g></svg>'
+    )
+    assert foreign_crossings(svg, [("b1.x", "b3:add"), ("b2.y", "b3:add")]) == [("b1.x", "b3:add", "b2")]

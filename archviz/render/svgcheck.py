@@ -51,3 +51,44 @@ def overlapping(boxes: dict[str, Box], tolerance: float = 0.5) -> list[tuple[str
             if min(ax1, bx1) - max(ax0, bx0) > tolerance and min(ay1, by1) - max(ay0, by0) > tolerance:
                 found.append((a, b))
     return found
+
+
+def cluster_boxes(svg: bytes | str) -> dict[str, Box]:
+    """``{block path: box}`` of every cluster (a framed block) drawn."""
+    root = ET.fromstring(svg)
+    boxes: dict[str, Box] = {}
+    for g in root.iter(f"{SVG}g"):
+        title = g.find(f"{SVG}title")
+        if g.get("class") != "cluster" or title is None or not title.text:
+            continue
+        points = [p for child in g if child.tag in (f"{SVG}polygon", f"{SVG}path") for p in _points(child)]
+        if points:
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            boxes[title.text.removeprefix("cluster_")] = (min(xs), min(ys), max(xs), max(ys))
+    return boxes
+
+
+def edge_points(svg: bytes | str) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """``{(tail, head): points}``: the points of every edge's spline (its Bezier control points)."""
+    root = ET.fromstring(svg)
+    edges: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for g in root.iter(f"{SVG}g"):
+        title, path = g.find(f"{SVG}title"), g.find(f"{SVG}path")
+        if g.get("class") == "edge" and title is not None and title.text and path is not None:
+            tail, _, head = title.text.partition("->")
+            edges[(tail, head)] = _points(path)
+    return edges
+
+
+def foreign_crossings(svg: bytes | str, edges: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(tail, head, cluster) for each of ``edges`` that passes inside a cluster holding neither of its ends."""
+    clusters, points = cluster_boxes(svg), edge_points(svg)
+    found = []
+    for tail, head in edges:
+        for path, (x0, y0, x1, y1) in clusters.items():
+            if any(end == path or end.startswith((path + ".", path + ":")) for end in (tail, head)):
+                continue
+            if any(x0 + 1 < x < x1 - 1 and y0 + 1 < y < y1 - 1 for x, y in points.get((tail, head), [])):
+                found.append((tail, head, path))
+                break
+    return found
