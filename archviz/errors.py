@@ -19,9 +19,15 @@ class UsageError(ArchvizError):
 
 
 class RunError(ArchvizError):
-    """A valid request that cannot run (e.g. input too small for the network): exit code 1."""
+    """A valid request that cannot run (e.g. input too small for the network): exit code 1.
+
+    A forward pass that raised at a layer sets ``partial`` (the trace up to that layer, whose
+    last op, ``failed_op``, is the layer that failed): `archviz diagram` still draws it.
+    """
 
     exit_code = 1
+    partial: object = None
+    failed_op: str = ""
 
 
 class NeedsValues(RunError):
@@ -32,18 +38,6 @@ class NeedsValues(RunError):
     def __init__(self, message: str, problem: str):
         super().__init__(message)
         self.problem = problem
-
-
-class ForwardFailed(RunError):
-    """A forward pass that raised at a layer; ``partial`` is the trace up to it (a diagram can still be drawn).
-
-    ``partial``: a Trace whose last op is the layer that failed; ``failed_op``: that op's id.
-    """
-
-    def __init__(self, message: str, partial: object = None, failed_op: str = ""):
-        super().__init__(message)
-        self.partial = partial
-        self.failed_op = failed_op
 
 
 class TooLarge(RunError):

@@ -11,7 +11,7 @@ import typer
 from archviz.arch import load_arch, user_code
 from archviz.cli.app import command
 from archviz.cli.options import ArchArg, ComputeOpt, DepthOpt, InputOpt, ParamOpt, TitleOpt
-from archviz.errors import ForwardFailed, RunError
+from archviz.errors import RunError
 from archviz.files import graphviz_output_of, refuse_overwrite
 from archviz.render.dot import (
     Decoration,
@@ -104,7 +104,7 @@ def diagram(
     if output and output != "-":
         check_writable(Path(output))
     fmt = output_format(output, format)
-    failure: ForwardFailed | None = None
+    failure: RunError | None = None
     with user_code():  # a user module's prints go to stderr, never into the diagram
         loaded = load_arch(arch, param).titled(title)
         path = None if output == "-" else Path(output) if output else Path(default_filename(loaded.name, fmt))
@@ -115,7 +115,7 @@ def diagram(
         decoration = Decoration(show=figures, title=loaded.title or None)
         try:
             trace = loaded.trace(inputs, compute=compute)
-        except ForwardFailed as exc:
+        except RunError as exc:
             if exc.partial is None or fmt is DiagramFormat.html:
                 raise
             failure = exc

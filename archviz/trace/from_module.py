@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from archviz import compat
-from archviz.errors import ForwardFailed, NeedsValues, RunError, constructor_error, show_traceback
+from archviz.errors import NeedsValues, RunError, constructor_error, show_traceback
 from archviz.shape import InputSpec, as_inputs, format_inputs
 from archviz.spec import ops
 from archviz.trace.record import Node, Op, Shape, TensorInfo, Trace
@@ -382,8 +382,8 @@ def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute:
         show_traceback(exc)
         error = _explain(target, specs, arch, exc, compute)
         partial = getattr(exc, "archviz_partial", None)
-        if partial is not None:
-            raise ForwardFailed(str(error), *partial) from None
+        if partial is not None:  # the trace up to the failing layer: `archviz diagram` draws it (issue 16)
+            error.partial, error.failed_op = partial
         raise error from None
     except SystemExit as exc:
         raise RunError(f"{arch}'s forward called sys.exit({exc.code!r}); archviz cannot trace a model that ends the program.") from None
