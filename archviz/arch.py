@@ -80,6 +80,19 @@ class Arch:
     factory: Callable[[], nn.Module] | None = field(default=None, compare=False)
     params: Mapping[str, Any] = field(default_factory=dict)
     default_inputs: tuple[InputSpec, ...] = ()  # when the model takes more than one float ``default_input``
+    title: str = ""  # the name tables and diagrams show when it is not ``name``: a callable's display name, or --title
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name
+
+    def titled(self, title: str | None) -> Arch:
+        """This architecture shown as ``title`` (``--title``); None keeps its own name."""
+        if title is None:
+            return self
+        if not title.strip():
+            raise UsageError("--title is empty; give the name to show, e.g. --title 'ConvNeXt-T'.")
+        return dataclasses.replace(self, title=title.strip())
 
     @property
     def inputs(self) -> tuple[InputSpec, ...]:
@@ -116,7 +129,8 @@ class Arch:
         model = self.build(device="cpu" if compute else "meta")
         message = f"tracing {self.name} with real tensors on the CPU" if compute else f"tracing {self.name}" if self.kind != "module" else None
         with user_code(message, always=compute):
-            return trace_module(model, specs, self.name, compute=compute, data=data, own=self.kind != "module")
+            trace = trace_module(model, specs, self.name, compute=compute, data=data, own=self.kind != "module")
+        return dataclasses.replace(trace, title=self.title) if self.title else trace
 
     def _trace_spec(self, specs: tuple[InputSpec, ...] | dict[str, InputSpec]) -> Trace:
         from archviz.trace.from_spec import trace_spec
@@ -130,6 +144,8 @@ class Arch:
             raise UsageError(f"{self.name} takes a {rank}-D input such as --input {InputSpec(self.default_input)}, not {spec} ({len(spec.shape)}-D).")
         with paused_gc():
             trace = trace_spec(self.resolved, spec.shape, self.name)
+        if self.title:
+            trace = dataclasses.replace(trace, title=self.title)
         if spec.dtype == "float32":
             return trace
         outputs = tuple(TensorInfo(o.name, o.shape, spec.dtype) for o in trace.outputs)
@@ -255,9 +271,21 @@ def _callable(text: str, kwargs: dict[str, Any]) -> Arch:
     except ValueError:  # no signature to check (a builtin): the call itself will say
         pass
     factory = _checked_factory(lambda: target(**kwargs), text, kwargs)
-    return Arch(
-        text, "callable", TORCHVISION_DEFAULT_INPUT, (target.__doc__ or "").strip().splitlines()[0] if target.__doc__ else text, factory=factory, params=kwargs
-    )
+    description = (target.__doc__ or "").strip().splitlines()[0] if target.__doc__ else text
+    return Arch(text, "callable", TORCHVISION_DEFAULT_INPUT, description, factory=factory, params=kwargs, title=callable_title(module_name, kwargs))
+
+
+# Parameters by which a model factory names the network it builds (timm's create_model(model_name), ...).
+_NAME_PARAMS = ("model_name", "model", "arch", "architecture", "variant", "name")
+
+
+def callable_title(module_name: str, kwargs: Mapping[str, Any]) -> str:
+    """``timm``, ``{model_name: "convnext_tiny"}`` -> ``"timm convnext_tiny"``: a factory titled by what it builds ("" if nothing names it)."""
+    for key in _NAME_PARAMS:
+        value = kwargs.get(key)
+        if isinstance(value, str) and value.strip():
+            return f"{module_name.split('.')[0]} {value.strip()}"
+    return ""
 
 
 def _checked_factory(make: Callable[[], Any], name: str, kwargs: dict[str, Any]) -> Callable[[], nn.Module]:

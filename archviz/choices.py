@@ -61,3 +61,12 @@ class ExplainFormat(StrEnum):
     table = "table"
     markdown = "markdown"
     json = "json"
+
+
+class NodeFigure(StrEnum):
+    """Figures `archviz diagram --show` can put on every node."""
+
+    params = "params"
+    macs = "macs"
+    memory = "memory"
+    rf = "rf"

@@ -19,9 +19,15 @@ class UsageError(ArchvizError):
 
 
 class RunError(ArchvizError):
-    """A valid request that cannot run (e.g. input too small for the network): exit code 1."""
+    """A valid request that cannot run (e.g. input too small for the network): exit code 1.
+
+    A forward pass that raised at a layer sets ``partial`` (the trace up to that layer, whose
+    last op, ``failed_op``, is the layer that failed): `archviz diagram` still draws it.
+    """
 
     exit_code = 1
+    partial: object = None
+    failed_op: str = ""
 
 
 class NeedsValues(RunError):

@@ -5,6 +5,7 @@ Golden DOT files live in tests/golden/; regenerate them with ARCHVIZ_UPDATE_GOLD
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -340,3 +341,220 @@ def test_graphviz_failure_and_timeout_are_run_errors(tmp_path, monkeypatch):
     fake_dot(tmp_path, f"exec {sleep} 5")
     with pytest.raises(RunError, match=r"within 0.2 s; draw fewer boxes with a smaller --depth"):
         dotmod.render("digraph {}", DiagramFormat.svg, timeout_s=0.2)
+
+
+# --- issue 16: print quality, titles, partial diagrams; issue 20: names never collide ------------
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data.startswith(b"\x89PNG")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@needs_dot
+def test_png_is_144_dpi_by_default_and_scales(cli, tmp_path):
+    sizes = {}
+    for name, args in {"72": ["--dpi", "72"], "default": [], "x3": ["--scale", "3"]}.items():
+        out = tmp_path / f"{name}.png"
+        code, _, stderr = cli("diagram", "lenet", "-o", str(out), *args)
+        assert code == 0, stderr
+        sizes[name] = png_size(out.read_bytes())
+    w72, h72 = sizes["72"]
+    assert abs(sizes["default"][0] - 2 * w72) <= 2 and abs(sizes["default"][1] - 2 * h72) <= 2
+    assert abs(sizes["x3"][0] - 3 * w72) <= 3
+    assert (tmp_path / "default.png").read_bytes() == dotmod.render(to_dot(trace("lenet")), DiagramFormat.png, dpi=144)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--dpi", "72", "--scale", "2"], "give one of them"), (["--dpi", "5"], "--dpi must be between"), (["--scale", "0"], "--scale must be between")],
+)
+def test_bad_resolution_is_one_sentence(cli, tmp_path, args, message):
+    code, _, stderr = cli("diagram", "lenet", "-o", str(tmp_path / "l.png"), *args)
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_input_node_shows_a_non_float_dtype():
+    source = to_dot(load_arch("usermodels:TextClassifier").trace("8x128:int64"))
+    line = next(x for x in source.splitlines() if x.startswith('  "@input" ['))
+    assert "8×128 int64" in line
+    assert "float32" not in to_dot(trace("lenet"))  # float32, the usual case, is not spelled out
+
+
+def test_layer_names_never_collide_with_the_diagrams_own_nodes():
+    from torch import nn
+
+    net = nn.Sequential()
+    for name in ("@input", "legend", "@output", "%x"):
+        net.add_module(name, nn.Linear(4, 4))
+    source = to_dot(load_arch(net).trace((1, 4)), 2)
+    ids = re.findall(r'^  ("(?:[^"\\]|\\.)*"|legend) \[', source, re.M)
+    assert sorted(ids) == sorted(['"@input"', '"@output"', "legend", '"%@input"', '"%legend"', '"%@output"', '"%%x"'])
+    edges = re.findall(r'^  ("[^"]*") -> ("[^"]*")', source, re.M)
+    assert edges == [('"@input"', '"%@input"'), ('"%@input"', '"%legend"'), ('"%legend"', '"%@output"'), ('"%@output"', '"%%x"'), ('"%%x"', '"@output"')]
+
+
+@pytest.mark.slow
+def test_callable_is_titled_by_what_it_builds(cli, tmp_path):
+    code, stdout, stderr = cli("shapes", "usermodels:make", "-p", "model_name=small", "--input", "2x3", "--format", "json")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["arch"] == "usermodels:make" and report["title"] == "usermodels small"
+    code, stdout, _ = cli("shapes", "usermodels:make", "-p", "model_name=small", "--input", "2x3")
+    assert stdout.startswith("usermodels small @ 2x3")
+    out = tmp_path / "m.dot"
+    assert cli("diagram", "usermodels:make", "-p", "model_name=small", "--input", "2x3", "-o", str(out))[0] == 0
+    assert "<B>usermodels small</B>" in out.read_text() and '\ndigraph "usermodels:make" {' in out.read_text()
+    assert cli("diagram", "usermodels:make", "--input", "2x3", "--title", "My MLP", "-o", str(out))[0] == 0
+    assert "<B>My MLP</B>" in out.read_text()
+    code, stdout, _ = cli("cost", "lenet", "--title", "LeNet-5", "--format", "json")
+    assert json.loads(stdout)["title"] == "LeNet-5" and json.loads(stdout)["arch"] == "lenet"
+    code, _, stderr = cli("cost", "lenet", "--title", " ")
+    assert code == 2 and "--title is empty" in stderr
+
+
+@pytest.mark.slow
+def test_skip_edge_into_the_add_is_labelled():
+    source = to_dot(load_arch("torchvision:resnet18").trace(), 3)
+    assert '"maxpool" -> "layer1.0:add" [label=" 1×64×56×56", weight=0];' in source
+    assert '"maxpool" -> "layer1.0.conv1" [label=" 1×64×56×56"];' in source
+
+
+@needs_dot
+@pytest.mark.slow
+def test_partial_diagram_when_a_layer_fails(cli, tmp_path):
+    out = tmp_path / "half.svg"
+    code, stdout, stderr = cli("diagram", "usermodels:FailsHalfway", "--input", "1x3x32x32", "--depth", "2", "-o", str(out))
+    assert code == 1
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("archviz: error: ") and "Traceback" not in stderr
+    assert "layer 'head.1' (Linear) expects 100 input features but gets 4096" in lines[-1]
+    assert f"the diagram up to that layer, marked in red, was written to {out}" in lines[-1]
+    root = ET.fromstring(out.read_bytes())
+    nodes = {g.find(f"{SVG}title").text: g for g in root.iter(f"{SVG}g") if g.get("class") == "node"}
+    # the five feature layers, the mean and the add, Flatten, the failing Linear, the input and the legend; no output
+    assert set(nodes) == {"@input", "features.0", "features.1", "features.2", "features.3", "features.4", ":mean", ":add", "head.0", "head.1", "legend"}
+    failed = nodes["head.1"]
+    assert any(p.get("stroke") == "#d62728" for p in failed.iter() if p.tag in (f"{SVG}path", f"{SVG}polygon"))
+    assert "expects 100 input features" in " ".join(t.text or "" for t in failed.iter(f"{SVG}text"))
+
+
+@pytest.mark.slow
+def test_partial_diagram_of_a_failing_forward_to_stdout(cli):
+    code, stdout, stderr = cli("diagram", "usermodels:BrokenForward", "-f", "dot", "-o", "-")
+    assert code == 1 and "bad forward" in stderr and "written to stdout" in stderr
+    assert '":forward" [' in stdout and "#d62728" in stdout
+
+
+@pytest.mark.parametrize(("name", "depth"), [("googlenet", 4), ("resnet18", 3), ("densenet", 2), ("unet", 3)])
+@needs_dot
+def test_no_node_boxes_overlap(name, depth):
+    from archviz.render.svgcheck import node_boxes, overlapping
+
+    boxes = node_boxes(dotmod.render(to_dot(trace(name), depth), DiagramFormat.svg))
+    assert len(boxes) == len(build_graph(trace(name), depth).vertices) + 1  # and the legend
+    assert overlapping(boxes) == []
+
+
+def test_overlap_check_finds_overlaps():
+    from archviz.render.svgcheck import overlapping
+
+    boxes = {"a": (0, 0, 10, 10), "b": (9, 9, 20, 20), "c": (10, 0, 20, 8), "d": (30, 30, 40, 40)}
+    assert overlapping(boxes) == [("a", "b")]
+
+
+@needs_dot
+def test_unet_is_drawn_as_a_u():
+    """unet.yaml says `layout: u`: the encoder runs down the left, the decoder back up the right, skips go straight across."""
+    from archviz.render.svgcheck import node_boxes
+
+    unet = trace("unet")
+    assert unet.layout == "u" and trace("lenet").layout == ""
+    source = to_dot(unet, unet.max_depth)
+    skips = re.findall(r'^  \{rank=same; ("[^"]+"); ("[^"]+");\}$', source, re.M)
+    assert len(skips) == 3  # one per level: 96x96, 48x48, 24x24
+    boxes = node_boxes(dotmod.render(source, DiagramFormat.svg))
+
+    def centre(name: str) -> tuple[float, float]:
+        x0, y0, x1, y1 = boxes[name]
+        return (x0 + x1) / 2, (y0 + y1) / 2
+
+    for a, b in skips:  # the identity branch and its concat: one row, the concat to the right
+        (xa, ya), (xb, yb) = centre(a.strip('"')), centre(b.strip('"'))
+        assert abs(ya - yb) < 1 and xb > xa
+    bottom = max(boxes, key=lambda n: centre(n)[1])  # lowest on the page (SVG y grows downwards)
+    assert "p2" in bottom  # deep inside the nested levels, not the output
+    assert centre("@output")[1] < centre(bottom)[1] and centre("@output")[0] > centre("@input")[0]
+    assert "dir=back" not in to_dot(unet, 1)  # collapsed to one resolution: drawn as usual
+    assert "rank=same" not in to_dot(trace("resnet18"), 3)
+
+
+class _DenseLike:
+    """A torchvision-style dense block: every layer concatenates every earlier feature map (torch.cat(prev_features))."""
+
+    @staticmethod
+    def make():
+        import torch
+        from torch import nn
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.convs = nn.ModuleList(nn.Conv2d(4 + 2 * i, 2, 3, padding=1) for i in range(4))
+
+            def forward(self, x):
+                features = [x]
+                for conv in self.convs:
+                    features.append(conv(torch.cat(features, 1)))
+                return torch.cat(features, 1)
+
+        return Block()
+
+
+def test_dense_concats_read_the_previous_concat():
+    """Concatenation is associative: a concat that repeats an earlier concat's inputs reads that concat (d2l's DenseNet drawing)."""
+    t = load_arch(_DenseLike.make()).trace((1, 4, 8, 8))
+    graph = build_graph(t, 3)
+    into = {b: [a for a, bb, _ in graph.edges if bb == b] for b in {b for _, b, _ in graph.edges}}
+    assert into[":cat#1"] == ["@input", "convs.0"]  # x and the first layer's output
+    assert into[":cat#2"] == [":cat#1", "convs.1"]  # instead of x, convs.0, convs.1
+    assert into[":cat#4"] == [":cat#3", "convs.3"]
+    assert len(graph.edges) == 1 + 4 + 2 * 4 + 1  # O(n), not O(n^2): the dataflow has 20
+    shapes = {(a, b): s for a, b, s in graph.edges}
+    assert shapes[(":cat#1", ":cat#2")] == (1, 6, 8, 8)  # the growing tensor the next concat extends
+    real = {(src, op.id) for op in t.ops for src in op.inputs}
+    assert len(real) == 1 + 4 + (2 + 3 + 4 + 5) + 1  # the dataflow itself is unchanged in the trace
+
+
+@needs_dot
+@pytest.mark.slow
+def test_torchvision_densenet_at_full_depth_lays_out_quickly():
+    t = load_arch("torchvision:densenet121").trace()
+    source = to_dot(t, t.max_depth)
+    assert source.count(" -> ") < 520  # 967 edges when every concat reads every earlier map
+    dotmod.render(source, DiagramFormat.svg, timeout_s=120)  # took graphviz more than 180 s before
+
+
+@needs_dot
+@pytest.mark.parametrize(
+    ("name", "depth"), [("resnet18", 3), ("resnet50", 3), ("mobilenet_v2", 3), pytest.param("torchvision:resnet18", 3, marks=pytest.mark.slow)]
+)
+def test_skip_edges_stay_out_of_unrelated_blocks(name, depth):
+    from archviz.render.svgcheck import edge_points, foreign_crossings
+
+    svg = dotmod.render(to_dot(load_arch(name).trace(), depth), DiagramFormat.svg)
+    skips = [(a, b) for a, b in edge_points(svg) if b.endswith(":add")]
+    assert len(skips) >= 10  # every residual add has its shortcut drawn
+    assert foreign_crossings(svg, skips) == []
+
+
+def test_crossing_check_finds_an_edge_through_a_foreign_block():
+    from archviz.render.svgcheck import foreign_crossings
+
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg"><g class="cluster"><title>cluster_b2</title><polygon points="0,0 100,0 100,100 0,100 0,0"/></g>'
+        '<g class="edge"><title>b1.x&#45;&gt;b3:add</title><path d="M-50,50C20,50 40,50 150,50"/></g>'
+        '<g class="edge"><title>b2.y&#45;&gt;b3:add</title><path d="M50,50C60,50 80,50 150,50"/></g></svg>'
+    )
+    assert foreign_crossings(svg, [("b1.x", "b3:add"), ("b2.y", "b3:add")]) == [("b1.x", "b3:add", "b2")]

@@ -81,7 +81,7 @@ def test_yaml_syntax_error_has_a_line():
 
 
 def test_unknown_top_level_key_and_missing_layers():
-    assert "unknown top-level key 'layer'; did you mean 'layers'?" in error_of("name: t\nlayer: []\n")
+    assert "unknown top-level key 'layer'; did you mean 'layers'" in error_of("name: t\nlayer: []\n")  # or 'layout'
     assert "the spec has no 'layers' list" in error_of("name: t\n")
 
 
@@ -121,3 +121,11 @@ def test_shapes_command_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_layout_hint_is_checked_and_kept():
+    from archviz.spec.loader import dump_spec
+
+    assert "layout 'v' is not one archviz knows; write 'layout: u'" in error_of("name: t\nlayout: v\nlayers:\n  - flatten\n")
+    spec = parse_spec("name: t\nlayout: u\nlayers:\n  - flatten\n")
+    assert spec.layout == "u" and "layout: u" in dump_spec(spec)

@@ -10,7 +10,7 @@ import typer
 from archviz.arch import load_arch, user_code
 from archviz.choices import DType, GroupBy, Mode, Optimizer, TargetDevice
 from archviz.cli.app import command
-from archviz.cli.options import ArchArg, DepthOpt, DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt
+from archviz.cli.options import ArchArg, DepthOpt, DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt, TitleOpt
 from archviz.cost.units import format_bytes, parse_size
 from archviz.errors import RunError, UsageError
 from archviz.files import refuse_overwrite, write_text_atomic
@@ -62,6 +62,7 @@ def cost(
         Path | None, typer.Option("--output", "-o", metavar="FILE.svg", help="With --sweep batch=...: draw peak memory against batch size.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing -o file that archviz did not write.")] = False,
+    title: TitleOpt = None,
 ) -> None:
     """FLOPs and receptive field per block, and the predicted memory of a training step.
 
@@ -88,9 +89,8 @@ def cost(
     from archviz.render.cost import render_cost
 
     with user_code(), torch_size_overflow():  # a user module's prints go to stderr: stdout stays the table or pure JSON
-        report = cost_report(
-            load_arch(arch, param), shape, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth
-        )
+        loaded = load_arch(arch, param).titled(title)
+        report = cost_report(loaded, shape, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth)
     found = report["budget"]
     if found is not None and found["largest_batch"] is None:
         one = format_shape([found["smallest_batch"], *report["input_shape"][1:]])

@@ -10,9 +10,22 @@ import typer
 
 from archviz.arch import load_arch, user_code
 from archviz.cli.app import command
-from archviz.cli.options import ArchArg, ComputeOpt, DepthOpt, InputOpt, ParamOpt
+from archviz.cli.options import ArchArg, ComputeOpt, DepthOpt, InputOpt, ParamOpt, TitleOpt
+from archviz.errors import RunError
 from archviz.files import graphviz_output_of, refuse_overwrite
-from archviz.render.dot import DiagramFormat, Direction, check_writable, default_filename, output_format, render, save_diagram, to_dot
+from archviz.render.dot import (
+    Decoration,
+    DiagramFormat,
+    Direction,
+    check_writable,
+    default_filename,
+    output_format,
+    parse_figures,
+    png_dpi,
+    render,
+    save_diagram,
+    to_dot,
+)
 from archviz.shape import parse_inputs
 
 OutputOpt = Annotated[
@@ -34,6 +47,18 @@ FoldOpt = Annotated[
     bool,
     typer.Option("--fold/--no-fold", help="Draw identical consecutive blocks (e.g. ResNet's repeated basic blocks) once, marked 'x N'."),
 ]
+ShowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--show",
+        metavar="FIGURES",
+        help="Figures to put on every layer and block, comma-separated: params, macs, memory (output bytes), rf (receptive field); "
+        "the numbers `archviz cost --format json` reports.",
+        show_default=False,
+    ),
+]
+DpiOpt = Annotated[int | None, typer.Option("--dpi", help="PNG resolution in dots per inch (default 144, twice graphviz's 72).", show_default=False)]
+ScaleOpt = Annotated[float | None, typer.Option("--scale", help="PNG size as a multiple of graphviz's 72 dpi (default 2).", show_default=False)]
 
 
 @command(
@@ -42,8 +67,9 @@ FoldOpt = Annotated[
         "archviz diagram googlenet                      # googlenet.svg, top-level blocks",
         "archviz diagram googlenet --depth 4 -o googlenet.png   # every layer, Inception paths side by side",
         "archviz diagram resnet18 --depth 2 --no-fold   # both basic blocks of every stage",
+        "archviz diagram lenet --depth 2 --show params,macs,memory,rf   # the cost figures on every layer",
         "archviz diagram lenet -f dot -o -              # DOT source on stdout",
-        "archviz diagram torchvision:resnet18 -o resnet18.pdf",
+        "archviz diagram torchvision:resnet18 -o resnet18.png --scale 3",
         "archviz diagram torchvision:raft_small -o raft.svg   # two inputs, every output drawn",
         "archviz diagram googlenet -o googlenet.html   # one offline page: expand blocks, cards, search",
     ],
@@ -59,24 +85,44 @@ def diagram(
     param: ParamOpt = None,
     force: ForceOpt = False,
     compute: ComputeOpt = False,
+    show: ShowOpt = None,
+    title: TitleOpt = None,
+    dpi: DpiOpt = None,
+    scale: ScaleOpt = None,
 ) -> None:
     """Draw the dataflow with graphviz: blocks (--depth 1) or layers, their settings and params, shapes on the edges.
 
     With -o NAME.html (or --format html): one offline page where every block expands down to single layers,
     cards show shapes, params, MACs, activation memory and receptive field, and search finds layers.
+
+    When the forward fails at a layer, the diagram is still written up to that layer, with
+    the failing layer in red, and the command exits with status 1.
     """
     inputs = parse_inputs(input)
+    figures = parse_figures(show)
+    resolution = png_dpi(dpi, scale)
     if output and output != "-":
         check_writable(Path(output))
     fmt = output_format(output, format)
+    failure: RunError | None = None
     with user_code():  # a user module's prints go to stderr, never into the diagram
-        loaded = load_arch(arch, param)
+        loaded = load_arch(arch, param).titled(title)
         path = None if output == "-" else Path(output) if output else Path(default_filename(loaded.name, fmt))
         if path is not None:
             check_writable(path)  # before tracing, which can take seconds for a torch model
             if not output:  # a name the user did not give: keep their own file of that name
                 refuse_overwrite(path, graphviz_output_of(loaded.name), force, " (it is the default output name; give -o PATH to write elsewhere)")
-        trace = loaded.trace(inputs, compute=compute)
+        decoration = Decoration(show=figures, title=loaded.title or None)
+        try:
+            trace = loaded.trace(inputs, compute=compute)
+        except RunError as exc:
+            if exc.partial is None or fmt is DiagramFormat.html:
+                raise
+            failure = exc
+    if failure is not None:  # outside user_code: a partial diagram on stdout must reach stdout
+        failed = Decoration(show=figures, title=loaded.title or None, failed=(failure.failed_op, str(failure)))
+        where = _write(failure.partial, path, fmt, depth, direction, fold, force, failed, resolution)
+        raise RunError(f"{str(failure).rstrip('.')}; the diagram up to that layer, marked in red, was written to {where}.")
     if fmt is DiagramFormat.html:
         from archviz.render.html import save_html, to_html
 
@@ -86,9 +132,14 @@ def diagram(
             return
         print(f"wrote {save_html(trace, path, depth, direction, fold, force=force)}")
         return
+    written = _write(trace, path, fmt, depth, direction, fold, force, decoration, resolution)
+    if path is not None:
+        print(f"wrote {written}")
+
+
+def _write(trace, path: Path | None, fmt: DiagramFormat, depth: int, direction: Direction, fold: bool, force: bool, decoration: Decoration, dpi: int) -> str:
     if path is None:
-        sys.stdout.buffer.write(render(to_dot(trace, depth, direction, fold), fmt))
+        sys.stdout.buffer.write(render(to_dot(trace, depth, direction, fold, decoration), fmt, dpi=dpi))
         sys.stdout.buffer.flush()
-        return
-    written = save_diagram(trace, path, fmt, depth, direction, fold, force=force)
-    print(f"wrote {written}")
+        return "stdout"
+    return str(save_diagram(trace, path, fmt, depth, direction, fold, force=force, decoration=decoration, dpi=dpi))

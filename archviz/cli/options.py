@@ -50,3 +50,13 @@ DeviceOpt = Annotated[
     TargetDevice,
     typer.Option("--device", help="Device to predict for: cuda rounds blocks to 512 bytes and uses the GPU optimizers; no GPU is needed."),
 ]
+TitleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--title",
+        metavar="TEXT",
+        help="Name to show in the table or diagram title (and JSON 'title'); default: the ARCH, or for a callable the model it builds "
+        "('timm convnext_tiny' for timm:create_model -p model_name=convnext_tiny).",
+        show_default=False,
+    ),
+]

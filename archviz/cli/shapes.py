@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from archviz.arch import load_arch, user_code
 from archviz.cli.app import command
-from archviz.cli.options import ArchArg, ComputeOpt, DepthOpt, FormatOpt, InputOpt, ParamOpt
+from archviz.cli.options import ArchArg, ComputeOpt, DepthOpt, FormatOpt, InputOpt, ParamOpt, TitleOpt
 from archviz.render import Format
 from archviz.render.shapes import render_shapes
 from archviz.shape import parse_inputs
@@ -30,11 +30,12 @@ def shapes(
     format: FormatOpt = Format.table,
     param: ParamOpt = None,
     compute: ComputeOpt = False,
+    title: TitleOpt = None,
 ) -> None:
     """Show each block's output shape and parameters, and every output, without running the network."""
     inputs = parse_inputs(input)
     with user_code():  # a user module's prints go to stderr: stdout stays the table or pure JSON
-        trace = load_arch(arch, param).trace(inputs, compute=compute)
+        trace = load_arch(arch, param).titled(title).trace(inputs, compute=compute)
     with paused_gc():  # one row object per layer: see archviz.spec.gcpause
         text = render_shapes(trace, depth, format)
     print(text)

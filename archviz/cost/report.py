@@ -107,6 +107,7 @@ def cost_report(
     output_rf = at_block.get("")
     report: dict[str, Any] = {
         "arch": trace.arch,
+        "title": trace.display_name,  # what tables and diagrams call it (a callable's display name, or --title)
         "input_shape": list(trace.input_shape),
         "output_shape": list(trace.output_shape),
         "inputs": [i.to_dict() for i in trace.inputs],

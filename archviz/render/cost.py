@@ -57,7 +57,7 @@ def render_cost(report: dict[str, Any], fmt: Format = Format.table, by: str = "b
             ("rf_jump", "RF jump"),
         ]
     rows.append(_rest_row(remainder, eval_remainder, size, text))
-    title = f"{report['arch']} @ {_tensors(report, 'inputs', report['input_shape'])}" + (" by layer kind" if by == "kind" else "")
+    title = f"{report.get('title') or report['arch']} @ {_tensors(report, 'inputs', report['input_shape'])}" + (" by layer kind" if by == "kind" else "")
     if html:  # bytes shown rounded carry the exact count as the cell's title
         exact = {key.removesuffix("_bytes"): key for key in MEMORY_KEYS} | {"peak_share": "peak_share_bytes", "eval_share": "eval_share_bytes"}
         return render_html(rows, columns, title=title, footer=_footer(report, remainder, eval_remainder), exact=exact)

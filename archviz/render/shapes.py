@@ -21,6 +21,7 @@ def shapes_report(trace: Trace, depth: int = 1) -> dict[str, Any]:
     """
     return {
         "arch": trace.arch,
+        "title": trace.display_name,  # what tables and diagrams call it (a callable's display name, or --title)
         "input_shape": list(trace.input_shape),
         "output_shape": list(trace.outputs[0].shape) if len(trace.outputs) == 1 else None,
         "inputs": [i.to_dict() for i in trace.inputs],
@@ -65,7 +66,7 @@ def render_shapes(trace: Trace, depth: int = 1, fmt: Format = Format.table, *, h
         ("Trainable params", human(trace.trainable_params)),
         ("Non-trainable params", human(trace.non_trainable_params)),
     ]
-    title = f"{trace.arch} @ {inputs_text(trace.inputs)}"
+    title = f"{trace.display_name} @ {inputs_text(trace.inputs)}"
     if html:
         return render_html(rows, columns, title=title, footer=footer)
     return render_rows(rows, columns, fmt, title=title, footer=footer, payload=report)

@@ -16,7 +16,8 @@ from archviz.spec import ops as O
 from archviz.spec.expr import FUNCTIONS, IN, MAX_INT, ExprError, names_in, show
 from archviz.spec.model import REPEAT, STANDARD_PARAMS, BlockDef, Layer, Spec
 
-TOP_KEYS = ("name", "description", "default_input", "params", "blocks", "layers")
+TOP_KEYS = ("name", "description", "default_input", "params", "blocks", "layers", "layout")
+LAYOUTS = ("u",)  # diagram layout hints a spec may give
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 # Bounds on what a spec file may cost to read (issue 11): the size of the file, how deep its
@@ -260,8 +261,12 @@ class _Parser:
         default_input = (1, params["in_channels"], 224, 224)
         if "default_input" in top:
             default_input = self.input_shape(top["default_input"], params["in_channels"])
+        layout = str(self.scalar(top["layout"])) if "layout" in top else ""
+        if layout and layout not in LAYOUTS:
+            known = "write 'layout: u' to draw an encoder-decoder as a U, or leave it out"
+            raise self.fail(top["layout"], f"layout {layout!r} is not one archviz knows; {known}")
         layers = self.layers(top["layers"])
-        return Spec(name, layers, description, default_input, params, self.source, dict(self.blocks))
+        return Spec(name, layers, description, default_input, params, self.source, dict(self.blocks), layout)
 
     def block_defs(self, node: yaml.Node) -> None:
         """``blocks: {name: {params: {p: default}, layers: [...]}}``; a block may use those above it."""
@@ -541,6 +546,8 @@ def dump_spec(spec: Spec) -> str:
     if spec.description:
         head["description"] = spec.description
     head["default_input"] = "x".join(str(d) for d in spec.default_input)
+    if spec.layout:
+        head["layout"] = spec.layout
     text = yaml.safe_dump(head, sort_keys=False, width=1000)
     text += "params:\n" + "".join(f"  {k}: {_flow(v)}\n" for k, v in spec.params.items())
     if spec.blocks:

@@ -65,6 +65,8 @@ class Spec:
     source: str | None = field(default=None, compare=False)
     # User-defined blocks by name, in the order they are defined.
     blocks: Mapping[str, BlockDef] = field(default_factory=dict)
+    # A drawing hint for `archviz diagram`: "u" draws an encoder-decoder as a U (one row per resolution).
+    layout: str = ""
 
 
 # Every spec has these two parameters, so a user can always retarget a network.

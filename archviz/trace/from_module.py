@@ -380,7 +380,11 @@ def trace_module(model: nn.Module, inputs: Any, arch: str = "model", *, compute:
         raise
     except Exception as exc:  # translated into one sentence naming the layer
         show_traceback(exc)
-        raise _explain(target, specs, arch, exc, compute) from None
+        error = _explain(target, specs, arch, exc, compute)
+        partial = getattr(exc, "archviz_partial", None)
+        if partial is not None:  # the trace up to the failing layer: `archviz diagram` draws it (issue 16)
+            error.partial, error.failed_op = partial
+        raise error from None
     except SystemExit as exc:
         raise RunError(f"{arch}'s forward called sys.exit({exc.code!r}); archviz cannot trace a model that ends the program.") from None
     finally:
@@ -427,6 +431,8 @@ def _run(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpec], 
             Y = model(*args, **kwargs)
     except BaseException as exc:
         exc.archviz_failed_in = recorder.failed_in()  # type: ignore[attr-defined]
+        if isinstance(exc, Exception):
+            exc.archviz_partial = _partial_trace(model, recorder, input_ops, names, values, arch, exc)  # type: ignore[attr-defined]
         raise
     finally:
         pre.remove()
@@ -581,6 +587,36 @@ def _is_meta_limit(exc: Exception) -> bool:
 
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)  # public classes, no private _ConvNd
+
+
+def _partial_trace(
+    model: nn.Module, recorder: _Recorder, input_ops: list[Op], names: list[str], values: list[InputSpec], arch: str, exc: Exception
+) -> tuple[Trace, str] | None:
+    """The trace up to the layer that raised, ending in an op for that layer, and the op's id (a partial diagram).
+
+    None when there is nothing to draw (no layer was running) or the record cannot be completed.
+    """
+    if not recorder.stack:
+        return None
+    try:
+        module = recorder.stack[-1][0]
+        path = recorder.paths[id(module)]
+        sources = tuple(dict.fromkeys(recorder.producer[i] for i in recorder.versions[-1] if i in recorder.producer))
+        if id(module) in recorder.leaves:
+            failed = Op(recorder._op_id(path), "module", _kind(module), path, sources, ())
+        else:  # inside a block's own forward: the function that raised, or the forward itself
+            name = str(getattr(exc, "archviz_op", "") or "forward").rpartition(".")[2]
+            failed = Op(recorder._op_id(f"{path}:{name}"), "function", name, path, sources, ())
+        nodes = _complete_nodes(model, [n for n in recorder.nodes if n is not None])
+        params = {id(p): p for p in model.parameters()}
+        total = sum(p.numel() for p in params.values())
+        trainable = sum(p.numel() for p in params.values() if p.requires_grad)
+        infos = tuple(TensorInfo(name, spec.shape, spec.dtype) for name, spec in zip(names, values, strict=True))
+        first = values[0].shape if values else ()
+        trace = Trace(arch, first, nodes, (*input_ops, *recorder.ops, failed), total, trainable, inputs=infos, outputs=(TensorInfo("output", ()),))
+        return trace, failed.id
+    except Exception:  # a partial diagram is a courtesy: never hide the real error behind a second one
+        return None
 
 
 def _explain(model: nn.Module, specs: tuple[InputSpec, ...] | dict[str, InputSpec], arch: str, exc: Exception, compute: bool) -> RunError:

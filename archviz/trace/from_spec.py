@@ -8,6 +8,7 @@ checks the two traces are identical for every built-in.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ def trace_spec(resolved: Resolved, input_shape: Shape, arch: str | None = None) 
         raise RunError(f"{arch} cannot run on input {format_shape(input_shape)}: layer {exc.path!r} ({exc.type}) {exc.message}; {hint}.") from None
     for message in trace.warnings:
         warnings.warn(message, ArchvizWarning, stacklevel=2)
+    if resolved.spec.layout:
+        trace = dataclasses.replace(trace, layout=resolved.spec.layout)
     return trace
 
 

@@ -82,12 +82,22 @@ class Trace:
     # Leaf module paths and function op ids inside which a matrix product ran that the FLOP counter has
     # no formula for (cdist, an FFT, CPU flash attention): the only zero counts that are omissions (issue 19).
     unruled: tuple[str, ...] = field(default=(), compare=False)
+    # What tables and diagrams call the network when not ``arch`` (the ARCH as given): a callable's
+    # display name (``timm convnext_tiny`` for ``timm:create_model -p model_name=convnext_tiny``) or --title.
+    title: str = field(default="", compare=False)
+    # A drawing hint from the spec ("u": an encoder-decoder drawn as a U); "" for the usual top-to-bottom flow.
+    layout: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not self.inputs:
             object.__setattr__(self, "inputs", (TensorInfo("input", tuple(self.input_shape)),))
         if not self.outputs:
             object.__setattr__(self, "outputs", (TensorInfo("output", tuple(self.root.output_shape)),))
+
+    @property
+    def display_name(self) -> str:
+        """``title`` if there is one, else ``arch``."""
+        return self.title or self.arch
 
     @property
     def root(self) -> Node:

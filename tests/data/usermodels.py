@@ -208,3 +208,21 @@ def gray_cnn(num_classes: int = 10) -> nn.Module:
 def mlp(num_classes: int = 10) -> nn.Module:
     """Flattened 28x28 gray images: its first layer says both the channels (1) and the size (28)."""
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, num_classes))
+
+
+class FailsHalfway(nn.Module):
+    """Two conv stages, then a linear layer of the wrong width: the forward fails at `head.1` (issue 16, partial diagrams)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(100, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x) + x.mean())
+
+
+def make(model_name: str = "tiny", num_classes: int = 10) -> nn.Module:
+    """A factory that names what it builds, as timm's create_model(model_name) does."""
+    widths = {"tiny": (4, 8), "small": (8, 16)}[model_name]
+    return configurable(widths=widths)
