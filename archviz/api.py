@@ -413,6 +413,12 @@ class Diagram:
     def __repr__(self) -> str:
         return self.source
 
+    def graphviz(self) -> Any:
+        """The DOT source as a ``graphviz.Source``, for graphviz's own API (``.pipe(format="svg")``, ``.view()``, layout engines)."""
+        import graphviz
+
+        return graphviz.Source(self.source, filename=f"{self.name}.gv")
+
     def save(self, path: str | os.PathLike, format: str | None = None, *, force: bool = False) -> Path:
         """Write the diagram; the format follows the extension (.svg/.png/.pdf/.dot/.html) unless ``format`` says.
 

@@ -142,6 +142,14 @@ def test_diagram_shows_inline_and_saves(tmp_path, net):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.svg", "net.dot", "net.svg"]  # no temporary files left
 
 
+def test_diagram_hands_its_source_to_the_graphviz_package(net):
+    d = archviz.diagram(net, input_size=(1, 3, 8, 8))
+    source = d.graphviz()
+    assert type(source).__module__.startswith("graphviz") and source.source == d.source
+    # the same dot program on the same source; archviz's SVG adds only its mark (a comment line)
+    assert source.pipe(format="svg").decode() == d._repr_svg_().replace('<!-- archviz diagram "Net" -->\n', "")
+
+
 def test_import_archviz_does_not_import_torch_and_cost_stays_a_package():
     code = (
         "import sys, archviz; assert 'torch' not in sys.modules; "
