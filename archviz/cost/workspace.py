@@ -139,6 +139,8 @@ def _conv_forward(args: tuple, facts: CpuFacts) -> int:
     wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     e = x.element_size()
     if not _uses_onednn(x, w, stride, dilation, transposed, groups, facts):
+        if _low_precision_depthwise(x, i, o, groups):
+            return e * n * o * ho * wo  # ATen's per-group loop: every group's output, then their concatenation
         pointwise = kh == kw == 1 and all(s == 1 for s in stride) and all(p == 0 for p in padding)
         return 0 if pointwise else e * n * c * kh * kw * ho * wo  # im2col columns
     if x.dtype in (torch.bfloat16, torch.float16) and not facts.native_bf16:
@@ -151,6 +153,14 @@ def _conv_forward(args: tuple, facts: CpuFacts) -> int:
     if c % b == 0:
         return max(out, e * n * c * h * wd + weights)
     return out
+
+
+def _low_precision_depthwise(x: torch.Tensor, i: int, o: int, groups: int) -> bool:
+    """A bf16/fp16 depthwise convolution that ATen keeps from oneDNN (no native bf16 there: an AVX2 CPU, or
+    ``ONEDNN_MAX_CPU_ISA=AVX2``): aten/src/ATen/native/Convolution.cpp runs it group by group (``_convolution_nogroup``)
+    and concatenates; measured (torch.profiler, AVX2, 1 and 2 threads): scratch the size of the output forward, of the
+    input plus weights backward, whatever the layout."""
+    return x.dtype in (torch.bfloat16, torch.float16) and i == 1 and groups == o and groups > 1
 
 
 def channels_last_conv(x: torch.Tensor, w: torch.Tensor) -> bool:
@@ -221,8 +231,12 @@ def _conv_backward(args: tuple, facts: CpuFacts) -> int:
     o, i, kh, kw = w.shape
     e = x.element_size()
     if not _uses_onednn(x, w, stride, dilation, transposed, groups, facts):
+        if _low_precision_depthwise(x, i, o, groups):
+            return e * x.numel() + e * o * kh * kw + e * o  # the per-group input gradients, weights and bias gradients
         pointwise = kh == kw == 1 and all(s == 1 for s in stride) and all(p == 0 for p in padding)
-        return 0 if pointwise else e * n * c * kh * kw * grad.shape[2] * grad.shape[3]
+        if pointwise:
+            return 4 * grad.numel() if x.dtype in (torch.bfloat16, torch.float16) else 0  # bf16 accumulates the gradient in fp32
+        return e * n * c * kh * kw * grad.shape[2] * grad.shape[3]
     b = facts.block
     out_pixels = grad.shape[2] * grad.shape[3]
     if channels_last_conv(x, w) and x.dtype in (torch.bfloat16, torch.float16) and facts.native_bf16 and i == 1 and groups == o and mask[1] and kh * kw > 9:
