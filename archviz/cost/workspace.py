@@ -147,7 +147,7 @@ def _conv_forward(args: tuple, facts: CpuFacts) -> int:
         return 0 if (kh == kw == 1 and all(st == 1 for st in stride)) else e * n * c * kh * kw * ho * wo  # oneDNN's gemm kernel: im2col
     b = facts.block
     if channels_last_conv(x, w):
-        return _conv_forwardchannels_last_conv(o, i, kh, kw, groups, e, b)
+        return _conv_forward_channels_last(o, i, kh, kw, groups, e, b, _one_weight_copy(kh, kw, b, facts))
     out = e * n * _blocked(o, b) * ho * wo
     weights = e * _blocked(o, b) * (_blocked(i, b) if groups == 1 else i) * kh * kw
     if c % b == 0:
@@ -173,14 +173,20 @@ def channels_last_conv(x: torch.Tensor, w: torch.Tensor) -> bool:
     return nhwc(x) or nhwc(w)
 
 
-def _conv_forwardchannels_last_conv(o: int, i: int, kh: int, kw: int, groups: int, e: int, b: int) -> int:
+def _one_weight_copy(kh: int, kw: int, b: int, facts: CpuFacts) -> bool:
+    """oneDNN's AVX2 1x1 NHWC kernels with 2+ threads read the plain weights: one weight copy fewer forward and backward
+    (measured with torch.profiler on ConvNeXt's 1x1 layers; with 1 thread, and on AVX-512, both copies are made)."""
+    return kh == kw == 1 and b == 8 and facts.threads > 1
+
+
+def _conv_forward_channels_last(o: int, i: int, kh: int, kw: int, groups: int, e: int, b: int, one_copy: bool = False) -> int:
     """oneDNN's NHWC forward (aten/src/ATen/native/mkldnn/Conv.cpp, ``_mkldnn_convolution`` with a channels-last
     memory format): input and output stay in the tensors' own NHWC layout, only the weights are reordered. A depthwise
     kernel keeps one blocked copy of them (channels padded to the block); other kernels keep a plain copy and a blocked one.
     Measured with torch.profiler: exact for depthwise convolutions; dense ones add 8-30 KB of oneDNN scratchpad, not modelled."""
     if i == 1 and groups == o:
         return e * _blocked(o, b) * kh * kw
-    return 2 * e * o * i * kh * kw
+    return (1 if one_copy else 2) * e * o * i * kh * kw
 
 
 def _depthwise_channels_last_backward(o: int, kh: int, kw: int, groups: int, e: int, b: int, mask: Any) -> int:
@@ -195,13 +201,15 @@ def _depthwise_channels_last_backward(o: int, kh: int, kw: int, groups: int, e: 
     return padded + e * o * kh * kw + (e * o if mask[2] else 0)
 
 
-def _dense_channels_last_backward(o: int, i: int, kh: int, kw: int, groups: int, e: int, b: int, mask: Any) -> int:
+def _dense_channels_last_backward(o: int, i: int, kh: int, kw: int, groups: int, e: int, b: int, mask: Any, one_copy: bool = False) -> int:
     """oneDNN's NHWC backward for other convolutions: backward-data reads the weights reordered into blocks;
     backward-weights writes a blocked weight gradient and two plain weight-sized copies before the result is copied out.
     Input and output gradients stay NHWC, with no blocked copies. Measured with torch.profiler (AVX-512 and AVX2, 1 and 2
     threads); a strided backward-data adds oneDNN scratchpad (up to about a third of the input gradient), not modelled."""
     blocked = e * _blocked(o, b) * (_blocked(i, b) if groups == 1 else i) * kh * kw
     plain = e * o * i * kh * kw
+    if one_copy:
+        return 2 * plain if mask[1] else plain
     return max(blocked if mask[0] else 0, blocked + 2 * plain if mask[1] else 0)
 
 
@@ -251,7 +259,7 @@ def _conv_backward(args: tuple, facts: CpuFacts) -> int:
         copy = 0 if grad.is_contiguous(memory_format=torch.channels_last) else e * grad.numel()
         if i == 1 and groups == o:
             return copy + _depthwise_channels_last_backward(o, kh, kw, groups, e, b, mask)
-        return copy + _dense_channels_last_backward(o, i, kh, kw, groups, e, b, mask)
+        return copy + _dense_channels_last_backward(o, i, kh, kw, groups, e, b, mask, _one_weight_copy(kh, kw, b, facts))
     elif x.dtype == torch.float32 and not grad.is_contiguous():
         copy = e * grad.numel()
     else:
