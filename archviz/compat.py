@@ -226,3 +226,32 @@ def mkldnn_bf16_supported() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError) as exc:
         raise _missing("torch.ops.mkldnn._is_mkldnn_bf16_supported", exc) from None
+
+
+@contextlib.contextmanager
+def replaced_vf_lstm(make: Callable[[Callable], Callable]) -> Iterator[None]:
+    """Swap ``torch._VF.lstm`` (what ``nn.LSTM.forward`` calls) for ``make(original)``, process-wide, while it lasts.
+
+    ``torch._VF`` is torch's private module of the C++ ``_VariableFunctions``; nn.LSTM looks ``lstm`` up on it at each call.
+    """
+    from torch import _VF
+
+    try:
+        original = _VF.lstm
+    except AttributeError as exc:
+        raise _missing("torch._VF.lstm", exc) from None
+    _VF.lstm = make(original)
+    try:
+        yield
+    finally:
+        del _VF.lstm  # back to the module's own lookup of torch._C._VariableFunctions.lstm
+
+
+def mkldnn_rnn_layer() -> Callable:
+    """ATen's oneDNN LSTM layer (``torch.ops.aten.mkldnn_rnn_layer``, the kernel a CPU runs for nn.LSTM), with its meta kernel."""
+    import torch
+
+    try:
+        return torch.ops.aten.mkldnn_rnn_layer
+    except (AttributeError, RuntimeError) as exc:
+        raise _missing("torch.ops.aten.mkldnn_rnn_layer", exc) from None

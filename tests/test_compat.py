@@ -308,3 +308,29 @@ def test_forward_flop_counter_counts_totals_and_sees_every_aten_op():
     assert any("cdist" in n for n in names) and any(n.endswith("mm") for n in names)
     mm = next(op for op in counter.archviz_seen if str(op).endswith("mm"))
     assert compat.has_flop_formula(counter, mm)
+
+
+def test_replaced_vf_lstm_and_the_onednn_lstm_layer():
+    from torch import _VF
+
+    original = _VF.lstm
+    calls = []
+
+    def make(orig):
+        def lstm(*args):
+            calls.append(len(args))
+            return orig(*args)
+
+        return lstm
+
+    net = nn.LSTM(8, 16, batch_first=True)
+    with compat.replaced_vf_lstm(make):
+        out, _ = net(torch.randn(2, 5, 8))
+    assert calls == [9] and tuple(out.shape) == (2, 5, 16)
+    assert _VF.lstm == original  # the swap is undone
+    layer = compat.mkldnn_rnn_layer()
+    x, w_ih, w_hh, b, h = torch.randn(5, 2, 8), torch.randn(64, 8), torch.randn(64, 16), torch.zeros(64), torch.zeros(2, 16)
+    out, hy, cy, kept = layer(x, w_ih, w_hh, b, b, h, h, False, [], 2, 16, 1, True, False, False, True)
+    assert tuple(out.shape) == (5, 2, 16) and tuple(hy.shape) == tuple(cy.shape) == (2, 16) and kept.numel() > 0
+    meta = [t.to("meta") for t in (x, w_ih, w_hh, b, b, h, h)]  # the meta kernel exists (no workspace: simulate.onednn_lstm adds it)
+    assert tuple(layer(*meta, False, [], 2, 16, 1, True, False, False, True)[0].shape) == (5, 2, 16)

@@ -42,7 +42,12 @@ if TYPE_CHECKING:
     from archviz.trace.record import Trace
 
 # What the CPU scratch rules estimate or leave out (archviz/cost/workspace.py, README's limits).
-CPU_UNCERTAIN = "estimated: oneDNN's 20-25 KiB reduction bookkeeping per convolution with 2+ threads; not modelled: bf16 matmul scratch, up to ~40 KB per call"
+CPU_UNCERTAIN = (
+    "estimated: oneDNN's 20-25 KiB reduction bookkeeping per convolution with 2+ threads; not modelled: bf16 matmul scratch, up to ~40 KB per call, "
+    "oneDNN's scratchpad in channels-last dense convolutions (8-300 KB); "
+    "estimated: bf16 channels-last depthwise backward's per-image scratchpad (within 8% from 14x14 up, 22% under at 7x7), "
+    "LSTM backward's weight copies at hidden sizes of 200 and more (fitted on three shapes)"
+)
 
 # What is predicted, in a few words (the JSON's ``memory.step``; archviz.step has the code).
 STEP = "2nd step of zero_grad(set_to_none) -> forward -> backward -> optimizer.step (d2l order)"
@@ -89,6 +94,13 @@ class MemoryEstimate:
     # What was alive at the peak, as (module that made it or None, category, aten op, bytes); sums to peak_bytes
     peak_parts: tuple[tuple[str | None, str, str, int], ...] = ()
     inference_peak_parts: tuple[tuple[str | None, str, str, int], ...] = ()  # the same at the eval forward's peak
+    unseen: dict[str, int] = field(default_factory=dict)  # what the simulation cannot see into (a custom autograd.Function) -> margin, bytes
+    warnings: list[str] = field(default_factory=list)  # one sentence per unseen thing, with its margin
+
+    @property
+    def peak_with_margin_bytes(self) -> int:
+        """The peak plus every stated margin: the most the step may need when what was not seen allocates."""
+        return self.peak_bytes + sum(self.unseen.values())
 
     @property
     def batch(self) -> int:
@@ -196,6 +208,7 @@ def predict_memory(
         weight_decay=weight_decay,
         workspace=kernel_scratch,
     )
+    warnings = [unseen_warning(name, margin) for name, margin in sorted(step.unseen.items())]
     return MemoryEstimate(
         **common,
         params_bytes=step.params_bytes,
@@ -212,9 +225,21 @@ def predict_memory(
         kept_by_module=step.kept_by_module,
         outputs=step.outputs,
         kernel_scratch_bytes=step.peak.workspace,
-        kernel_rules=rules,
+        kernel_rules="; ".join([rules, *warnings]),
         peak_parts=step.at_peak,
         inference_peak_parts=inference.at_peak,
+        unseen=dict(step.unseen),
+        warnings=warnings,
+    )
+
+
+def unseen_warning(name: str, margin: int) -> str:
+    """The sentence for a custom autograd.Function the simulation runs but cannot see into."""
+    from archviz.cost.units import format_bytes
+
+    return (
+        f"custom autograd.Function {name}: work it does outside torch operators is not seen; "
+        f"allow up to {format_bytes(margin)} more (one more copy of what one call saves for backward)"
     )
 
 

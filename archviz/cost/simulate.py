@@ -25,7 +25,19 @@ import torch
 from torch import nn
 
 from archviz.choices import Optimizer
-from archviz.compat import TorchDispatchMode, WeakIdKeyDictionary, fake_mode, fused_adam_on_meta, is_fake, replaced_sdpa, sdpa_kernels, tree_leaves
+from archviz.compat import (
+    TorchDispatchMode,
+    WeakIdKeyDictionary,
+    fake_mode,
+    fused_adam_on_meta,
+    is_fake,
+    mkldnn_rnn_layer,
+    replaced_sdpa,
+    replaced_vf_lstm,
+    sdpa_kernels,
+    tree_leaves,
+)
+from archviz.cost.workspace import channels_last_conv, lstm_workspace_bytes
 from archviz.errors import RunError, TooLarge
 from archviz.step import make_optimizer, train_step
 
@@ -174,6 +186,10 @@ class StorageTracker(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if self.count_host and func is torch.ops.aten.convolution.default and out.device.type == "meta" and channels_last_conv(args[0], args[1]):
+            # a CPU convolution returns channels-last when its input or weight is (ATen's cpu_conv_use_channels_last);
+            # torch's meta kernel returns NCHW, and every later op's strides (and kernel copies) would follow it
+            out = torch.empty_like(out, memory_format=torch.channels_last)
         leaves = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
         if leaves:
             name = func.overloadpacket.__name__
@@ -266,6 +282,74 @@ def attention_backend(on_gpu: bool) -> Iterator[None]:
         yield
 
 
+def _release_workspace(node: Any, *_: Any) -> None:
+    node.metadata.pop("onednn_workspace", None)
+
+
+_LSTM = 2  # ideep::rnn_kind::LSTM, the mode ATen passes to mkldnn_rnn_layer
+
+
+@contextlib.contextmanager
+def onednn_lstm(on_gpu: bool) -> Iterator[None]:
+    """Run ``nn.LSTM`` on meta tensors as a CPU runs it: one oneDNN kernel per layer and direction.
+
+    On a CPU, ATen's ``lstm`` hands fp32 (and oneDNN-supported bf16) inputs to oneDNN
+    (``use_mkldnn`` and ``mkldnn_rnn`` in aten/src/ATen/native/RNN.cpp and native/mkldnn/RNN.cpp):
+    ``mkldnn_rnn_layer`` keeps its output and a workspace for backward, not the gates of every
+    time step. On meta tensors ATen takes its generic path (cell by cell, every gate kept), a
+    different memory profile. This replays ``mkldnn_rnn`` with the same ops (the transpose and
+    contiguous copy of a batch-first input, the per-layer kernel, the concatenation of
+    directions, dropout between layers, the stacked final states); the kernel's scratch is a
+    workspace rule (archviz.cost.workspace). Packed sequences and projections keep torch's path.
+    """
+    if on_gpu:
+        yield
+        return
+    layer = mkldnn_rnn_layer()
+
+    def make(original: Callable) -> Callable:
+        def lstm(*args: Any) -> Any:
+            if len(args) != 9 or not isinstance(args[1], (tuple, list)) or args[0].device.type != "meta":
+                return original(*args)  # a packed sequence, or tensors a real kernel runs
+            x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first = args
+            directions = 2 if bidirectional else 1
+            stride = 4 if has_biases else 2
+            if len(params) != stride * num_layers * directions or x.dtype not in (torch.float32, torch.bfloat16) or x.dim() != 3:
+                return original(*args)  # projections (proj_size), or a dtype oneDNN does not take
+            hidden = hx[0].shape[-1]
+            layer_input = (x.transpose(0, 1) if batch_first else x).contiguous()
+            h0, c0 = hx[0].contiguous(), hx[1].contiguous()
+            hy, cy = [], []
+            for depth in range(num_layers):
+                outputs = []
+                for direction in range(directions):
+                    index = depth * directions + direction
+                    w = params[index * stride : index * stride + stride]
+                    b_ih = w[2] if has_biases else torch.zeros(w[0].shape, dtype=w[0].dtype, device=w[0].device)
+                    b_hh = w[3] if has_biases else torch.zeros(w[1].shape, dtype=w[1].dtype, device=w[1].device)
+                    flags = (direction > 0, [], _LSTM, hidden, num_layers, has_biases, bidirectional, batch_first, train)
+                    out, h, c, kept = layer(layer_input, w[0], w[1], b_ih, b_hh, h0[index], c0[index], *flags)
+                    if kept.numel() == 0 and out.grad_fn is not None:
+                        # the meta kernel returns no workspace; the CPU kernel's lives as long as the backward node
+                        size = lstm_workspace_bytes(*layer_input.shape, hidden)
+                        node = out.grad_fn
+                        node.metadata["onednn_workspace"] = torch.empty(size, dtype=torch.uint8, device=x.device)
+                        node.register_hook(functools.partial(_release_workspace, node))  # freed after the node runs, as autograd frees saved tensors
+                    outputs.append(out)
+                    hy.append(h)
+                    cy.append(c)
+                layer_input = outputs[0] if directions == 1 else torch.cat(outputs, -1)
+                if dropout and train and depth < num_layers - 1:
+                    layer_input = torch.nn.functional.dropout(layer_input, dropout, True)
+            output = layer_input.transpose(0, 1) if batch_first else layer_input
+            return output, torch.stack(hy, 0), torch.stack(cy, 0)
+
+        return lstm
+
+    with replaced_vf_lstm(make):
+        yield
+
+
 def simulated_loss(y_hat: Any, y: torch.Tensor) -> torch.Tensor:
     """The loss the simulation (and its measurement) backpropagates, for any output structure.
 
@@ -307,6 +391,7 @@ class StepRecord:
     kept_by_module: dict[str, int] = field(default_factory=dict)
     outputs: int = 1  # floating-point tensors in the model's output, summed into the loss
     at_peak: tuple[tuple[str | None, str, str, int], ...] = ()  # (module, category, op, bytes) alive at the peak; adds up to it
+    unseen: dict[str, int] = field(default_factory=dict)  # custom autograd.Function -> its margin in bytes (see custom_functions)
 
 
 def _at_peak(tracker: StorageTracker) -> tuple[tuple[str | None, str, str, int], ...]:
@@ -339,6 +424,7 @@ def _simulation(
         model.train(train)
         stack.enter_context(tracker)
         stack.enter_context(attention_backend(on_gpu))
+        stack.enter_context(onednn_lstm(on_gpu))
         _track_model(model, tracker)
         yield tracker, device
 
@@ -440,8 +526,15 @@ def simulate_training(
         trainable = [p for p in model.parameters() if p.requires_grad]
         opt = make_optimizer(optimizer, trainable, weight_decay=weight_decay, on_gpu=on_gpu) if trainable else None
         autocast = (lambda: torch.autocast("cpu", dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
+        unseen: dict[str, int] = {}
+
+        def loss(y_hat: Any, target: torch.Tensor) -> torch.Tensor:
+            value = simulated_loss(y_hat, target)
+            custom_functions(value, unseen)
+            return value
+
         with module_scope(model, tracker), _named_failures(tracker):
-            state = train_step(model, simulated_loss, opt, X, y, autocast, tracker.in_phase)
+            state = train_step(model, loss, opt, X, y, autocast, tracker.in_phase)
             outputs = floating_outputs(state[1])
             _label_after_step(model, opt, tracker, host_steps=on_gpu)
             tracker.start_window()
@@ -453,12 +546,36 @@ def simulate_training(
                     forward_end[0] = tracker.clock
                 return tracker.in_phase(name)
 
-            state = train_step(model, simulated_loss, opt, X, y, autocast, phase)
+            state = train_step(model, loss, opt, X, y, autocast, phase)
             _label_after_step(model, opt, tracker, host_steps=on_gpu)
             del state
         record = _record(tracker, window, forward_end[0] or tracker.clock)
         record.outputs = outputs
+        record.unseen = unseen
         return record
+
+
+def custom_functions(loss: torch.Tensor, found: dict[str, int]) -> None:
+    """Name every custom ``torch.autograd.Function`` in ``loss``'s graph, with a margin for what the simulation cannot see.
+
+    Its forward and backward run on meta tensors like any Python code, so the torch operators
+    they call are counted; what they do outside torch's operators (NumPy, a C extension, work
+    that depends on the values) is not. The margin is the largest set of tensors one call saves
+    for backward: room for one more copy of them, the size of the temporaries such code makes.
+    """
+    seen: set[int] = set()
+    stack = [loss.grad_fn] if loss.grad_fn is not None else []
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        forward = getattr(node, "_forward_cls", None)
+        if forward is not None:
+            saved = sum(t.untyped_storage().nbytes() for t in getattr(node, "saved_tensors", ()) if isinstance(t, torch.Tensor))
+            name = getattr(forward, "__qualname__", type(node).__name__)
+            found[name] = max(found.get(name, 0), saved)
+        stack.extend(next_node for next_node, _ in node.next_functions)
 
 
 def _track_model(model: nn.Module, tracker: StorageTracker) -> None:

@@ -139,16 +139,78 @@ def _conv_forward(args: tuple, facts: CpuFacts) -> int:
     wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     e = x.element_size()
     if not _uses_onednn(x, w, stride, dilation, transposed, groups, facts):
+        if _low_precision_depthwise(x, i, o, groups):
+            return e * n * o * ho * wo  # ATen's per-group loop: every group's output, then their concatenation
         pointwise = kh == kw == 1 and all(s == 1 for s in stride) and all(p == 0 for p in padding)
         return 0 if pointwise else e * n * c * kh * kw * ho * wo  # im2col columns
     if x.dtype in (torch.bfloat16, torch.float16) and not facts.native_bf16:
         return 0 if (kh == kw == 1 and all(st == 1 for st in stride)) else e * n * c * kh * kw * ho * wo  # oneDNN's gemm kernel: im2col
     b = facts.block
+    if channels_last_conv(x, w):
+        return _conv_forward_channels_last(o, i, kh, kw, groups, e, b, _one_weight_copy(kh, kw, b, facts))
     out = e * n * _blocked(o, b) * ho * wo
     weights = e * _blocked(o, b) * (_blocked(i, b) if groups == 1 else i) * kh * kw
     if c % b == 0:
         return max(out, e * n * c * h * wd + weights)
     return out
+
+
+def _low_precision_depthwise(x: torch.Tensor, i: int, o: int, groups: int) -> bool:
+    """A bf16/fp16 depthwise convolution that ATen keeps from oneDNN (no native bf16 there: an AVX2 CPU, or
+    ``ONEDNN_MAX_CPU_ISA=AVX2``): aten/src/ATen/native/Convolution.cpp runs it group by group (``_convolution_nogroup``)
+    and concatenates; measured (torch.profiler, AVX2, 1 and 2 threads): scratch the size of the output forward, of the
+    input plus weights backward, whatever the layout."""
+    return x.dtype in (torch.bfloat16, torch.float16) and i == 1 and groups == o and groups > 1
+
+
+def channels_last_conv(x: torch.Tensor, w: torch.Tensor) -> bool:
+    """Whether ATen runs oneDNN in NHWC: ``mkldnn_conv_use_channels_last`` (aten/src/ATen/native/ConvUtils.h) asks the
+    input's and the weight's ``suggest_memory_format``; a tensor that is both contiguous and channels-last counts as contiguous."""
+
+    def nhwc(t: torch.Tensor) -> bool:
+        return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+    return nhwc(x) or nhwc(w)
+
+
+def _one_weight_copy(kh: int, kw: int, b: int, facts: CpuFacts) -> bool:
+    """oneDNN's AVX2 1x1 NHWC kernels with 2+ threads read the plain weights: one weight copy fewer forward and backward
+    (measured with torch.profiler on ConvNeXt's 1x1 layers; with 1 thread, and on AVX-512, both copies are made)."""
+    return kh == kw == 1 and b == 8 and facts.threads > 1
+
+
+def _conv_forward_channels_last(o: int, i: int, kh: int, kw: int, groups: int, e: int, b: int, one_copy: bool = False) -> int:
+    """oneDNN's NHWC forward (aten/src/ATen/native/mkldnn/Conv.cpp, ``_mkldnn_convolution`` with a channels-last
+    memory format): input and output stay in the tensors' own NHWC layout, only the weights are reordered. A depthwise
+    kernel keeps one blocked copy of them (channels padded to the block); other kernels keep a plain copy and a blocked one.
+    Measured with torch.profiler: exact for depthwise convolutions; dense ones add 8-30 KB of oneDNN scratchpad, not modelled."""
+    if i == 1 and groups == o:
+        return e * _blocked(o, b) * kh * kw
+    return (1 if one_copy else 2) * e * o * i * kh * kw
+
+
+def _depthwise_channels_last_backward(o: int, kh: int, kw: int, groups: int, e: int, b: int, mask: Any) -> int:
+    """oneDNN's NHWC depthwise backward-weights (the issue-19 ConvNeXt case): the weight gradient is computed in a
+    grouped, blocked format that pads each group's single input and output channel to a full block, a buffer of
+    groups x block x block x kh x kw elements (36.75 MiB for a 768-channel 7x7 convolution with 16-channel blocks),
+    beside a plain copy of the weights and the bias gradient. It does not depend on the batch or the image size.
+    Measured with torch.profiler on AVX-512 (16-channel blocks) and AVX2 (8), 1 and 2 threads, 16-768 channels, k = 3-9."""
+    if not mask[1]:
+        return 0
+    padded = e * groups * b * b * kh * kw if kh * kw > 9 else 0  # 3x3 and smaller: oneDNN's dw kernel handles NHWC directly
+    return padded + e * o * kh * kw + (e * o if mask[2] else 0)
+
+
+def _dense_channels_last_backward(o: int, i: int, kh: int, kw: int, groups: int, e: int, b: int, mask: Any, one_copy: bool = False) -> int:
+    """oneDNN's NHWC backward for other convolutions: backward-data reads the weights reordered into blocks;
+    backward-weights writes a blocked weight gradient and two plain weight-sized copies before the result is copied out.
+    Input and output gradients stay NHWC, with no blocked copies. Measured with torch.profiler (AVX-512 and AVX2, 1 and 2
+    threads); a strided backward-data adds oneDNN scratchpad (up to about a third of the input gradient), not modelled."""
+    blocked = e * _blocked(o, b) * (_blocked(i, b) if groups == 1 else i) * kh * kw
+    plain = e * o * i * kh * kw
+    if one_copy:
+        return 2 * plain if mask[1] else plain
+    return max(blocked if mask[0] else 0, blocked + 2 * plain if mask[1] else 0)
 
 
 # oneDNN's backward-weights kernels split the batch over threads when there are fewer output
@@ -177,10 +239,31 @@ def _conv_backward(args: tuple, facts: CpuFacts) -> int:
     o, i, kh, kw = w.shape
     e = x.element_size()
     if not _uses_onednn(x, w, stride, dilation, transposed, groups, facts):
+        if _low_precision_depthwise(x, i, o, groups):
+            return e * x.numel() + e * o * kh * kw + e * o  # the per-group input gradients, weights and bias gradients
         pointwise = kh == kw == 1 and all(s == 1 for s in stride) and all(p == 0 for p in padding)
-        return 0 if pointwise else e * n * c * kh * kw * grad.shape[2] * grad.shape[3]
+        if pointwise:
+            return 4 * grad.numel() if x.dtype in (torch.bfloat16, torch.float16) else 0  # bf16 accumulates the gradient in fp32
+        return e * n * c * kh * kw * grad.shape[2] * grad.shape[3]
     b = facts.block
     out_pixels = grad.shape[2] * grad.shape[3]
+    if channels_last_conv(x, w) and x.dtype in (torch.bfloat16, torch.float16) and facts.native_bf16 and i == 1 and groups == o and mask[1] and kh * kw > 9:
+        # the bf16 NHWC depthwise backward-weights: the padded buffer of _depthwise_channels_last_backward in bf16, its
+        # fp32 accumulator, and per-image buffers in oneDNN's scratchpad, estimated at 17 fp32 values per element of one
+        # image (measured 66-69 bytes from 14x14 up, independent of the batch, kernel size and threads; 87 at 7x7)
+        per_image = 17 * 4 * c * h * wd
+        return e * groups * b * b * kh * kw * 3 + e * o * kh * kw * 2 + per_image
+    if channels_last_conv(x, w) and x.dtype == torch.float32:
+        # ``mkldnn_convolution_backward`` makes ``grad_output.contiguous(memory_format)``: a copy when the gradient
+        # arrives in the other layout (aten/src/ATen/native/mkldnn/Conv.cpp)
+        copy = 0 if grad.is_contiguous(memory_format=torch.channels_last) else e * grad.numel()
+        if i == 1 and groups == o:
+            return copy + _depthwise_channels_last_backward(o, kh, kw, groups, e, b, mask)
+        return copy + _dense_channels_last_backward(o, i, kh, kw, groups, e, b, mask, _one_weight_copy(kh, kw, b, facts))
+    elif x.dtype == torch.float32 and not grad.is_contiguous():
+        copy = e * grad.numel()
+    else:
+        copy = 0
     if x.dtype in (torch.bfloat16, torch.float16):
         columns = e * c * kh * kw * out_pixels  # one image's im2col columns
         if not facts.native_bf16:  # oneDNN's gemm kernel: the gradient in fp32, the batch's columns (twice with an input gradient)
@@ -190,7 +273,7 @@ def _conv_backward(args: tuple, facts: CpuFacts) -> int:
     if groups != 1:  # grouped and depthwise kernels: the output gradient and input, blocked
         grad_blocked = e * n * _blocked(o, b) * out_pixels
         x_blocked = e * n * c * h * wd if c % b == 0 else 0
-        return max(e * _blocked(o, b) * i * kh * kw, grad_blocked + x_blocked)
+        return copy + max(e * _blocked(o, b) * i * kh * kw, grad_blocked + x_blocked)
     grad_input = e * n * c * h * wd if mask[0] else 0
     outputs = grad_input + (e * o * i * kh * kw if mask[1] else 0) + (e * o if mask[2] else 0)
     peak = 0
@@ -212,7 +295,102 @@ def _conv_backward(args: tuple, facts: CpuFacts) -> int:
             reduction = (split - 1) * weight_grad + REDUCTION_EXTRA[b]
         working = e * n * _blocked(o, b) * out_pixels + src + weight_grad + reduction
         peak = max(peak, grad_input + working, outputs + weight_grad)
-    return max(peak - outputs, 0)
+    return copy + max(peak - outputs, 0)
+
+
+def _onednn_ld(n: int) -> int:
+    """oneDNN's ``get_good_ld`` for fp32 (src/cpu/rnn/rnn_utils.hpp): rounded up to 16 floats, plus 16 at a multiple of 256 (cache aliasing)."""
+    n = _blocked(n, 16)
+    return n + 16 if n % 256 == 0 else n
+
+
+def _page(n: int) -> int:
+    return -(-n // 4096) * 4096
+
+
+def lstm_workspace_bytes(steps: int, batch: int, inputs: int, hidden: int) -> int:
+    """The workspace oneDNN's LSTM layer returns for backward in training (``mkldnn_rnn_layer``'s 4th output).
+
+    torch's meta kernel returns an empty one; the real kernel allocates oneDNN's
+    ``workspace_desc`` (src/cpu/rnn/rnn_utils.cpp, one layer and direction per call): the
+    gates of every step (T x B x ld(4H)), the hidden states (T x B x ld(H)), and five buffers of
+    states over T + 1 steps and 2 layers (three as wide as max(I, H), two as H), each part
+    aligned to a 4 KiB page. Measured exact on 13 of 16 shapes (fp32, every ISA and thread
+    count gives the same bytes); over by 1-1.8% when 4H is a multiple of 256 floats or H = 200.
+    """
+    wide, narrow = _onednn_ld(max(inputs, hidden)), _onednn_ld(hidden)
+    states = 2 * (steps + 1) * batch
+    return _page(4 * steps * batch * _onednn_ld(4 * hidden)) + _page(4 * steps * batch * narrow) + 3 * _page(4 * states * wide) + 2 * _page(4 * states * narrow)
+
+
+def _lstm_layer(args: tuple, backward: bool) -> int:
+    """oneDNN's LSTM layer (``mkldnn_rnn_layer``, aten/src/ATen/native/mkldnn/RNN.cpp, and its backward).
+
+    Inside the kernel: the four gates of every time step (T x B x 4H), the weights reordered
+    into oneDNN's layout (4H x (I + H)), the summed bias, a few B x H state buffers and one row
+    of H per step; backward adds the gradient of every step's hidden state (T x B x H).
+    Measured with torch.profiler (fp32, 14 shapes, AVX-512 and AVX2, 1 and 2 threads: the same
+    bytes in all four): within 0.5% for hidden sizes 128-192, within 7% at 64 and below (a few
+    KiB). For hidden sizes of 200 and more the backward keeps a further copy of the weights,
+    estimated from three shapes only -- named in CPU_UNCERTAIN.
+    """
+    x, w_ih = args[0], args[1]
+    if x.dim() != 3:
+        return 0
+    steps, batch, inputs = x.shape
+    hidden = w_ih.shape[0] // 4
+    e = 4  # oneDNN computes and keeps its gates in fp32
+    scratch = 4 * hidden * (steps * batch + inputs + hidden + 1) + steps * hidden
+    scratch += (steps * batch * hidden + 8 * batch * hidden) if backward else 6 * batch * hidden
+    if backward and hidden >= 200:
+        # estimated from three shapes: the backward also keeps a copy of the recurrent weights (and of the input
+        # weights when the input width is not a multiple of 16) at hidden sizes of 200 and more
+        scratch += 4 * hidden * (hidden + (inputs if inputs % 16 else 0))
+    return e * scratch
+
+
+# TensorIterator ops that compute in the inputs' common dtype (build_borrowing_binary_op, comparison ops and
+# friends: ``promote_inputs_to_common_dtype``). On a CPU, TensorIteratorBase::compute_types copies every input of
+# another dtype into a temporary of the common dtype (``op.tensor().to(common_dtype_)``) before the loop runs; a GPU
+# casts inside the kernel instead. ``g * (x > 0)`` copies the bool mask to a float tensor; under autocast an fp32 + bf16
+# add copies the bf16 input to fp32.
+PROMOTING = frozenset(
+    "add sub rsub mul div true_divide floor_divide remainder fmod pow atan2 maximum minimum fmax fmin eq ne lt le gt ge "
+    "addcmul addcdiv lerp hypot copysign xlogy logaddexp logaddexp2 nextafter heaviside where".split()
+)
+
+
+def _promotion_copies(name: str, args: tuple) -> int:
+    """Bytes of the common-dtype copies a CPU TensorIterator makes of inputs in another dtype (aten/src/ATen/TensorIterator.cpp)."""
+    tensors = [a for a in (args[1:] if name == "where" else args) if isinstance(a, torch.Tensor)]  # where's condition stays bool
+    if len(tensors) < 2:
+        return 0
+    common = tensors[0].dtype
+    for t in tensors[1:]:
+        common = torch.promote_types(common, t.dtype) if t.dim() and tensors[0].dim() else torch.result_type(tensors[0], t)
+    size = torch.empty((), dtype=common).element_size()
+    return sum(t.numel() * size for t in tensors if t.dtype != common and t.dim())
+
+
+# Kernels that make a contiguous copy of an input that is not (``input.contiguous()`` / ``expect_contiguous()`` at the
+# top of the CPU kernel): softmax (aten/src/ATen/native/SoftMax.cpp: softmax_cpu_out, softmax_backward_cpu_out and the
+# log_softmax ones) and layer norm (aten/src/ATen/native/layer_norm.cpp: layer_norm_cpu, layer_norm_backward_cpu).
+CONTIGUOUS_INPUTS = {
+    "_softmax": (0,),
+    "_log_softmax": (0,),
+    "_softmax_backward_data": (0, 1),
+    "_log_softmax_backward_data": (0, 1),
+    "native_layer_norm": (0,),
+    "native_layer_norm_backward": (0, 1),
+}
+
+
+def _contiguous_copies(name: str, args: tuple) -> int:
+    return sum(
+        args[k].numel() * args[k].element_size()
+        for k in CONTIGUOUS_INPUTS[name]
+        if k < len(args) and isinstance(args[k], torch.Tensor) and not args[k].is_contiguous()
+    )
 
 
 def cpu_workspace(facts: CpuFacts) -> Any:
@@ -233,6 +411,16 @@ def _cpu_scratch(func: Any, args: tuple, facts: CpuFacts) -> int:
         return _conv_backward(args, facts)
     if name == "native_batch_norm_backward":
         return args[1].numel() * args[1].element_size()
+    base = name.rstrip("_")
+    if base in PROMOTING:
+        return _promotion_copies(base, args)
+    if name == "mean" and args[0].dtype in (torch.bfloat16, torch.float16) and args[0].dim():
+        # CPU mean of bf16/fp16 sums in fp32 (aten/src/ATen/native/ReduceOps.cpp, mean_out: "cast_fp32 -> sum -> div"): an fp32 copy of the input
+        return 4 * args[0].numel()
+    if name in CONTIGUOUS_INPUTS:
+        return _contiguous_copies(name, args)
+    if name in ("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward"):
+        return _lstm_layer(args, backward=name.endswith("backward"))
     if name == "native_batch_norm" and args[0].dim() >= 2:
         return 2 * args[0].shape[1] * 4  # per-channel mean and inverse std, fp32
     return 0
