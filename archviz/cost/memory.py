@@ -120,10 +120,6 @@ class MemoryEstimate:
                 totals[prefix] = totals.get(prefix, 0) + nbytes
         return totals
 
-    def kept_for(self, path: str) -> int:
-        """Bytes kept for backward that were produced inside the module at ``path`` (see kept_under)."""
-        return self.kept_under().get(path, 0)
-
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["input_shape"] = list(self.input_shape)

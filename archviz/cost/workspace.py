@@ -19,7 +19,7 @@ under the CPU's own ISA and under AVX2, with 1 and 2 threads.
 - Batch norm's CPU backward makes one copy the size of its input.
 
 On a GPU the equivalent scratch (cuDNN workspaces) depends on the algorithm cuDNN picks at
-run time; it is not modelled (``cuda_workspace`` returns 0), see the README's limits.
+run time; it is not modelled (docs/limits.md).
 """
 
 from __future__ import annotations
@@ -423,9 +423,4 @@ def _cpu_scratch(func: Any, args: tuple, facts: CpuFacts) -> int:
         return _lstm_layer(args, backward=name.endswith("backward"))
     if name == "native_batch_norm" and args[0].dim() >= 2:
         return 2 * args[0].shape[1] * 4  # per-channel mean and inverse std, fp32
-    return 0
-
-
-def cuda_workspace(func: Any, args: tuple, kwargs: dict, out: Any) -> int:
-    """cuDNN/cuBLAS scratch is chosen at run time on the GPU; not modelled."""
     return 0
