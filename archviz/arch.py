@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import importlib
 import inspect
+import math
 import os
 import sys
 import threading
@@ -81,6 +82,7 @@ class Arch:
     params: Mapping[str, Any] = field(default_factory=dict)
     default_inputs: tuple[InputSpec, ...] = ()  # when the model takes more than one float ``default_input``
     title: str = ""  # the name tables and diagrams show when it is not ``name``: a callable's display name, or --title
+    _native: dict[str, Shape] = field(default_factory=dict, compare=False, repr=False)  # a callable's own input, found once
 
     @property
     def display_name(self) -> str:
@@ -96,8 +98,14 @@ class Arch:
 
     @property
     def inputs(self) -> tuple[InputSpec, ...]:
-        """The inputs used when none is given."""
-        return self.default_inputs or (InputSpec(self.default_input),)
+        """The inputs used when none is given: for a callable, what the model says it takes (see native_input)."""
+        if self.default_inputs:
+            return self.default_inputs
+        if self.kind == "callable":
+            if "input" not in self._native:
+                self._native["input"] = native_input(self.build(device="meta"), self.default_input)
+            return (InputSpec(self._native["input"]),)
+        return (InputSpec(self.default_input),)
 
     def input_specs(self, inputs: Any = None) -> tuple[InputSpec, ...] | dict[str, InputSpec]:
         """``inputs`` as InputSpecs (positional tuple or keyword dict); None means the architecture's own."""
@@ -273,6 +281,48 @@ def _callable(text: str, kwargs: dict[str, Any]) -> Arch:
     factory = _checked_factory(lambda: target(**kwargs), text, kwargs)
     description = (target.__doc__ or "").strip().splitlines()[0] if target.__doc__ else text
     return Arch(text, "callable", TORCHVISION_DEFAULT_INPUT, description, factory=factory, params=kwargs, title=callable_title(module_name, kwargs))
+
+
+def first_layer_input(model: Any) -> tuple[int | None, int | None]:
+    """(channels, size) that the model's first conv or linear layer reads; None where it does not say.
+
+    The first in definition order (a stem is defined first in torchvision and timm models). A conv
+    gives the channels; a linear layer on flattened images gives 1 channel and the side when its
+    input features are a square (784 = 28 x 28), else 3 channels when a third of them is one.
+    """
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.ConvTranspose2d):
+            return module.in_channels, None
+        if isinstance(module, nn.Linear):
+            for channels in (1, 3):
+                side = math.isqrt(module.in_features // channels)
+                if module.in_features % channels == 0 and side * side * channels == module.in_features:
+                    return channels, side
+            return None, None
+    return None, None
+
+
+def native_size(model: Any) -> int | None:
+    """The square input size a timm model was made for (its ``pretrained_cfg["input_size"]``, e.g. 384 for
+    swin_base_patch4_window12_384, whose patch embedding refuses any other), or None."""
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    size = cfg.get("input_size") if isinstance(cfg, dict) else None
+    if isinstance(size, list | tuple) and len(size) == 3 and size[1] == size[2] and isinstance(size[1], int) and size[1] > 0:
+        return size[1]
+    return None
+
+
+def native_input(model: Any, fallback: Shape) -> Shape:
+    """The image batch a model built by a callable takes: channels from its first conv, the side
+    from a timm model's ``pretrained_cfg`` (384 for a ``*_384`` model) or a first ``Linear(784)``;
+    ``fallback`` (1x3x224x224) for what it does not say."""
+    channels, side = first_layer_input(model)
+    side = native_size(model) or side
+    if len(fallback) != 4 or (channels is None and side is None):
+        return fallback
+    return (fallback[0], channels or fallback[1], side or fallback[2], side or fallback[3])
 
 
 # Parameters by which a model factory names the network it builds (timm's create_model(model_name), ...).

@@ -162,3 +162,18 @@ def test_measurement_stops_at_its_budget():
     slowish = Script({2: [0.2], 1: [0.2]})
     pick_threads(slowish.step, [1, 2], slowish.set_threads, slowish.clock, budget_s=1.0)
     assert slowish.now == pytest.approx(1.2)  # the warm-up round and two measured rounds (0.4 s each), not five
+
+
+@pytest.mark.parametrize(
+    ("callable_", "shape"),
+    [
+        ("usermodels:gray_cnn", [1, 1, 224, 224]),  # channels from the first conv
+        ("usermodels:mlp", [1, 1, 28, 28]),  # a first Linear(784): 1x28x28
+        ("usermodels:made_for_384", [1, 3, 384, 384]),  # timm's pretrained_cfg
+        ("usermodels:tiny_cnn", [1, 3, 224, 224]),  # nothing more said: the default
+    ],
+)
+def test_a_callable_is_traced_on_the_input_it_says_it_takes(cli, callable_, shape):
+    code, out, err = cli("shapes", callable_, "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["input_shape"] == shape

@@ -10,10 +10,10 @@ RuntimeError from the first batch (issue 19).
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
+from archviz.arch import first_layer_input, native_size
 from archviz.errors import ArchvizError, UsageError
 
 
@@ -28,37 +28,6 @@ def parse_train_input(text: str) -> tuple[int, int]:
     if len(dims) != 3 or min(dims) < 1 or dims[1] != dims[2]:
         raise UsageError(f"--input {text!r} must be the square images the model takes, CxSxS (e.g. 1x28x28 or 3x96x96); the batch is --batch-size.")
     return dims[0], dims[1]
-
-
-def first_layer_input(model: Any) -> tuple[int | None, int | None]:
-    """(channels, size) that the model's first conv or linear layer reads; None where it does not say.
-
-    The first in definition order (a stem is defined first in torchvision and timm models). A conv
-    gives the channels; a linear layer on flattened images gives 1 channel and the side when its
-    input features are a square (784 = 28 x 28), else 3 channels when a third of them is one.
-    """
-    from torch import nn
-
-    for module in model.modules():
-        if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.ConvTranspose2d):
-            return module.in_channels, None
-        if isinstance(module, nn.Linear):
-            for channels in (1, 3):
-                side = math.isqrt(module.in_features // channels)
-                if module.in_features % channels == 0 and side * side * channels == module.in_features:
-                    return channels, side
-            return None, None
-    return None, None
-
-
-def native_size(model: Any) -> int | None:
-    """The square input size a timm model was made for (its ``pretrained_cfg["input_size"]``, e.g. 384 for
-    swin_base_patch4_window12_384, whose patch embedding refuses any other), or None."""
-    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
-    size = cfg.get("input_size") if isinstance(cfg, dict) else None
-    if isinstance(size, list | tuple) and len(size) == 3 and size[1] == size[2] and isinstance(size[1], int) and size[1] > 0:
-        return size[1]
-    return None
 
 
 def model_channels(arch: Any) -> tuple[int, int | None]:

@@ -226,3 +226,10 @@ def make(model_name: str = "tiny", num_classes: int = 10) -> nn.Module:
     """A factory that names what it builds, as timm's create_model(model_name) does."""
     widths = {"tiny": (4, 8), "small": (8, 16)}[model_name]
     return configurable(widths=widths)
+
+
+def made_for_384(num_classes: int = 10) -> nn.Module:
+    """Says its input size as timm does (``pretrained_cfg["input_size"]``): shapes and cost trace it at 384."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+    net.pretrained_cfg = {"input_size": (3, 384, 384)}
+    return net
