@@ -367,3 +367,22 @@ def test_torchvision_model_in_the_browser(browser, tmp_path, cli):
     assert (card["params"], card["macs"], card["output"]) == (128 * 64 * 9, 128 * 28 * 28 * 64 * 9, [1, 128, 28, 28])
     assert browser.js("return archviz.search('downsample')")["shown"]
     assert browser.console_errors() == []
+
+
+def test_a_failing_forward_writes_a_partial_page_with_the_layer_in_red(tmp_path, cli, browser):
+    out = tmp_path / "half.html"
+    code, stdout, stderr = cli("diagram", "usermodels:FailsHalfway", "--input", "1x3x32x32", "--depth", "2", "-o", str(out))
+    assert code == 1 and "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "layer 'head.1' (Linear) expects 100 input features but gets 4096" in last
+    assert f"the diagram up to that layer, marked in red, was written to {out}" in last
+    data = json.loads(re.search(r'<script type="application/json"[^>]*>(.*?)</script>', out.read_text(), re.S)[1])
+    assert data["failed"]["op"] == "head.1" and "expects 100 input features" in data["failed"]["error"]
+    assert [o["id"] for o in data["ops"]][-1] == "head.1"  # up to the failing layer, no output
+    open_page(browser, out)
+    assert browser.js("return archviz.failed()") == ["head.1"]
+    colour = browser.js("return document.querySelector('g.vertex.failed rect.box').getAttribute('stroke')")
+    assert colour == "#d62728"
+    assert "partial: the forward failed at head.1" in browser.js("return document.getElementById('facts').textContent")
+    browser.js("archviz.collapse('head')")
+    assert browser.js("return archviz.failed()") == ["head"]  # the closed block around it is red too

@@ -116,25 +116,34 @@ def diagram(
         try:
             trace = loaded.trace(inputs, compute=compute)
         except RunError as exc:
-            if exc.partial is None or fmt is DiagramFormat.html:
+            if exc.partial is None:
                 raise
             failure = exc
     if failure is not None:  # outside user_code: a partial diagram on stdout must reach stdout
-        failed = Decoration(show=figures, title=loaded.title or None, failed=(failure.failed_op, str(failure)))
-        where = _write(failure.partial, path, fmt, depth, direction, fold, force, failed, resolution)
+        if fmt is DiagramFormat.html:
+            where = _write_html(failure.partial, path, depth, direction, fold, force, (failure.failed_op, str(failure)))
+        else:
+            failed = Decoration(show=figures, title=loaded.title or None, failed=(failure.failed_op, str(failure)))
+            where = _write(failure.partial, path, fmt, depth, direction, fold, force, failed, resolution)
         raise RunError(f"{str(failure).rstrip('.')}; the diagram up to that layer, marked in red, was written to {where}.")
     if fmt is DiagramFormat.html:
-        from archviz.render.html import save_html, to_html
-
-        if path is None:
-            sys.stdout.buffer.write(to_html(trace, depth, direction, fold).encode("utf-8"))
-            sys.stdout.buffer.flush()
-            return
-        print(f"wrote {save_html(trace, path, depth, direction, fold, force=force)}")
+        where = _write_html(trace, path, depth, direction, fold, force)
+        if path is not None:
+            print(f"wrote {where}")
         return
     written = _write(trace, path, fmt, depth, direction, fold, force, decoration, resolution)
     if path is not None:
         print(f"wrote {written}")
+
+
+def _write_html(trace, path: Path | None, depth: int, direction: Direction, fold: bool, force: bool, failed: tuple[str, str] | None = None) -> str:
+    from archviz.render.html import save_html, to_html
+
+    if path is None:
+        sys.stdout.buffer.write(to_html(trace, depth, direction, fold, failed).encode("utf-8"))
+        sys.stdout.buffer.flush()
+        return "stdout"
+    return str(save_html(trace, path, depth, direction, fold, force=force, failed=failed))
 
 
 def _write(trace, path: Path | None, fmt: DiagramFormat, depth: int, direction: Direction, fold: bool, force: bool, decoration: Decoration, dpi: int) -> str:

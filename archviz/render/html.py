@@ -74,8 +74,9 @@ def _all_runs(trace: Trace) -> list[_Run]:
     return runs
 
 
-def page_data(trace: Trace, depth: int = 1, direction: Direction = Direction.TB, fold: bool = True) -> dict[str, Any]:
-    """What the page shows, as plain data (the JSON embedded in it)."""
+def page_data(trace: Trace, depth: int = 1, direction: Direction = Direction.TB, fold: bool = True, failed: tuple[str, str] | None = None) -> dict[str, Any]:
+    """What the page shows, as plain data (the JSON embedded in it). ``failed``: the op id of the layer
+    a forward failed in and the error (a partial page, drawn up to that layer)."""
     fields = receptive_fields(trace)
     at_block = block_fields(trace, fields)
     nodes = []
@@ -130,6 +131,7 @@ def page_data(trace: Trace, depth: int = 1, direction: Direction = Direction.TB,
         "ops": ops,
         "runs": [r.paths for r in _all_runs(trace)],
         "generator": f"{GENERATOR} {__version__}",
+        "failed": {"op": failed[0], "error": printable(failed[1], newlines=False)} if failed else None,
     }
 
 
@@ -145,11 +147,11 @@ def _json_for_script(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def to_html(trace: Trace, depth: int = 1, direction: Direction = Direction.TB, fold: bool = True) -> str:
-    """The interactive page of ``trace``, starting with blocks at ``depth`` expanded above it."""
+def to_html(trace: Trace, depth: int = 1, direction: Direction = Direction.TB, fold: bool = True, failed: tuple[str, str] | None = None) -> str:
+    """The interactive page of ``trace``, starting with blocks at ``depth`` expanded above it (``failed``: see page_data)."""
     if depth < 1:
         raise UsageError(f"--depth must be at least 1 (1 = top-level blocks), got {depth}.")
-    data = page_data(trace, depth, direction, fold)
+    data = page_data(trace, depth, direction, fold, failed)
     parts = {
         "GENERATOR": html.escape(data["generator"], quote=True),
         "MARK": html_mark(trace.arch),
@@ -171,12 +173,14 @@ def iframe(page: str, height: int = 640) -> str:
     )
 
 
-def save_html(trace: Trace, path: Path, depth: int = 1, direction: Direction = Direction.TB, fold: bool = True, force: bool = False) -> Path:
+def save_html(
+    trace: Trace, path: Path, depth: int = 1, direction: Direction = Direction.TB, fold: bool = True, force: bool = False, failed: tuple[str, str] | None = None
+) -> Path:
     """Write the page atomically; a file archviz did not write is kept unless ``force``."""
     from archviz.files import graphviz_output_of, refuse_overwrite, write_atomic
     from archviz.render.dot import check_writable
 
     check_writable(path)
     refuse_overwrite(path, graphviz_output_of(trace.arch), force)
-    write_atomic(path, to_html(trace, depth, direction, fold).encode("utf-8"))
+    write_atomic(path, to_html(trace, depth, direction, fold, failed).encode("utf-8"))
     return path

@@ -130,7 +130,25 @@
   }
   const runLabel = (run) => run.paths[0] + " \u2013 " + run.paths[run.paths.length - 1];
 
+  // A partial page (the forward failed): the failing layer, and the blocks around it, drawn in red.
+  const failedModule = D.failed ? ((D.ops.find((o) => o.id === D.failed.op) || {}).module ?? null) : null;
+  function isFailed(v) {
+    if (!D.failed) return false;
+    if (v.op) return v.op.id === D.failed.op;
+    return failedModule !== null && v.id !== "" && (failedModule === v.id || failedModule.startsWith(v.id + "."));
+  }
+  function failureLine() {
+    const text = D.failed.error;
+    return ["failed: " + (text.length > 90 ? text.slice(0, 87) + "..." : text), 9, false];
+  }
+
   function vertexLines(v, folded) {
+    const info = vertexLinesOf(v, folded);
+    if (v.op && isFailed(v)) info.lines.push(failureLine());
+    return info;
+  }
+
+  function vertexLinesOf(v, folded) {
     const op = v.op;
     if (op && (op.op === "input" || op.op === "output")) {
       const name = op.id.includes(":") ? " " + op.id.slice(op.id.indexOf(":") + 1) : "";
@@ -445,7 +463,9 @@
       const cls = "vertex" + (state.hits.has(v.id) ? " hit" : "") + (state.selected === v.id ? " selected" : "");
       const g = el("g", { class: cls, "data-id": v.id, transform: `translate(${p.x},${p.y})` }, vertexLayer);
       const fill = info.kind === "io" ? "#ffffff" : D.colours[info.kind] || "#ffffff";
-      el("rect", { class: "box", width: p.width, height: p.height, rx: info.round ? p.height / 2 : 5, fill, "stroke-width": info.block || info.kind === "io" ? 1.2 : 0.8 }, g);
+      const failed = isFailed(v);
+      if (failed) g.classList.add("failed");
+      el("rect", { class: "box", width: p.width, height: p.height, rx: info.round ? p.height / 2 : 5, fill, "stroke-width": failed ? 2.5 : info.block || info.kind === "io" ? 1.2 : 0.8, ...(failed ? { stroke: "#d62728" } : {}) }, g);
       let y = 4;
       info.lines.forEach(([t, s, b]) => { y += s + 2; text(g, info.block ? p.width / 2 + 9 : p.width / 2, y, t, s, b).setAttribute("fill", s < 10 ? "#555" : "#222"); y += 2; });
       if (info.block) {
@@ -659,6 +679,7 @@
     reset() { resetState(); state.hits = new Set(); draw(); fit(); },
     search,
     visibleNodes() { return [...current.graph.vertices.keys()]; },
+    failed() { return [...current.graph.vertices.values()].filter(isFailed).map((v) => v.id); },
     visibleClusters() { return [...current.graph.tree.keys()].filter((c) => c !== ""); },
     edges() { return current.graph.edges.map((e) => [e.a, e.b]); },
     card,
@@ -675,7 +696,7 @@
   };
 
   document.getElementById("title").textContent = safe(D.arch);
-  document.getElementById("facts").textContent = safe(D.facts);
+  document.getElementById("facts").textContent = safe(D.facts) + (D.failed ? " \u00b7 partial: the forward failed at " + safe(D.failed.op) + " (in red)" : "");
   document.getElementById("expand-all").addEventListener("click", () => { api.expandAll(false); fit(); });
   document.getElementById("collapse-all").addEventListener("click", () => api.reset());
   document.getElementById("fit").addEventListener("click", fit);
