@@ -381,8 +381,9 @@ def test_a_failing_forward_writes_a_partial_page_with_the_layer_in_red(tmp_path,
     assert [o["id"] for o in data["ops"]][-1] == "head.1"  # up to the failing layer, no output
     open_page(browser, out)
     assert browser.js("return archviz.failed()") == ["head.1"]
-    colour = browser.js("return document.querySelector('g.vertex.failed rect.box').getAttribute('stroke')")
-    assert colour == "#d62728"
+    colour = browser.js("return getComputedStyle(document.querySelector('g.vertex.failed rect.box')).stroke")
+    assert colour == "rgb(214, 39, 40)"  # #d62728, as drawn (not only as an attribute a stylesheet could override)
+    assert "failed: layer 'head.1' (Linear) expects 100 input features" in browser.js("return document.querySelector('g.vertex.failed').textContent")
     assert "partial: the forward failed at head.1" in browser.js("return document.getElementById('facts').textContent")
     browser.js("archviz.collapse('head')")
     assert browser.js("return archviz.failed()") == ["head"]  # the closed block around it is red too

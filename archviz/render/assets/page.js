@@ -138,7 +138,7 @@
     return failedModule !== null && v.id !== "" && (failedModule === v.id || failedModule.startsWith(v.id + "."));
   }
   function failureLine() {
-    const text = D.failed.error;
+    const text = D.failed.error.replace(/^.*? cannot run on input \S+: /, "");  // the layer's own words
     return ["failed: " + (text.length > 90 ? text.slice(0, 87) + "..." : text), 9, false];
   }
 
@@ -465,7 +465,7 @@
       const fill = info.kind === "io" ? "#ffffff" : D.colours[info.kind] || "#ffffff";
       const failed = isFailed(v);
       if (failed) g.classList.add("failed");
-      el("rect", { class: "box", width: p.width, height: p.height, rx: info.round ? p.height / 2 : 5, fill, "stroke-width": failed ? 2.5 : info.block || info.kind === "io" ? 1.2 : 0.8, ...(failed ? { stroke: "#d62728" } : {}) }, g);
+      el("rect", { class: "box", width: p.width, height: p.height, rx: info.round ? p.height / 2 : 5, fill, "stroke-width": info.block || info.kind === "io" ? 1.2 : 0.8 }, g);
       let y = 4;
       info.lines.forEach(([t, s, b]) => { y += s + 2; text(g, info.block ? p.width / 2 + 9 : p.width / 2, y, t, s, b).setAttribute("fill", s < 10 ? "#555" : "#222"); y += 2; });
       if (info.block) {
