@@ -214,7 +214,7 @@ class CostReport:
 
         ``input``: spatial sides (``56``), ``"HxW"`` strings or tuples; the other settings are this report's.
         """
-        from archviz.cost.sweep import parse_sweeps, sweep_report
+        from archviz.estimate.sweep import parse_sweeps, sweep_report
 
         if self.arch is None:
             raise UsageError("this cost report does not know its architecture; make it with archviz.cost(...) to sweep it.")
@@ -335,9 +335,9 @@ def cost(
     ``.sweep(batch=[...], input=[...])`` reruns it over batch and input sizes.
     """
     from archviz.choices import GroupBy
-    from archviz.cost.memory import choice
-    from archviz.cost.report import cost_report
-    from archviz.cost.units import parse_size
+    from archviz.estimate.memory import choice
+    from archviz.estimate.report import cost_report
+    from archviz.estimate.units import parse_size
 
     with user_code():
         arch = _arch(model_or_arch, params)

@@ -2,7 +2,7 @@
 
 A view of the trace (STYLE.md: spec -> module -> trace -> report), like `shapes` and `cost`:
 every number is the trace's (params, MACs = FLOPs / 2, output shapes) or cost's receptive
-fields (``archviz/cost/receptive.py``); the formulas that show where they come from are the
+fields (``archviz/estimate/receptive.py``); the formulas that show where they come from are the
 op table's (``archviz/spec/ops.py``, each entry's ``explain``), and a formula whose result
 disagrees with the trace is dropped, never shown wrong. Conclusions are computed from the
 same steps. Nothing here imports torch or prints.
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archviz.cost.receptive import ReceptiveField, block_outputs, receptive_fields
+from archviz.estimate.receptive import ReceptiveField, block_outputs, receptive_fields
 from archviz.spec import ops as O
 from archviz.spec.ops import Formula
 from archviz.trace.record import Node, Op, Shape, Trace

@@ -1,8 +1,8 @@
 """Do `archviz cost`'s per-block memory columns add up to the peak, and is that peak a measured one?
 
-For each row: the predicted peak of the training step (archviz.cost.report.cost_report), the
+For each row: the predicted peak of the training step (archviz.estimate.report.cost_report), the
 sum of the per-block "At peak" column without and with the (rest) row, the largest block, and
-the measured peak of the same step run for real on this CPU (archviz.cost.measure). Targets:
+the measured peak of the same step run for real on this CPU (archviz.estimate.measure). Targets:
 blocks alone within 0.5% of the predicted peak, blocks + (rest) exactly the peak, predicted
 within 3% of measured.
 
@@ -34,8 +34,8 @@ ROWS = [  # small batches: a loaded 2-core CPU measures each in seconds
 
 def main() -> None:
     from archviz.arch import load_arch
-    from archviz.cost.measure import measure_training_peak
-    from archviz.cost.report import cost_report
+    from archviz.estimate.measure import measure_training_peak
+    from archviz.estimate.report import cost_report
 
     rows = []
     for name, shape, optimizer in ROWS:

@@ -29,7 +29,7 @@ DEEP = """
 import sys, time
 import torch, torchvision  # noqa: F401  (imports are not what is measured here)
 from archviz.arch import load_arch
-from archviz.cost.report import cost_report
+from archviz.estimate.report import cost_report
 from archviz.render import Format
 from archviz.render.cost import render_cost
 path = sys.argv[1]

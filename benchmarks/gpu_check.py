@@ -4,7 +4,7 @@
 2. throughput of every built-in, archviz's loop vs the d2l-style reference loop
    (``benchmarks/train_speed.py``), with achieved TFLOP/s and MFU;
 3. one full default-recipe run of lenet_bn and of resnet18, with their test accuracy;
-4. memory: the cost model's prediction (``archviz.cost.memory``, imported lazily; skipped
+4. memory: the cost model's prediction (``archviz.estimate.memory``, imported lazily; skipped
    if absent) against ``torch.cuda.max_memory_allocated()`` of a real training step, and
    the peak of the whole training run (the dataset on the GPU included).
 
@@ -176,10 +176,10 @@ def full_runs(check: Check, device: str, models: list[str]) -> list[dict]:
 
 def memory(check: Check, device: str, models: list[str]) -> list[dict] | dict:
     try:
-        from archviz.cost.measure import measure_training_peak
-        from archviz.cost.memory import predict_memory
+        from archviz.estimate.measure import measure_training_peak
+        from archviz.estimate.memory import predict_memory
     except ImportError as exc:
-        return {"skipped": f"archviz.cost is not available ({exc})"}
+        return {"skipped": f"archviz.estimate is not available ({exc})"}
     from archviz.arch import load_arch
 
     by_model = {r["model"]: r for r in check.data.get("throughput", []) if isinstance(r, dict)}

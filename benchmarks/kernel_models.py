@@ -1,7 +1,7 @@
 """Small user modules whose training-step peak sits on a CPU kernel's hidden allocations (issue 19).
 
 Each is a ``module:callable`` ARCH (``benchmarks/memory_accuracy.py --set kernels`` puts this folder on
-the path). The rules in archviz/cost/workspace.py and the oneDNN LSTM path in archviz/cost/simulate.py
+the path). The rules in archviz/estimate/workspace.py and the oneDNN LSTM path in archviz/estimate/simulate.py
 were written on the first group ("rules written on"); the second group was built afterwards to check
 them ("held out"), with other shapes, other ops of the same kinds and other compositions.
 """

@@ -1,7 +1,7 @@
 """How close is `archviz cost`'s predicted training-step peak to a measured one?
 
-For each row: the predicted peak (archviz.cost.memory.predict_memory, simulated on the
-meta device), the measured peak of the same step run for real (archviz.cost.measure:
+For each row: the predicted peak (archviz.estimate.memory.predict_memory, simulated on the
+meta device), the measured peak of the same step run for real (archviz.estimate.measure:
 torch.profiler memory events on a CPU, torch.cuda.max_memory_allocated on a GPU), and
 torchinfo's "Estimated Total Size" beside both. Target: |error| <= 3% on every row, under
 each CPU setting: the CPU's own ISA or AVX2 (``--isa avx2`` runs the rows in a subprocess with
@@ -23,7 +23,7 @@ dtype-promotion copies (``g * (x > 0)``), softmax and layer norm on non-contiguo
 custom autograd.Function. Each row says whether the rules were written on it ("rules") or it was
 built afterwards to check them ("held out"); the user modules are in benchmarks/kernel_models.py.
 Its measurement runs the step here, independently of archviz's simulation: real weights, random
-inputs of the stated dtypes, torch.profiler's allocation events (archviz.cost.measure._cpu_peak).
+inputs of the stated dtypes, torch.profiler's allocation events (archviz.estimate.measure._cpu_peak).
 """
 
 from __future__ import annotations
@@ -168,8 +168,8 @@ def measure_kernel_row(arch, specs, optimizer: str, amp: bool) -> int:
 
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from archviz.cost.measure import _STEP, _cpu_peak
-    from archviz.cost.simulate import simulated_loss
+    from archviz.estimate.measure import _STEP, _cpu_peak
+    from archviz.estimate.simulate import simulated_loss
     from archviz.step import make_optimizer, train_step
 
     torch.manual_seed(0)
@@ -285,9 +285,9 @@ def main() -> int:
     import torch
 
     from archviz.arch import load_arch
-    from archviz.cost.measure import measure_training_peak
-    from archviz.cost.memory import predict_memory
-    from archviz.cost.workspace import CpuFacts
+    from archviz.estimate.measure import measure_training_peak
+    from archviz.estimate.memory import predict_memory
+    from archviz.estimate.workspace import CpuFacts
 
     torch.set_num_threads(args.threads)
     if args.set == "kernels":
@@ -358,7 +358,7 @@ def kernel_main(args) -> int:
         f"- torch {torch.__version__}, python {platform.python_version()}\n"
         f"- command: `python {' '.join(sys.argv)}`" + (f" (rows run with {env})" if env else "") + "\n"
         "- peak: step 2 of archviz.step.train_step; measured here with torch.profiler memory events (real weights, random inputs)\n"
-        "- rules: the kernel rules (archviz/cost/workspace.py, the oneDNN LSTM path in simulate.py) were written on the 'rules' rows; "
+        "- rules: the kernel rules (archviz/estimate/workspace.py, the oneDNN LSTM path in simulate.py) were written on the 'rules' rows; "
         "'held out' rows were built afterwards to check them. User modules: benchmarks/kernel_models.py"
         + (f"\n- skipped (timm not installed): {', '.join(skipped)}" if skipped else "")
     )

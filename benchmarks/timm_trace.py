@@ -34,8 +34,8 @@ def main() -> None:
     import timm
 
     from archviz.arch import load_arch
-    from archviz.cost.flops import uncounted_ops
     from archviz.errors import ArchvizError
+    from archviz.estimate.flops import uncounted_ops
 
     names = []
     for module in sorted(timm.list_modules()):

@@ -390,7 +390,7 @@ def test_cost_simulates_every_input_at_its_dtype(cli):
 
 
 def test_cost_budget_scales_every_input():
-    from archviz.cost.report import cost_report
+    from archviz.estimate.report import cost_report
 
     report = cost_report(load_arch("usermodels:TwoInputs"), ["2x8", "2x6"], budget_bytes=2**20)
     largest = report["budget"]["largest_batch"]
@@ -406,7 +406,7 @@ def test_compare_takes_typed_inputs(cli):
 
 
 def test_cost_rows_of_containers_have_no_output():
-    from archviz.cost.report import cost_report
+    from archviz.estimate.report import cost_report
 
     blocks = {b["name"]: b for b in cost_report(load_arch("usermodels:Stack"), (4, 3))["blocks"]}
     assert blocks["blocks"]["output_shape"] is None and blocks["blocks"]["activation_bytes"] == 0

@@ -150,11 +150,11 @@ def test_diagram_hands_its_source_to_the_graphviz_package(net):
     assert source.pipe(format="svg").decode() == d._repr_svg_().replace('<!-- archviz diagram "Net" -->\n', "")
 
 
-def test_import_archviz_does_not_import_torch_and_cost_stays_a_package():
+def test_import_archviz_does_not_import_torch_and_cost_is_the_api_function():
     code = (
         "import sys, archviz; assert 'torch' not in sys.modules; "
-        "import archviz.cost.units as u; assert archviz.cost.units is u; assert callable(archviz.cost); "
-        "assert archviz.cost.__doc__.startswith('FLOPs'); print('ok')"
+        "import archviz.estimate.units as u; assert archviz.estimate.units is u; "
+        "from archviz import api; assert archviz.cost is api.cost and type(archviz).__name__ == 'module'; print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"

@@ -1,5 +1,5 @@
 """The shape of the code, checked: no import cycles (function-level imports included), and
-no import running back up the layers (spec -> build/trace -> cost -> train -> present -> cli)."""
+no import running back up the layers (spec -> build/trace -> estimate -> train -> present -> cli)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ LAYERS = [
     {"errors", "choices", "compat", "files", "params", "safe", "version"},  # leaves everyone may use
     {"spec", "zoo", "shape"},  # plain data (and --input's shapes); no torch
     {"trace", "build", "arch", "step"},  # spec -> module -> trace; the one training step
-    {"cost"},  # what a trace costs
+    {"estimate"},  # what a trace costs: FLOPs, memory, receptive fields
     {"train"},  # the training loop
     {"render", "gallery", "api", "explain", "walkthrough", "diff", "__init__"},  # views of a trace
     {"cli", "__main__"},  # the thin command line

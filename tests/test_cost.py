@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from archviz.arch import load_arch
-from archviz.cost.flops import training_flops_per_image, uncounted_ops
-from archviz.cost.receptive import block_fields, receptive_fields
-from archviz.cost.units import format_bytes
+from archviz.estimate.flops import training_flops_per_image, uncounted_ops
+from archviz.estimate.receptive import block_fields, receptive_fields
+from archviz.estimate.units import format_bytes
 from archviz.trace.from_module import trace_module
 
 ONE_CONV = """
@@ -251,7 +251,7 @@ def test_cost_traces_once_and_builds_once(monkeypatch):
     """`archviz cost` used to trace lenet four times; every part of the report reads one trace."""
     from archviz import build as build_module
     from archviz.arch import Arch
-    from archviz.cost.report import cost_report
+    from archviz.estimate.report import cost_report
 
     calls = {"trace": 0, "build": 0}
     real_trace, real_build = Arch.trace, build_module.build
@@ -408,8 +408,8 @@ def test_spec_layer_over_2_53_elements_is_one_sentence_in_shapes_and_cost(cli, t
 
 
 def test_torch_size_overflow_is_one_sentence_and_fits_no_budget(cli, tmp_path):
-    from archviz.cost.simulate import torch_size_overflow
     from archviz.errors import TooLarge
+    from archviz.estimate.simulate import torch_size_overflow
 
     with pytest.raises(TooLarge) as caught, torch_size_overflow():
         torch.empty(2**62, 4, device="meta")

@@ -7,8 +7,8 @@ import pytest
 
 import archviz
 from archviz.arch import load_arch
-from archviz.cost.report import cost_report
-from archviz.cost.sweep import MAX_POINTS
+from archviz.estimate.report import cost_report
+from archviz.estimate.sweep import MAX_POINTS
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -78,7 +78,7 @@ def test_each_block_holds_its_own_weights_gradients_and_adam_moments():
 
 @pytest.mark.slow
 def test_the_peak_that_the_blocks_share_is_a_measured_step():
-    from archviz.cost.measure import measure_training_peak
+    from archviz.estimate.measure import measure_training_peak
 
     arch = load_arch("resnet18")
     shape = (8, 1, 96, 96)  # a row of benchmarks/memory_accuracy.py (at 4x1x64x64 under AVX2 and 1 thread the CPU scratch rules miss ~5%)

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from archviz.arch import Arch, load_arch
-from archviz.cost.measure import measure_training_peak
-from archviz.cost.memory import largest_batch, predict_memory
-from archviz.cost.units import format_bytes, parse_size
 from archviz.errors import RunError, UsageError
+from archviz.estimate.measure import measure_training_peak
+from archviz.estimate.memory import largest_batch, predict_memory
+from archviz.estimate.units import format_bytes, parse_size
 
 LENET_PARAM_BYTES = 4 * 44_426
 
@@ -30,9 +30,9 @@ ROWS = [
 _COMPARE = """
 import json, sys, torch
 torch.set_num_threads(int(sys.argv[1]))
-from archviz.cost.measure import measure_training_peak
-from archviz.cost.memory import predict_memory
-from archviz.cost.workspace import CpuFacts
+from archviz.estimate.measure import measure_training_peak
+from archviz.estimate.memory import predict_memory
+from archviz.estimate.workspace import CpuFacts
 rows = []
 for name, shape, opt, amp in json.loads(sys.argv[2]):
     rows.append([predict_memory(name, tuple(shape), opt, amp=amp).peak_bytes, measure_training_peak(name, tuple(shape), opt, amp=amp).peak_bytes])
@@ -82,7 +82,7 @@ def test_onednn_obeys_the_isa_cap_the_prediction_reads():
     if not _avx2_cpu():
         pytest.skip("needs an x86-64 CPU with AVX2")
     code = (
-        "import torch\nfrom archviz.cost.workspace import CpuFacts\n"
+        "import torch\nfrom archviz.estimate.workspace import CpuFacts\n"
         "torch.nn.functional.conv2d(torch.randn(2, 8, 8, 8), torch.randn(8, 8, 3, 3))\n"
         "print('facts', CpuFacts.here().onednn, CpuFacts.here().block)"
     )
@@ -110,7 +110,7 @@ def test_prediction_matches_on_larger_nets(name, params, shape, optimizer):
 def test_train_and_the_simulation_run_one_step_function():
     """One step, one optimizer factory: `archviz train`'s loop and the simulation share them."""
     from archviz import step
-    from archviz.cost import measure, simulate
+    from archviz.estimate import measure, simulate
     from archviz.train import loop
 
     assert loop.train_step is step.train_step and simulate.train_step is step.train_step and measure.train_step is step.train_step
@@ -121,7 +121,7 @@ def test_prediction_matches_the_training_loop_archviz_train_runs():
     """Measure *that* loop (its nn.CrossEntropyLoss and its optimizer), not the benchmark's."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from archviz.cost import measure
+    from archviz.estimate import measure
     from archviz.train import loop
 
     arch, shape = load_arch("lenet_bn"), (16, 1, 28, 28)
@@ -145,7 +145,7 @@ def test_the_prediction_is_the_pytorch_tutorial_loops_peak():
     kept them through the forward pass, predicted googlenet +13% over this)."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from archviz.cost import measure
+    from archviz.estimate import measure
 
     arch, shape = load_arch("googlenet"), (2, 1, 96, 96)
     torch.manual_seed(0)

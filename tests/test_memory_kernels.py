@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from archviz.cost import workspace
-from archviz.cost.memory import predict_memory
+from archviz.estimate import workspace
+from archviz.estimate.memory import predict_memory
 from tests.test_memory import ISA_SETTINGS, _avx2_cpu, run_isolated
 
 BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
@@ -36,9 +36,9 @@ sys.path.insert(0, sys.argv[3])
 torch.set_num_threads(int(sys.argv[1]))
 from torch.profiler import ProfilerActivity, profile, record_function
 from archviz.arch import load_arch
-from archviz.cost.measure import _STEP, _cpu_peak
-from archviz.cost.memory import predict_memory
-from archviz.cost.simulate import simulated_loss
+from archviz.estimate.measure import _STEP, _cpu_peak
+from archviz.estimate.memory import predict_memory
+from archviz.estimate.simulate import simulated_loss
 from archviz.step import make_optimizer, train_step
 
 def measure(arch, specs, optimizer, amp):

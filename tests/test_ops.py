@@ -70,8 +70,8 @@ import torch  # noqa: E402
 from forward_shapes import real_output_shapes  # noqa: E402
 
 from archviz.build import build  # noqa: E402
-from archviz.cost.flops import uncounted_ops  # noqa: E402
-from archviz.cost.receptive import receptive_fields, unknown_ops  # noqa: E402
+from archviz.estimate.flops import uncounted_ops  # noqa: E402
+from archviz.estimate.receptive import receptive_fields, unknown_ops  # noqa: E402
 from archviz.render.dot import layer_kind  # noqa: E402
 from archviz.spec import ops as O  # noqa: E402
 from archviz.trace.from_module import trace_module  # noqa: E402

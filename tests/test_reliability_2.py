@@ -558,7 +558,7 @@ def test_evaluate_of_a_run_storing_a_bomb_is_one_sentence(cli, lenet_run, tmp_pa
 
 def test_evaluate_sizes_its_batch_with_the_cost_model(monkeypatch):
     from archviz.arch import load_arch
-    from archviz.cost.memory import predict_memory
+    from archviz.estimate.memory import predict_memory
     from archviz.train import budget as train_budget
     from archviz.train import evaluate
 

@@ -26,7 +26,7 @@ def test_plain_table_is_rich_table_for_every_builtin_and_depth(name, monkeypatch
 
 
 def test_plain_table_is_rich_table_for_cost_and_falls_back_when_it_must(monkeypatch):
-    from archviz.cost.report import cost_report
+    from archviz.estimate.report import cost_report
 
     report = cost_report(load_arch("lenet"), (4, 1, 28, 28))
     fast, slow = _both(monkeypatch, lambda: render_cost(report, Format.table))

@@ -191,8 +191,8 @@ def test_out_of_memory_names_a_batch_size(tmp_path, cli, monkeypatch):
 
 @pytest.mark.slow
 def test_largest_batch_comes_from_the_cost_model():
-    pytest.importorskip("archviz.cost.memory")
-    from archviz.cost.memory import predict_memory
+    pytest.importorskip("archviz.estimate.memory")
+    from archviz.estimate.memory import predict_memory
 
     arch = load_arch("lenet")
     budget = predict_memory(arch, (64, 1, 28, 28), "adam", device="cpu").peak_bytes

@@ -63,8 +63,8 @@ def compare(
     for text in archs:
         name, params = split_arch(text)
         loaded.append(load_arch(name, [*(param or []), *params]))
-    from archviz.cost.report import compare_report
-    from archviz.cost.simulate import torch_size_overflow
+    from archviz.estimate.report import compare_report
+    from archviz.estimate.simulate import torch_size_overflow
     from archviz.render.cost import render_compare
 
     with user_code(), torch_size_overflow():

@@ -11,8 +11,8 @@ from archviz.arch import load_arch, user_code
 from archviz.choices import DType, GroupBy, Mode, Optimizer, TargetDevice
 from archviz.cli.app import command
 from archviz.cli.options import ArchArg, DepthOpt, DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt, TitleOpt
-from archviz.cost.units import format_bytes, parse_size
 from archviz.errors import RunError, UsageError
+from archviz.estimate.units import format_bytes, parse_size
 from archviz.files import refuse_overwrite, write_text_atomic
 from archviz.render import Format
 from archviz.shape import format_shape, parse_inputs
@@ -84,8 +84,8 @@ def cost(
     if sweep or output is not None:
         _sweep(arch, shape, sweep or [], optimizer, dtype, amp, device, budget_bytes, format, param, output, force)
         return
-    from archviz.cost.report import cost_report
-    from archviz.cost.simulate import torch_size_overflow
+    from archviz.estimate.report import cost_report
+    from archviz.estimate.simulate import torch_size_overflow
     from archviz.render.cost import render_cost
 
     with user_code(), torch_size_overflow():  # a user module's prints go to stderr: stdout stays the table or pure JSON
@@ -102,8 +102,8 @@ def cost(
 
 
 def _sweep(arch: str, shape: Any, texts: list[str], optimizer, dtype, amp, device, budget_bytes, format, param, output: Path | None, force: bool) -> None:
-    from archviz.cost.simulate import torch_size_overflow
-    from archviz.cost.sweep import parse_sweeps, sweep_report
+    from archviz.estimate.simulate import torch_size_overflow
+    from archviz.estimate.sweep import parse_sweeps, sweep_report
     from archviz.render.cost import SWEEP_MARK, render_sweep, sweep_curve_svg
 
     batches, sides = parse_sweeps(texts)

@@ -64,8 +64,8 @@ def diff(
         name, bracket = split_arch(text)
         inputs = parse_inputs(own_input) if own_input else shared
         sides.append((name, [*(param or []), *bracket, *(own_params or [])], inputs))
-    from archviz.cost.simulate import torch_size_overflow
     from archviz.diff import diff_traces
+    from archviz.estimate.simulate import torch_size_overflow
     from archviz.render.diff import diff_dot, diff_report, render_diff
 
     with user_code(), torch_size_overflow():
@@ -82,7 +82,7 @@ def diff(
 
 
 def _peak(arch: Arch, trace: Any) -> tuple[int | None, str | None]:
-    from archviz.cost.memory import predict_memory
+    from archviz.estimate.memory import predict_memory
 
     try:
         return predict_memory(arch, trace.input_shape, trace=trace).peak_bytes, None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from archviz.cost.blocks import MEMORY_KEYS, REMAINDER_KEYS
-from archviz.cost.units import format_bytes
+from archviz.estimate.blocks import MEMORY_KEYS, REMAINDER_KEYS
+from archviz.estimate.units import format_bytes
 from archviz.render import Format
 from archviz.render.tables import human, render_html, render_rows
 from archviz.shape import format_shape

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from archviz.cost.units import format_bytes
 from archviz.diff import Diff
+from archviz.estimate.units import format_bytes
 from archviz.render import Format
 from archviz.render.dot import DIFF_MARKS, Decoration, Direction, Graph, Vertex, build_graph, graph_to_dot, user_id
 from archviz.render.tables import human, render_rows

@@ -357,7 +357,7 @@ class _Figures:
         self.fields: dict = {}
         self.at_block: dict = {}
         if NodeFigure.rf in show:
-            from archviz.cost.receptive import block_fields, receptive_fields
+            from archviz.estimate.receptive import block_fields, receptive_fields
 
             self.fields = receptive_fields(trace)
             self.at_block = block_fields(trace, self.fields)

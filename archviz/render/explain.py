@@ -7,7 +7,7 @@ from html import escape
 from typing import Any
 
 from archviz.choices import ExplainFormat
-from archviz.cost.units import format_bytes
+from archviz.estimate.units import format_bytes
 from archviz.render import Format
 from archviz.render.shapes import inputs_text
 from archviz.render.tables import render_html as html_table

@@ -14,7 +14,7 @@ block and its ancestors; the others come from a cache.
 
 The numbers are those of ``archviz cost --format json``: ``Node.params``, ``Node.macs``,
 activation bytes = elements of the output x 4 (fp32), receptive fields from
-``archviz.cost.receptive``. No memory simulation runs.
+``archviz.estimate.receptive``. No memory simulation runs.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from archviz.cost.receptive import ReceptiveField, block_fields, receptive_fields
 from archviz.errors import UsageError
+from archviz.estimate.receptive import ReceptiveField, block_fields, receptive_fields
 from archviz.files import html_mark
 from archviz.render.dot import KIND_COLOURS, Direction, _composition, _find_runs, _Run, _shape, _si, hyperparameters, layer_kind
 from archviz.safe import printable

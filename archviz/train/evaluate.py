@@ -53,7 +53,7 @@ def eval_batch_size(arch, input_shape, amp: bool, device: torch.device, data_byt
     """
 
     try:
-        from archviz.cost.memory import largest_batch
+        from archviz.estimate.memory import largest_batch
 
         budget = max(1, train_budget.step_budget(device, data_bytes))
         found = largest_batch(arch, (EVAL_BATCH, *input_shape[1:]), budget, amp=amp, device=device.type, mode="eval", limit=EVAL_BATCH)

@@ -1,6 +1,6 @@
 """Speed and memory yardsticks for a run: hardware peaks for MFU, and the cost model's predictions.
 
-The cost model (``archviz.cost``) is optional here: it is imported lazily and a missing or
+The cost model (``archviz.estimate``) is optional here: it is imported lazily and a missing or
 failing prediction is reported as unknown, never as an error of the training run.
 """
 
@@ -35,7 +35,7 @@ def peak_tflops(device_name: str) -> float | None:
 def predicted_memory(arch: Any, input_shape: tuple[int, ...], optimizer: str, amp: bool, weight_decay: float = 0.0, device: str = "cuda") -> int | None:
     """Peak bytes of one training step on ``device`` at ``input_shape`` (batch included), per the cost model."""
     try:
-        from archviz.cost.memory import predict_memory
+        from archviz.estimate.memory import predict_memory
     except ImportError:
         return None
     try:
@@ -47,7 +47,7 @@ def predicted_memory(arch: Any, input_shape: tuple[int, ...], optimizer: str, am
 def largest_batch(arch: Any, input_shape: tuple[int, ...], budget_bytes: int, optimizer: str, amp: bool, device: str) -> int | None:
     """The largest batch the cost model says fits in ``budget_bytes``, or None when it cannot say."""
     try:
-        from archviz.cost.memory import largest_batch as cost_largest_batch
+        from archviz.estimate.memory import largest_batch as cost_largest_batch
     except ImportError:
         return None
     try:

@@ -10,11 +10,11 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from archviz.choices import DType, Mode, Optimizer, TargetDevice
-from archviz.cost.blocks import by_kind, memory_by_block, percent
-from archviz.cost.flops import training_flops_per_image, uncounted_ops
-from archviz.cost.memory import choice, largest_batch, predict_memory
-from archviz.cost.receptive import block_fields, receptive_fields, unknown_ops
 from archviz.errors import NeedsValues, RunError
+from archviz.estimate.blocks import by_kind, memory_by_block, percent
+from archviz.estimate.flops import training_flops_per_image, uncounted_ops
+from archviz.estimate.memory import choice, largest_batch, predict_memory
+from archviz.estimate.receptive import block_fields, receptive_fields, unknown_ops
 
 if TYPE_CHECKING:
     from archviz.arch import Arch
@@ -99,7 +99,7 @@ def cost_report(
                 "receptive_field": rf.to_dict() if rf is not None else None,
                 "params_percent": percent(node.params, trace.total_params),
                 "macs_percent": percent(node.macs, trace.flops // 2),
-                "memory": at_peak[node.path],  # alive at the peak, by the block that made it (archviz.cost.blocks)
+                "memory": at_peak[node.path],  # alive at the peak, by the block that made it (archviz.estimate.blocks)
             }
         )
         if both:
@@ -211,7 +211,7 @@ def compare_report(
     device: TargetDevice | str = TargetDevice.cpu,
 ) -> dict[str, Any]:
     """Side by side: params, MACs, training FLOPs per image, training peak, output, smallest input."""
-    from archviz.cost.simulate import BatchNormAtBatchOne
+    from archviz.estimate.simulate import BatchNormAtBatchOne
 
     rows = []
     for i, arch in enumerate(archs):

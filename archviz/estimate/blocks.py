@@ -1,6 +1,6 @@
 """Memory per block that adds up to the peak, and every figure grouped by layer kind.
 
-The simulation (:mod:`archviz.cost.simulate`) charges each storage to the module that made
+The simulation (:mod:`archviz.estimate.simulate`) charges each storage to the module that made
 it: the module whose forward was running (MemTracker's rule), in backward the module whose
 backward was running, a gradient or optimizer state to the module that holds the parameter.
 At the peak moment every byte alive is therefore one of: a block's weights, gradients,
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from archviz.cost.simulate import ACTIVATIONS, BUFFERS, GRADS, INPUT, OPTIMIZER, PARAMS, SCRATCH
+from archviz.estimate.simulate import ACTIVATIONS, BUFFERS, GRADS, INPUT, OPTIMIZER, PARAMS, SCRATCH
 from archviz.spec import ops as O
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ device is what makes the prediction exact, where a formula would be a guess.
 
 What the dispatcher cannot see is the scratch memory a kernel allocates and frees inside
 one operator (oneDNN's reordered copies on a CPU, for instance); ``workspace`` adds it,
-per operator, from :mod:`archviz.cost.workspace`.
+per operator, from :mod:`archviz.estimate.workspace`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from archviz.compat import (
     sdpa_kernels,
     tree_leaves,
 )
-from archviz.cost.workspace import channels_last_conv, lstm_workspace_bytes
 from archviz.errors import RunError, TooLarge
+from archviz.estimate.workspace import channels_last_conv, lstm_workspace_bytes
 from archviz.step import make_optimizer, train_step
 
 Workspace = Callable[[Any, tuple, dict, Any], int]
@@ -300,7 +300,7 @@ def onednn_lstm(on_gpu: bool) -> Iterator[None]:
     different memory profile. This replays ``mkldnn_rnn`` with the same ops (the transpose and
     contiguous copy of a batch-first input, the per-layer kernel, the concatenation of
     directions, dropout between layers, the stacked final states); the kernel's scratch is a
-    workspace rule (archviz.cost.workspace). Packed sequences and projections keep torch's path.
+    workspace rule (archviz.estimate.workspace). Packed sequences and projections keep torch's path.
     """
     if on_gpu:
         yield

@@ -2,7 +2,7 @@
 
 One trace per input size: the batch size changes neither whether a network runs nor its
 per-sample MACs, so every batch of one input size reads that trace (and the memory
-simulation reuses one meta model per input size, archviz.cost.memory._meta_model). A point
+simulation reuses one meta model per input size, archviz.estimate.memory._meta_model). A point
 that cannot run or does not fit the budget is a row that says why; the sweep goes on.
 Plain data; rendering is archviz.render.cost.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from archviz.choices import DType, Optimizer, TargetDevice
-from archviz.cost.memory import choice, largest_batch, predict_memory
-from archviz.cost.units import format_bytes
 from archviz.errors import RunError, UsageError
+from archviz.estimate.memory import choice, largest_batch, predict_memory
+from archviz.estimate.units import format_bytes
 
 if TYPE_CHECKING:
     from archviz.arch import Arch

@@ -1,4 +1,4 @@
-"""Measure the peak of a real training step, to check :func:`archviz.cost.memory.predict_memory`.
+"""Measure the peak of a real training step, to check :func:`archviz.estimate.memory.predict_memory`.
 
 - CPU: ``torch.profiler`` with ``profile_memory=True`` reports every allocation and free of
   the CPU allocator (c10's ProfiledCPUMemoryReporter) with its pointer and size. The whole
@@ -8,7 +8,7 @@
   ``torch.cuda.max_memory_allocated()`` after it.
 
 Both run the same two steps as the prediction (:func:`archviz.step.train_step`, with the
-prediction's loss :func:`archviz.cost.simulate.simulated_loss`) with real weights and random data. This costs a real training step: use small batches.
+prediction's loss :func:`archviz.estimate.simulate.simulated_loss`) with real weights and random data. This costs a real training step: use small batches.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from archviz.choices import DType, Optimizer, TargetDevice
-from archviz.cost.memory import choice, torch_dtype
-from archviz.cost.simulate import simulated_loss
 from archviz.errors import RunError
+from archviz.estimate.memory import choice, torch_dtype
+from archviz.estimate.simulate import simulated_loss
 from archviz.step import make_optimizer, train_step
 
 if TYPE_CHECKING:

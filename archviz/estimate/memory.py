@@ -6,7 +6,7 @@
 ``backward``, ``optimizer.step()``): the optimizer state exists, and the previous step's
 gradients are freed before the forward pass. The loss is cross-entropy for a
 [batch, classes] output; for any other output structure it is the sum over every
-floating-point output (:func:`archviz.cost.simulate.simulated_loss`). The peak is the most
+floating-point output (:func:`archviz.estimate.simulate.simulated_loss`). The peak is the most
 bytes alive at once from the start of that step to its end:
 
 - on a GPU, what ``torch.cuda.max_memory_allocated()`` reports after
@@ -17,10 +17,10 @@ bytes alive at once from the start of that step to its end:
 
 It includes the weights, buffers, input batch, gradients, optimizer state, the tensors
 autograd keeps for backward, temporaries, and the scratch memory of CPU kernels
-(:mod:`archviz.cost.workspace`). Memory outside PyTorch's allocator (the CUDA context,
+(:mod:`archviz.estimate.workspace`). Memory outside PyTorch's allocator (the CUDA context,
 cuDNN/cuBLAS workspaces, the caching allocator's reserved-but-free blocks) is not included.
 
-How: :mod:`archviz.cost.simulate` runs the real step on meta tensors (nothing is computed
+How: :mod:`archviz.estimate.simulate` runs the real step on meta tensors (nothing is computed
 or allocated) and accounts for every storage it creates. The user's model is never
 touched: a fresh meta model is built from the architecture each time.
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from archviz.arch import Arch
     from archviz.trace.record import Trace
 
-# What the CPU scratch rules estimate or leave out (archviz/cost/workspace.py, README's limits).
+# What the CPU scratch rules estimate or leave out (archviz/estimate/workspace.py, README's limits).
 CPU_UNCERTAIN = (
     "estimated: oneDNN's 20-25 KiB reduction bookkeeping per convolution with 2+ threads; not modelled: bf16 matmul scratch, up to ~40 KB per call, "
     "oneDNN's scratchpad in channels-last dense convolutions (8-300 KB); "
@@ -163,7 +163,7 @@ def predict_memory(
     if trace is None:
         arch.trace(shape)  # a network that cannot run on this input fails here, with the layer named
 
-    from archviz.cost import simulate, workspace
+    from archviz.estimate import simulate, workspace
 
     on_gpu = device is TargetDevice.cuda
     facts = None if on_gpu else workspace.CpuFacts.here()
@@ -231,7 +231,7 @@ def predict_memory(
 
 def unseen_warning(name: str, margin: int) -> str:
     """The sentence for a custom autograd.Function the simulation runs but cannot see into."""
-    from archviz.cost.units import format_bytes
+    from archviz.estimate.units import format_bytes
 
     return (
         f"custom autograd.Function {name}: work it does outside torch operators is not seen; "
