@@ -26,6 +26,7 @@ from archviz.errors import UsageError
 from archviz.shape import DTYPES, InputSpec, as_inputs
 
 if TYPE_CHECKING:
+    from archviz.estimate.report import CostReport as Cost
     from archviz.trace.record import Trace
     from archviz.walkthrough import Explanation
 
@@ -201,13 +202,13 @@ def summary(
 class CostReport:
     """What ``archviz cost`` shows: FLOPs, receptive fields and the memory of a training step."""
 
-    report: dict[str, Any] = field(repr=False)
+    report: Cost = field(repr=False)
     arch: Arch | None = field(default=None, repr=False, compare=False)  # what sweep() reruns
     by: str = "block"  # rows per block or per layer kind (as `cost --by`)
 
     @property
     def total_params(self) -> int:
-        return self.report["total_params"]
+        return self.report.trace.total_params
 
     def sweep(self, batch: Sequence[int] | None = None, input: Sequence[int | str | tuple[int, ...]] | None = None) -> Sweep:
         """Peak memory (train and eval), MACs and params per batch size and input size (as ``cost --sweep``).
@@ -222,43 +223,33 @@ class CostReport:
         if input:
             texts.append("input=" + ",".join("x".join(map(str, s)) if isinstance(s, tuple | list) else str(s) for s in input))
         batches, sides = parse_sweeps(texts)
-        m, budget = self.report["memory"], self.report.get("budget")
+        budget = self.report.budget.budget_bytes if self.report.budget else None
         with user_code():
-            report = sweep_report(
-                self.arch,
-                tuple(self.report["input_shape"]),
-                batches=batches,
-                sides=sides,
-                optimizer=m["optimizer"],
-                dtype=m["dtype"],
-                amp=m["amp"],
-                device=m["device"],
-                budget_bytes=budget["budget_bytes"] if budget else None,
-            )
+            report = sweep_report(self.arch, self.report.trace.input_shape, self.report.settings, batches=batches, sides=sides, budget_bytes=budget)
         return Sweep(report)
 
     @property
     def macs(self) -> int:
-        return self.report["macs"]
+        return self.report.macs
 
     @property
     def flops(self) -> int:
-        return self.report["flops"]
+        return self.report.trace.flops
 
     @property
     def peak_bytes(self) -> int:
         """Predicted peak bytes of the step (see ``to_dict()["conventions"]``)."""
-        return self.report["memory"]["peak_bytes"]
+        return self.report.memory.peak_bytes
 
     @property
     def blocks(self) -> list[dict[str, Any]]:
-        return self.report["blocks"]
+        return [b.to_dict() for b in self.report.blocks]
 
     def to_dict(self) -> dict[str, Any]:
         """The same JSON as ``archviz cost --format json``."""
         import copy
 
-        return copy.deepcopy(self.report)
+        return copy.deepcopy(self.report.to_dict())
 
     def __str__(self) -> str:
         from archviz.render.cost import render_cost
@@ -335,8 +326,8 @@ def cost(
     ``.sweep(batch=[...], input=[...])`` reruns it over batch and input sizes.
     """
     from archviz.choices import GroupBy
-    from archviz.estimate.memory import choice
     from archviz.estimate.report import cost_report
+    from archviz.estimate.settings import StepSettings, choice
     from archviz.estimate.units import parse_size
 
     with user_code():
@@ -345,7 +336,7 @@ def cost(
         if isinstance(specs, dict):
             raise UsageError("archviz.cost takes positional inputs (input_size as a list, or input_data as a tuple), not a dict.")
         budget_bytes = parse_size(budget) if isinstance(budget, str) else budget
-        report = cost_report(arch, specs, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth)
+        report = cost_report(arch, specs, StepSettings.parse(optimizer, dtype, amp, mode, device), budget_bytes=budget_bytes, depth=depth)
     return CostReport(report, arch, str(choice(GroupBy, by, "grouping")))
 
 

@@ -36,16 +36,17 @@ def main() -> None:
     from archviz.arch import load_arch
     from archviz.estimate.measure import measure_training_peak
     from archviz.estimate.report import cost_report
+    from archviz.estimate.settings import StepSettings
 
     rows = []
     for name, shape, optimizer in ROWS:
         start = time.perf_counter()
         arch = load_arch(name)
-        r = cost_report(arch, shape, optimizer=optimizer)
+        r = cost_report(arch, shape, StepSettings.parse(optimizer)).to_dict()
         peak = r["memory"]["peak_bytes"]
         blocks = sum(b["memory"]["peak_share_bytes"] for b in r["blocks"])
         top = max(r["blocks"], key=lambda b: b["memory"]["peak_share_bytes"])
-        measured = measure_training_peak(arch, shape, optimizer).peak_bytes
+        measured = measure_training_peak(arch, shape, StepSettings.parse(optimizer)).peak_bytes
         rows.append(
             {
                 "model": name,

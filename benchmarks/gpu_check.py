@@ -177,7 +177,7 @@ def full_runs(check: Check, device: str, models: list[str]) -> list[dict]:
 def memory(check: Check, device: str, models: list[str]) -> list[dict] | dict:
     try:
         from archviz.estimate.measure import measure_training_peak
-        from archviz.estimate.memory import predict_memory
+        from archviz.estimate.memory import StepSettings, predict_memory
     except ImportError as exc:
         return {"skipped": f"archviz.estimate is not available ({exc})"}
     from archviz.arch import load_arch
@@ -194,8 +194,9 @@ def memory(check: Check, device: str, models: list[str]) -> list[dict] | dict:
         amp = device == "cuda"
         row: dict = {"model": name, "input_shape": list(shape), "optimizer": str(config.optimizer), "amp": amp}
         try:
-            predicted = predict_memory(arch, shape, config.optimizer, amp=amp, device=device, weight_decay=config.weight_decay).peak_bytes
-            measured = measure_training_peak(arch, shape, config.optimizer, amp=amp, device=device, weight_decay=config.weight_decay).peak_bytes
+            settings = StepSettings.parse(config.optimizer, amp=amp, device=device, weight_decay=config.weight_decay)
+            predicted = predict_memory(arch, shape, settings).peak_bytes
+            measured = measure_training_peak(arch, shape, settings).peak_bytes
             row.update(
                 predicted_bytes=predicted,
                 measured_step_bytes=measured,

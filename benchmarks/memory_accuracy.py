@@ -141,9 +141,9 @@ def run_row(name, params, shape_text, optimizer, amp, device) -> dict:
     arch = load_arch(name, params)
     shape = tuple(int(d) for d in shape_text.split("x"))
     began = time.perf_counter()
-    predicted = predict_memory(arch, shape, optimizer, amp=amp, device=device)
+    predicted = predict_memory(arch, shape, StepSettings.parse(optimizer, amp=amp, device=device))
     predict_s = time.perf_counter() - began
-    measured = measure_training_peak(arch, shape, optimizer, amp=amp, device=device)
+    measured = measure_training_peak(arch, shape, StepSettings.parse(optimizer, amp=amp, device=device))
     estimate = torchinfo_estimate(arch, shape)
     error = 100 * (predicted.peak_bytes - measured.peak_bytes) / measured.peak_bytes
     return {
@@ -187,7 +187,7 @@ def measure_kernel_row(arch, specs, optimizer: str, amp: bool) -> int:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
-    return _cpu_peak(prof)[0]
+    return _cpu_peak(prof)
 
 
 def run_kernel_row(name, params, inputs_text, optimizer, amp, group) -> dict:
@@ -196,7 +196,7 @@ def run_kernel_row(name, params, inputs_text, optimizer, amp, group) -> dict:
     trace = arch.trace(texts if len(texts) > 1 else texts[0])
     specs = list(arch.input_specs(texts if len(texts) > 1 else texts[0]))
     began = time.perf_counter()
-    predicted = predict_memory(arch, tuple(specs[0].shape), optimizer, amp=amp, trace=trace)
+    predicted = predict_memory(arch, settings=StepSettings.parse(optimizer, amp=amp), trace=trace)
     predict_s = time.perf_counter() - began
     began = time.perf_counter()
     measured = measure_kernel_row(arch, specs, optimizer, amp)
@@ -281,12 +281,12 @@ def main() -> int:
     code = _reexec_with_isa(args.isa)
     if code is not None:
         return code
-    global torch, load_arch, measure_training_peak, predict_memory, CpuFacts
+    global torch, load_arch, measure_training_peak, predict_memory, StepSettings, CpuFacts
     import torch
 
     from archviz.arch import load_arch
     from archviz.estimate.measure import measure_training_peak
-    from archviz.estimate.memory import predict_memory
+    from archviz.estimate.memory import StepSettings, predict_memory
     from archviz.estimate.workspace import CpuFacts
 
     torch.set_num_threads(args.threads)

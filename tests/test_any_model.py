@@ -393,8 +393,8 @@ def test_cost_budget_scales_every_input():
     from archviz.estimate.report import cost_report
 
     report = cost_report(load_arch("usermodels:TwoInputs"), ["2x8", "2x6"], budget_bytes=2**20)
-    largest = report["budget"]["largest_batch"]
-    assert largest > 2 and report["budget"]["peak_bytes"] <= 2**20
+    assert report.budget.largest_batch > 2 and report.budget.peak_bytes <= 2**20
+    assert report.to_dict()["budget"]["largest_batch"] == report.budget.largest_batch
 
 
 def test_compare_takes_typed_inputs(cli):
@@ -408,7 +408,7 @@ def test_compare_takes_typed_inputs(cli):
 def test_cost_rows_of_containers_have_no_output():
     from archviz.estimate.report import cost_report
 
-    blocks = {b["name"]: b for b in cost_report(load_arch("usermodels:Stack"), (4, 3))["blocks"]}
+    blocks = {b["name"]: b for b in cost_report(load_arch("usermodels:Stack"), (4, 3)).to_dict()["blocks"]}
     assert blocks["blocks"]["output_shape"] is None and blocks["blocks"]["activation_bytes"] == 0
     assert blocks["blocks"]["macs"] == 4 * 4 * 8 * 8 and blocks["stem"]["activation_bytes"] == 4 * 8 * 4
 

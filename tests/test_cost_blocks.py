@@ -8,6 +8,7 @@ import pytest
 import archviz
 from archviz.arch import load_arch
 from archviz.estimate.report import cost_report
+from archviz.estimate.settings import StepSettings
 from archviz.estimate.sweep import MAX_POINTS
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -30,7 +31,7 @@ CASES = [
 
 @pytest.mark.parametrize("name, shape, optimizer, device, depth", CASES)
 def test_block_columns_add_up_to_the_peak(name, shape, optimizer, device, depth):
-    r = cost_report(load_arch(name), shape, optimizer=optimizer, device=device, depth=depth, mode="both")
+    r = cost_report(load_arch(name), shape, StepSettings.parse(optimizer, mode="both", device=device), depth=depth).to_dict()
     peak, eval_peak = r["memory"]["peak_bytes"], r["memory"]["inference_peak_bytes"]
     blocks = r["blocks"]
     # every column of every block is what it says: the parts add up to the block's share
@@ -62,7 +63,7 @@ def test_each_block_holds_its_own_weights_gradients_and_adam_moments():
     """LeNet trained with Adam on a CPU: at the peak each block holds its parameters (4 bytes each), and
     Adam's two moments plus one 4-byte step counter per parameter tensor; the gradients, if alive, are its own."""
     arch = load_arch("lenet")
-    r = cost_report(arch, (64, 1, 28, 28), optimizer="adam")
+    r = cost_report(arch, (64, 1, 28, 28), StepSettings.parse("adam")).to_dict()
     model = arch.build((1, 1, 28, 28), device="meta")
     for b in r["blocks"]:
         block = model.get_submodule(b["name"])
@@ -82,15 +83,15 @@ def test_the_peak_that_the_blocks_share_is_a_measured_step():
 
     arch = load_arch("resnet18")
     shape = (8, 1, 96, 96)  # a row of benchmarks/memory_accuracy.py (at 4x1x64x64 under AVX2 and 1 thread the CPU scratch rules miss ~5%)
-    r = cost_report(arch, shape, optimizer="adam")
-    measured = measure_training_peak(arch, shape, "adam").peak_bytes
+    r = cost_report(arch, shape, StepSettings.parse("adam")).to_dict()
+    measured = measure_training_peak(arch, shape, StepSettings.parse("adam")).peak_bytes
     assert r["memory"]["peak_bytes"] == pytest.approx(measured, rel=0.03)
     assert _share(r["blocks"]) == pytest.approx(measured, rel=0.03 + 0.005)
 
 
 def test_backward_temporaries_are_charged_to_the_block_running_backward():
     """VGG-11's peak on a GPU is in backward: the temporaries alive then belong to blocks, not to the remainder."""
-    r = cost_report(load_arch("vgg11"), (4, 1, 64, 64), device="cuda")
+    r = cost_report(load_arch("vgg11"), (4, 1, 64, 64), StepSettings.parse(device="cuda")).to_dict()
     assert r["memory"]["peak_phase"] == "backward"
     assert r["memory"]["peak_breakdown"]["temporaries"] > 0
     # every temporary but the loss's gradient (one scalar, one 512-byte block, made outside every module)

@@ -10,6 +10,7 @@ from archviz.arch import Arch, load_arch
 from archviz.errors import RunError, UsageError
 from archviz.estimate.measure import measure_training_peak
 from archviz.estimate.memory import largest_batch, predict_memory
+from archviz.estimate.settings import StepSettings
 from archviz.estimate.units import format_bytes, parse_size
 
 LENET_PARAM_BYTES = 4 * 44_426
@@ -32,10 +33,11 @@ import json, sys, torch
 torch.set_num_threads(int(sys.argv[1]))
 from archviz.estimate.measure import measure_training_peak
 from archviz.estimate.memory import predict_memory
+from archviz.estimate.settings import StepSettings
 from archviz.estimate.workspace import CpuFacts
 rows = []
 for name, shape, opt, amp in json.loads(sys.argv[2]):
-    rows.append([predict_memory(name, tuple(shape), opt, amp=amp).peak_bytes, measure_training_peak(name, tuple(shape), opt, amp=amp).peak_bytes])
+    rows.append([predict_memory(name, tuple(shape), StepSettings.parse(opt, amp=amp)).peak_bytes, measure_training_peak(name, tuple(shape), StepSettings.parse(opt, amp=amp)).peak_bytes])
 facts = CpuFacts.here()
 print(json.dumps({"rows": rows, "onednn": facts.onednn, "aten": facts.aten, "threads": facts.threads}))
 """
@@ -102,8 +104,8 @@ def test_onednn_obeys_the_isa_cap_the_prediction_reads():
 )
 def test_prediction_matches_on_larger_nets(name, params, shape, optimizer):
     arch = load_arch(name, params)
-    predicted = predict_memory(arch, shape, optimizer)
-    measured = measure_training_peak(arch, shape, optimizer)
+    predicted = predict_memory(arch, shape, StepSettings.parse(optimizer))
+    measured = measure_training_peak(arch, shape, StepSettings.parse(optimizer))
     assert predicted.peak_bytes == pytest.approx(measured.peak_bytes, rel=0.03)
 
 
@@ -135,8 +137,8 @@ def test_prediction_matches_the_training_loop_archviz_train_runs():
         with record_function(measure._STEP):
             state = loop.train_step(net, loss, optimizer, X, y)
         del state
-    peak, _ = measure._cpu_peak(prof)
-    assert predict_memory(arch, shape, "adam").peak_bytes == pytest.approx(peak, rel=0.03)
+    peak = measure._cpu_peak(prof)
+    assert predict_memory(arch, shape, StepSettings.parse("adam")).peak_bytes == pytest.approx(peak, rel=0.03)
 
 
 def test_the_prediction_is_the_pytorch_tutorial_loops_peak():
@@ -159,8 +161,8 @@ def test_the_prediction_is_the_pytorch_tutorial_loops_peak():
                 l.backward()
                 optimizer.step()
                 optimizer.zero_grad()
-    peak, _ = measure._cpu_peak(prof)
-    estimate = predict_memory(arch, shape, "sgd")
+    peak = measure._cpu_peak(prof)
+    estimate = predict_memory(arch, shape, StepSettings.parse("sgd"))
     assert estimate.peak_bytes == pytest.approx(peak, rel=0.03)
     assert estimate.step.startswith("2nd step of zero_grad(set_to_none) -> forward")
 
@@ -169,48 +171,48 @@ def test_the_prediction_is_the_pytorch_tutorial_loops_peak():
 def test_any_output_structure_is_summed_into_the_loss(kind):
     arch = load_arch("usermodels:two_heads", [f"kind={kind}"])
     shape = (4, 3, 16, 16)
-    estimate = predict_memory(arch, shape, "adam")
+    estimate = predict_memory(arch, shape, StepSettings.parse("adam"))
     assert estimate.outputs == 2  # logits and the feature map; the dict's int64 count is not a loss term
     assert estimate.grads_bytes == 4 * (4 * 3 * 9 + 4 + 4 * 10 + 10)
-    measured = measure_training_peak(arch, shape, "adam")
+    measured = measure_training_peak(arch, shape, StepSettings.parse("adam"))
     assert estimate.peak_bytes == pytest.approx(measured.peak_bytes, rel=0.03)
 
 
 @pytest.mark.parametrize("model, params, buffers", [("frozen_cnn", 4 * (8 * 3 * 9 + 8 + 8 + 8 + 8 * 10 + 10), 4 * 16 + 8), ("bn_only", 0, 4 * 6 + 8)])
 def test_no_trainable_parameters_means_no_gradients_and_no_optimizer(model, params, buffers):
     arch = load_arch(f"usermodels:{model}")
-    estimate = predict_memory(arch, (4, 3, 16, 16), "adam")
+    estimate = predict_memory(arch, (4, 3, 16, 16), StepSettings.parse("adam"))
     assert estimate.grads_bytes == 0 and estimate.optimizer_bytes == 0
     assert estimate.params_bytes == params and estimate.buffers_bytes == buffers
-    measured = measure_training_peak(arch, (4, 3, 16, 16), "adam")
+    measured = measure_training_peak(arch, (4, 3, 16, 16), StepSettings.parse("adam"))
     assert estimate.peak_bytes == pytest.approx(measured.peak_bytes, rel=0.03)
 
 
 def test_batch_norm_at_batch_1_in_train_mode_is_one_sentence():
     with pytest.raises(RunError, match=r"^layer 'fc\.2' normalises a single value per channel in train mode.*batch of 2 or more, or --mode eval\.$"):
         predict_memory("lenet_bn", (1, 1, 28, 28))
-    assert predict_memory("lenet_bn", (1, 1, 28, 28), mode="eval").peak_bytes > 0
+    assert predict_memory("lenet_bn", (1, 1, 28, 28), StepSettings.parse(mode="eval")).peak_bytes > 0
 
 
 def test_breakdown_by_hand():
-    sgd = predict_memory("lenet", (8, 1, 28, 28), "sgd")
+    sgd = predict_memory("lenet", (8, 1, 28, 28), StepSettings.parse("sgd"))
     assert sgd.params_bytes == sgd.grads_bytes == LENET_PARAM_BYTES
     assert sgd.optimizer_bytes == 0
     assert sgd.input_bytes == 8 * 28 * 28 * 4 + 8 * 8  # X in fp32, y in int64
     assert sum(sgd.peak_breakdown.values()) == sgd.peak_bytes
-    momentum = predict_memory("lenet", (8, 1, 28, 28), "momentum")
+    momentum = predict_memory("lenet", (8, 1, 28, 28), StepSettings.parse("momentum"))
     assert momentum.optimizer_bytes == LENET_PARAM_BYTES  # one buffer per parameter
-    adam = predict_memory("lenet", (8, 1, 28, 28), "adam")
+    adam = predict_memory("lenet", (8, 1, 28, 28), StepSettings.parse("adam"))
     assert adam.optimizer_bytes == 2 * LENET_PARAM_BYTES + 10 * 4  # two moments + a float32 step per tensor (CPU)
     # LeNet keeps for backward: each sigmoid's output, each pool's input and int64 indices, the linear inputs
     assert adam.activations_bytes == sgd.activations_bytes > 0
     assert sgd.inference_peak_bytes < sgd.peak_bytes
-    bf16 = predict_memory("lenet", (8, 1, 28, 28), "sgd", dtype="bf16")
+    bf16 = predict_memory("lenet", (8, 1, 28, 28), StepSettings.parse("sgd", dtype="bf16"))
     assert bf16.params_bytes == LENET_PARAM_BYTES // 2
 
 
 def test_cuda_rounds_blocks_and_uses_fused_adam():
-    adam = predict_memory("lenet", (8, 1, 28, 28), "adam", device="cuda")
+    adam = predict_memory("lenet", (8, 1, 28, 28), StepSettings.parse("adam", device="cuda"))
     sizes = [6 * 25, 6, 16 * 6 * 25, 16, 256 * 120, 120, 120 * 84, 84, 84 * 10, 10]  # parameter elements
     rounded = [-(-4 * n // 512) * 512 for n in sizes]
     assert adam.params_bytes == sum(rounded)
@@ -218,19 +220,19 @@ def test_cuda_rounds_blocks_and_uses_fused_adam():
     assert adam.optimizer_bytes == 2 * sum(rounded) + 512 * len(sizes)
     assert all(v % 512 == 0 for v in adam.peak_breakdown.values())
     # SGD on a GPU uses foreach kernels; momentum buffers are not counted twice
-    momentum = predict_memory("lenet", (8, 1, 28, 28), "momentum", device="cuda")
+    momentum = predict_memory("lenet", (8, 1, 28, 28), StepSettings.parse("momentum", device="cuda"))
     assert momentum.optimizer_bytes == sum(rounded)
 
 
 def test_amp_keeps_fp32_weights_and_halves_activations():
-    fp32 = predict_memory("lenet_bn", (64, 1, 28, 28), "sgd")
-    amp = predict_memory("lenet_bn", (64, 1, 28, 28), "sgd", amp=True)
+    fp32 = predict_memory("lenet_bn", (64, 1, 28, 28), StepSettings.parse("sgd"))
+    amp = predict_memory("lenet_bn", (64, 1, 28, 28), StepSettings.parse("sgd", amp=True))
     assert amp.params_bytes == fp32.params_bytes
     assert amp.activations_bytes < 0.75 * fp32.activations_bytes
 
 
 def test_eval_mode():
-    estimate = predict_memory("lenet", (8, 1, 28, 28), mode="eval")
+    estimate = predict_memory("lenet", (8, 1, 28, 28), StepSettings.parse(mode="eval"))
     assert estimate.peak_bytes == estimate.inference_peak_bytes
     assert estimate.grads_bytes == estimate.optimizer_bytes == 0
     assert estimate.peak_bytes > estimate.params_bytes + estimate.input_bytes
@@ -238,18 +240,18 @@ def test_eval_mode():
 
 def test_largest_batch_is_the_edge_of_the_budget():
     budget = parse_size("8MiB")
-    batch, estimate = largest_batch("lenet", None, budget, "adam", device="cpu")
+    batch, estimate = largest_batch("lenet", None, budget, StepSettings.parse("adam", device="cpu"))
     assert estimate.batch == batch and estimate.peak_bytes <= budget
-    assert predict_memory("lenet", (batch + 1, 1, 28, 28), "adam").peak_bytes > budget
+    assert predict_memory("lenet", (batch + 1, 1, 28, 28), StepSettings.parse("adam")).peak_bytes > budget
     assert 100 < batch < 1000
-    assert largest_batch("lenet", None, 100_000, "sgd") is None  # LeNet's weights and grads alone are 347 KiB
+    assert largest_batch("lenet", None, 100_000, StepSettings.parse("sgd")) is None  # LeNet's weights and grads alone are 347 KiB
 
 
 def test_the_users_model_is_not_touched():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 30 * 30, 10))
     before = [p.detach().clone() for p in net.parameters()]
     arch = Arch("mine", "callable", (2, 3, 32, 32), factory=lambda: net)
-    estimate = predict_memory(arch, optimizer="adam")
+    estimate = predict_memory(arch, settings=StepSettings.parse("adam"))
     assert estimate.params_bytes == 4 * sum(p.numel() for p in net.parameters())
     assert all(p.device.type == "cpu" and p.grad is None for p in net.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
@@ -257,9 +259,9 @@ def test_the_users_model_is_not_touched():
 
 def test_bad_choices_are_usage_errors():
     with pytest.raises(UsageError, match="optimizer 'rmsprop'"):
-        predict_memory("lenet", optimizer="rmsprop")
+        StepSettings.parse(optimizer="rmsprop")
     with pytest.raises(UsageError, match="dtype 'fp8'"):
-        predict_memory("lenet", dtype="fp8")
+        StepSettings.parse(dtype="fp8")
     with pytest.raises(RunError, match="cannot run"):
         predict_memory("lenet", (1, 1, 8, 8))
 
@@ -301,6 +303,6 @@ class TinyAttention(nn.Module):
 def test_attention_is_simulated_with_the_fused_kernel():
     arch = Arch("tiny_attention", "callable", (8, 64, 32), factory=TinyAttention)
     assert arch.trace().flops > 2 * 8 * 64 * 64 * 32 * 2  # QK^T and AV are counted
-    predicted = predict_memory(arch, optimizer="adam")
-    measured = measure_training_peak(arch, optimizer="adam")
+    predicted = predict_memory(arch, settings=StepSettings.parse("adam"))
+    measured = measure_training_peak(arch, settings=StepSettings.parse("adam"))
     assert predicted.peak_bytes == pytest.approx(measured.peak_bytes, rel=0.05)

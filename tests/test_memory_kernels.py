@@ -37,7 +37,7 @@ torch.set_num_threads(int(sys.argv[1]))
 from torch.profiler import ProfilerActivity, profile, record_function
 from archviz.arch import load_arch
 from archviz.estimate.measure import _STEP, _cpu_peak
-from archviz.estimate.memory import predict_memory
+from archviz.estimate.memory import StepSettings, predict_memory
 from archviz.estimate.simulate import simulated_loss
 from archviz.step import make_optimizer, train_step
 
@@ -53,14 +53,14 @@ def measure(arch, specs, optimizer, amp):
         with record_function(_STEP):
             state = train_step(net, simulated_loss, opt, X, y, autocast)
         del state
-    return _cpu_peak(prof)[0]
+    return _cpu_peak(prof)
 
 rows = []
 for name, params, text, optimizer, amp in json.loads(sys.argv[2]):
     arch = load_arch(name, params)
     inputs = text.split("+") if "+" in text else text
     specs = list(arch.input_specs(inputs))
-    predicted = predict_memory(arch, tuple(specs[0].shape), optimizer, amp=amp, trace=arch.trace(inputs)).peak_bytes
+    predicted = predict_memory(arch, settings=StepSettings.parse(optimizer, amp=amp), trace=arch.trace(inputs)).peak_bytes
     rows.append([predicted, measure(arch, specs, optimizer, amp)])
 print(json.dumps(rows))
 """
@@ -89,13 +89,13 @@ def test_bf16_channels_last_depthwise_under_autocast():
 
 def test_a_custom_autograd_function_is_named_with_its_margin(monkeypatch):
     monkeypatch.syspath_prepend(BENCHMARKS)
-    estimate = predict_memory("kernel_models:CustomFunction", (32, 64), "sgd")
+    estimate = predict_memory("kernel_models:CustomFunction", (32, 64))
     assert list(estimate.unseen) == ["_Square"]
     assert estimate.unseen["_Square"] == 32 * 512 * 4  # what one call saves for backward: its fp32 input
     assert estimate.peak_with_margin_bytes == estimate.peak_bytes + 32 * 512 * 4
     assert len(estimate.warnings) == 1 and estimate.warnings[0].startswith("custom autograd.Function _Square: ")
     assert "64.0 KiB" in estimate.warnings[0] and estimate.warnings[0] in estimate.kernel_rules
-    plain = predict_memory("kernel_models:MaskMLP", (32, 64), "sgd")
+    plain = predict_memory("kernel_models:MaskMLP", (32, 64))
     assert plain.unseen == {} and plain.warnings == []
 
 

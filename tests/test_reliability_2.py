@@ -558,7 +558,7 @@ def test_evaluate_of_a_run_storing_a_bomb_is_one_sentence(cli, lenet_run, tmp_pa
 
 def test_evaluate_sizes_its_batch_with_the_cost_model(monkeypatch):
     from archviz.arch import load_arch
-    from archviz.estimate.memory import predict_memory
+    from archviz.estimate.memory import StepSettings, predict_memory
     from archviz.train import budget as train_budget
     from archviz.train import evaluate
 
@@ -570,6 +570,6 @@ def test_evaluate_sizes_its_batch_with_the_cost_model(monkeypatch):
     monkeypatch.setattr(train_budget, "step_budget", lambda device, data_bytes: budget)
     batch = evaluate.eval_batch_size(arch, shape, False, torch.device("cpu"), 0)
     assert 1 <= batch < evaluate.EVAL_BATCH
-    fits = predict_memory(arch, (batch, 1, 1024, 1024), mode="eval", device="cpu").peak_bytes
-    too_big = predict_memory(arch, (batch + 1, 1, 1024, 1024), mode="eval", device="cpu").peak_bytes
+    fits = predict_memory(arch, (batch, 1, 1024, 1024), StepSettings.parse(mode="eval", device="cpu")).peak_bytes
+    too_big = predict_memory(arch, (batch + 1, 1, 1024, 1024), StepSettings.parse(mode="eval", device="cpu")).peak_bytes
     assert fits <= budget < too_big

@@ -192,10 +192,10 @@ def test_out_of_memory_names_a_batch_size(tmp_path, cli, monkeypatch):
 @pytest.mark.slow
 def test_largest_batch_comes_from_the_cost_model():
     pytest.importorskip("archviz.estimate.memory")
-    from archviz.estimate.memory import predict_memory
+    from archviz.estimate.memory import StepSettings, predict_memory
 
     arch = load_arch("lenet")
-    budget = predict_memory(arch, (64, 1, 28, 28), "adam", device="cpu").peak_bytes
+    budget = predict_memory(arch, (64, 1, 28, 28), StepSettings.parse("adam", device="cpu")).peak_bytes
     assert perf.largest_batch(arch, (256, 1, 28, 28), budget, "adam", False, "cpu") == 64
 
 

@@ -12,6 +12,7 @@ from archviz.choices import Optimizer, TargetDevice
 from archviz.cli.app import command
 from archviz.cli.options import DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt
 from archviz.errors import UsageError
+from archviz.estimate.settings import StepSettings
 from archviz.render import Format
 from archviz.shape import parse_inputs
 
@@ -68,5 +69,5 @@ def compare(
     from archviz.render.cost import render_compare
 
     with user_code(), torch_size_overflow():
-        report = compare_report(loaded, shape, labels=[a.strip() for a in archs], batch=batch, optimizer=optimizer, device=device)
+        report = compare_report(loaded, shape, StepSettings.parse(optimizer, device=device), labels=[a.strip() for a in archs], batch=batch)
     print(render_compare(report, format))

@@ -12,6 +12,7 @@ from archviz.choices import DType, GroupBy, Mode, Optimizer, TargetDevice
 from archviz.cli.app import command
 from archviz.cli.options import ArchArg, DepthOpt, DeviceOpt, FormatOpt, InputOpt, OptimizerOpt, ParamOpt, TitleOpt
 from archviz.errors import RunError, UsageError
+from archviz.estimate.settings import StepSettings
 from archviz.estimate.units import format_bytes, parse_size
 from archviz.files import refuse_overwrite, write_text_atomic
 from archviz.render import Format
@@ -80,9 +81,10 @@ def cost(
     shapes --compute` traces it with real tensors.
     """
     budget_bytes = parse_size(budget) if budget is not None else None
-    shape = parse_inputs(input)  # one or several inputs, any rank and dtype
+    inputs = parse_inputs(input)  # one or several inputs, any rank and dtype
+    settings = StepSettings.parse(optimizer, dtype, amp, mode, device)
     if sweep or output is not None:
-        _sweep(arch, shape, sweep or [], optimizer, dtype, amp, device, budget_bytes, format, param, output, force)
+        _sweep(arch, inputs, sweep or [], settings, budget_bytes, format, param, output, force)
         return
     from archviz.estimate.report import cost_report
     from archviz.estimate.simulate import torch_size_overflow
@@ -90,18 +92,18 @@ def cost(
 
     with user_code(), torch_size_overflow():  # a user module's prints go to stderr: stdout stays the table or pure JSON
         loaded = load_arch(arch, param).titled(title)
-        report = cost_report(loaded, shape, optimizer=optimizer, dtype=dtype, amp=amp, mode=mode, device=device, budget_bytes=budget_bytes, depth=depth)
-    found = report["budget"]
-    if found is not None and found["largest_batch"] is None:
-        one = format_shape([found["smallest_batch"], *report["input_shape"][1:]])
+        report = cost_report(loaded, inputs, settings, budget_bytes=budget_bytes, depth=depth)
+    found = report.budget
+    if found is not None and found.largest_batch is None:
+        one = format_shape([found.smallest_batch, *report.trace.input_shape[1:]])
         raise RunError(
-            f"{report['arch']} needs {format_bytes(found['batch1_peak_bytes'])} at batch {found['smallest_batch']} ({one}, {mode}, {optimizer}, {dtype}"
+            f"{report.trace.arch} needs {format_bytes(found.batch1_peak_bytes)} at batch {found.smallest_batch} ({one}, {mode}, {optimizer}, {dtype}"
             f"{' + autocast' if amp else ''}, {device}), more than the budget of {format_bytes(budget_bytes)}."
         )
     print(render_cost(report, format, by))
 
 
-def _sweep(arch: str, shape: Any, texts: list[str], optimizer, dtype, amp, device, budget_bytes, format, param, output: Path | None, force: bool) -> None:
+def _sweep(arch: str, inputs: Any, texts: list[str], settings: StepSettings, budget_bytes, format, param, output: Path | None, force: bool) -> None:
     from archviz.estimate.simulate import torch_size_overflow
     from archviz.estimate.sweep import parse_sweeps, sweep_report
     from archviz.render.cost import SWEEP_MARK, render_sweep, sweep_curve_svg
@@ -111,20 +113,10 @@ def _sweep(arch: str, shape: Any, texts: list[str], optimizer, dtype, amp, devic
         raise UsageError("-o draws peak memory against the batch size: give --sweep batch= with two or more sizes, e.g. --sweep batch=1,8,32,128.")
     if output is not None:
         refuse_overwrite(output, lambda head: SWEEP_MARK.encode() in head, force)
-    if shape is not None and (len(shape) != 1 or shape[0].dtype != "float32"):
+    if inputs is not None and (len(inputs) != 1 or inputs[0].dtype != "float32"):
         raise UsageError("--sweep runs on one floating-point input; give one --input such as 1x3x224x224 (or none for the architecture's own).")
     with user_code(), torch_size_overflow():
-        report = sweep_report(
-            load_arch(arch, param),
-            shape[0].shape if shape else None,
-            batches=batches,
-            sides=sides,
-            optimizer=optimizer,
-            dtype=dtype,
-            amp=amp,
-            device=device,
-            budget_bytes=budget_bytes,
-        )
+        report = sweep_report(load_arch(arch, param), inputs[0].shape if inputs else None, settings, batches=batches, sides=sides, budget_bytes=budget_bytes)
     if output is not None:
         write_text_atomic(output, sweep_curve_svg(report))
     print(render_sweep(report, format))

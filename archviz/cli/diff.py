@@ -85,6 +85,6 @@ def _peak(arch: Arch, trace: Any) -> tuple[int | None, str | None]:
     from archviz.estimate.memory import predict_memory
 
     try:
-        return predict_memory(arch, trace.input_shape, trace=trace).peak_bytes, None
+        return predict_memory(arch, trace=trace).peak_bytes, None
     except RunError as exc:  # batch norm at batch 1, a model the simulation cannot run: the rest of the diff still stands
         return None, f"{trace.display_name}: {str(exc).rstrip('.')}"

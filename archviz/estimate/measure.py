@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from archviz.choices import DType, Optimizer, TargetDevice
+from archviz.choices import TargetDevice
 from archviz.errors import RunError
-from archviz.estimate.memory import choice, torch_dtype
+from archviz.estimate.settings import StepSettings
 from archviz.estimate.simulate import simulated_loss
 from archviz.step import make_optimizer, train_step
 
@@ -36,33 +36,20 @@ _STEP = "archviz::measured_step"
 @dataclass(frozen=True)
 class Measurement:
     peak_bytes: int  # the most bytes alive at once during step 2
-    start_bytes: int  # bytes alive when step 2 started (weights, optimizer state, batch, last gradients)
     seconds: float  # wall time of the whole measurement
     device: str
 
 
-def measure_training_peak(
-    arch: Arch | str,
-    input_shape: tuple[int, ...] | None = None,
-    optimizer: Optimizer | str = "sgd",
-    dtype: DType | str = "fp32",
-    amp: bool = False,
-    device: TargetDevice | str = "cpu",
-    weight_decay: float = 0.0,
-    seed: int = 0,
-) -> Measurement:
-    """Run two real training steps and return the second one's peak (see the module docstring)."""
+def measure_training_peak(arch: Arch | str, input_shape: tuple[int, ...] | None = None, settings: StepSettings = StepSettings(), seed: int = 0) -> Measurement:
+    """Run two real training steps and return the second one's peak (see the module docstring); ``settings.mode`` is not read."""
     from archviz.arch import load_arch
 
     arch = load_arch(arch) if isinstance(arch, str) else arch
-    optimizer = choice(Optimizer, optimizer, "optimizer")
-    dtype = choice(DType, dtype, "dtype")
-    device = choice(TargetDevice, device, "device")
+    device = settings.device
     shape = tuple(input_shape or arch.default_input)
     trace = arch.trace(shape)
     classes = trace.output_shape[-1] if trace.output_shape else 1
-    weights_dtype = torch_dtype(DType.fp32 if amp else dtype)
-    amp_dtype = torch_dtype(DType.fp16 if dtype is DType.fp16 else DType.bf16) if amp else None
+    weights_dtype, amp_dtype = settings.torch_dtypes()
     on_gpu = device is TargetDevice.cuda
     if on_gpu and not torch.cuda.is_available():
         raise RunError("measuring on CUDA needs a GPU, and torch sees none; measure on the CPU or predict without measuring.")
@@ -75,7 +62,7 @@ def measure_training_peak(
         X = torch.randn(shape, device=str(device), dtype=weights_dtype)
         y = torch.randint(0, max(int(classes), 1), (shape[0],), device=str(device))
         trainable = [p for p in net.parameters() if p.requires_grad]
-        opt = make_optimizer(optimizer, trainable, weight_decay=weight_decay, on_gpu=on_gpu) if trainable else None
+        opt = make_optimizer(settings.optimizer, trainable, weight_decay=settings.weight_decay, on_gpu=on_gpu) if trainable else None
         autocast = (lambda: torch.autocast(str(device), dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
         state = train_step(net, simulated_loss, opt, X, y, autocast)
         with phase_of_step2():
@@ -89,24 +76,22 @@ def measure_training_peak(
         def window():
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            marks["start"] = torch.cuda.memory_allocated()
             yield
             torch.cuda.synchronize()
             marks["peak"] = torch.cuda.max_memory_allocated()
 
         run(window)
-        return Measurement(marks["peak"], marks["start"], time.perf_counter() - began, torch.cuda.get_device_name())
+        return Measurement(marks["peak"], time.perf_counter() - began, torch.cuda.get_device_name())
 
     from torch.profiler import ProfilerActivity, profile, record_function
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run(lambda: record_function(_STEP))
-    peak, start = _cpu_peak(prof)
-    return Measurement(peak, start, time.perf_counter() - began, "cpu")
+    return Measurement(_cpu_peak(prof), time.perf_counter() - began, "cpu")
 
 
-def _cpu_peak(prof) -> tuple[int, int]:
-    """(peak, start) of live CPU bytes inside the marked step, from the profiler's allocation events."""
+def _cpu_peak(prof) -> int:
+    """The peak of live CPU bytes inside the marked step, from the profiler's allocation events."""
     from archviz.compat import profiler_event_tree
 
     roots = profiler_event_tree(prof)
@@ -125,10 +110,10 @@ def _cpu_peak(prof) -> tuple[int, int]:
     events.sort()
     live: dict[int, int] = {}
     current = peak = 0
-    start = None
+    started = False
     for when, _, ptr, size in events:
-        if start is None and when >= window[0]:
-            start = peak = current
+        if not started and when >= window[0]:
+            started, peak = True, current
         if size > 0:
             live[ptr] = size
             current += size
@@ -136,4 +121,4 @@ def _cpu_peak(prof) -> tuple[int, int]:
             current -= live.pop(ptr)
         if window[0] <= when <= window[1]:
             peak = max(peak, current)
-    return peak, start or 0
+    return peak

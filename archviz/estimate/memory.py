@@ -29,12 +29,12 @@ Sizes are bytes; rendered in KiB/MiB/GiB (powers of 1024).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from archviz.choices import DType, Mode, Optimizer, TargetDevice
 from archviz.errors import RunError, TooLarge, UsageError
+from archviz.estimate.settings import StepSettings
 from archviz.shape import FLOAT_DTYPES
 
 if TYPE_CHECKING:
@@ -52,16 +52,7 @@ CPU_UNCERTAIN = (
 # What is predicted, in a few words (the JSON's ``memory.step``; archviz.step has the code).
 STEP = "2nd step of zero_grad(set_to_none) -> forward -> backward -> optimizer.step (d2l order)"
 
-__all__ = ["DType", "MemoryEstimate", "Mode", "Optimizer", "TargetDevice", "largest_batch", "predict_memory"]
-
-
-def choice(enum: type[StrEnum], value: Any, option: str) -> Any:
-    """``enum(value)``, or a UsageError naming the choices."""
-    try:
-        return enum(value)
-    except ValueError:
-        names = ", ".join(e.value for e in enum)
-        raise UsageError(f"unknown {option} {value!r}; choose one of {names}.") from None
+__all__ = ["DType", "MemoryEstimate", "Mode", "Optimizer", "StepSettings", "TargetDevice", "largest_batch", "predict_memory"]
 
 
 @dataclass(frozen=True)
@@ -69,12 +60,8 @@ class MemoryEstimate:
     """Predicted memory of one steady-state training step (or eval forward), in bytes."""
 
     arch: str
-    input_shape: tuple[int, ...]
-    optimizer: str
-    dtype: str
-    amp: bool
-    mode: str
-    device: str
+    input_shape: tuple[int, ...]  # the first input's, at the predicted batch
+    settings: StepSettings  # mode is train or eval (both predicts the training step, its eval forward beside it)
     params_bytes: int  # parameters
     buffers_bytes: int  # batch-norm running statistics and other buffers
     grads_bytes: int  # one gradient per trainable parameter
@@ -120,61 +107,34 @@ class MemoryEstimate:
                 totals[prefix] = totals.get(prefix, 0) + nbytes
         return totals
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["input_shape"] = list(self.input_shape)
-        return data
-
-
-def torch_dtype(dtype: DType) -> Any:
-    import torch
-
-    return {DType.fp32: torch.float32, DType.bf16: torch.bfloat16, DType.fp16: torch.float16}[dtype]
-
 
 def predict_memory(
-    arch: Arch | str,
-    input_shape: tuple[int, ...] | None = None,
-    optimizer: Optimizer | str = "sgd",
-    dtype: DType | str = "fp32",
-    amp: bool = False,
-    mode: Mode | str = "train",
-    device: TargetDevice | str = "cpu",
-    weight_decay: float = 0.0,
-    *,
-    trace: Trace | None = None,
+    arch: Arch | str, inputs: Any = None, settings: StepSettings = StepSettings(), *, trace: Trace | None = None, batch: int | None = None
 ) -> MemoryEstimate:
-    """Predict the peak memory of a training step (``mode="train"``) or an eval forward.
+    """Predict the peak memory of a training step (``settings.mode`` train or both) or an eval forward.
 
-    ``amp=True``: fp32 weights with autocast to bf16 (or to fp16 with ``dtype="fp16"``).
-    ``trace``: the architecture's trace when the caller has one (it says the network runs
-    on this input; without it the architecture is traced once to check that). Raises
-    UsageError for unknown choices and RunError when the network cannot run on the input.
+    The inputs simulated are the trace's (every one, with its dtype; float ones take the weights'
+    dtype): ``trace`` when the caller has it, else ``arch`` traced once on ``inputs`` (a shape, or
+    inputs as Arch.trace takes them), which checks that the network runs on them. ``batch``: the
+    batch size to predict, when not the trace's. Raises RunError when the network cannot run.
     """
     from archviz.arch import load_arch
-
-    arch = load_arch(arch) if isinstance(arch, str) else arch
-    optimizer = choice(Optimizer, optimizer, "optimizer")
-    dtype = choice(DType, dtype, "dtype")
-    mode = choice(Mode, mode, "mode")
-    mode = Mode.train if mode is Mode.both else mode  # the training step; its eval forward is computed with it
-    device = choice(TargetDevice, device, "device")
-    shape = tuple(input_shape or (trace.input_shape if trace is not None else arch.default_input))
-    if trace is None:
-        arch.trace(shape)  # a network that cannot run on this input fails here, with the layer named
-
     from archviz.estimate import simulate, workspace
 
-    on_gpu = device is TargetDevice.cuda
+    arch = load_arch(arch) if isinstance(arch, str) else arch
+    trace = trace or arch.trace(inputs)  # a network that cannot run on this input fails here, with the layer named
+    settings = settings.with_mode(Mode.train) if settings.mode is Mode.both else settings  # the training step; its eval forward comes with it
+    batch = batch if batch is not None else trace.input_shape[0] if trace.input_shape else 1
+    shape = (batch, *trace.input_shape[1:]) if trace.input_shape else ()
+    on_gpu = settings.device is TargetDevice.cuda
     facts = None if on_gpu else workspace.CpuFacts.here()
     kernel_scratch = None if facts is None else workspace.cpu_workspace(facts)
     rules = "cuDNN/cuBLAS workspaces are chosen at run time and not included" if facts is None else f"{facts.describe()}; {CPU_UNCERTAIN}"
-    weights_dtype = torch_dtype(DType.fp32 if amp else dtype)
-    amp_dtype = torch_dtype(DType.fp16 if dtype is DType.fp16 else DType.bf16) if amp else None
-    inputs = _simulated_inputs(trace, shape)
-    common = dict(arch=arch.name, input_shape=shape, optimizer=str(optimizer), dtype=str(dtype), amp=amp, mode=str(mode), device=str(device))
+    weights_dtype, amp_dtype = settings.torch_dtypes()
+    inputs = _simulated_inputs(trace, batch)
+    common = dict(arch=arch.name, input_shape=shape, settings=settings)
     inference = simulate.simulate_inference(_meta_model(arch, shape), inputs, dtype=weights_dtype, amp_dtype=amp_dtype, on_gpu=on_gpu, workspace=kernel_scratch)
-    if mode is Mode.eval:
+    if settings.mode is Mode.eval:
         return MemoryEstimate(
             **common,
             params_bytes=inference.params_bytes,
@@ -197,11 +157,11 @@ def predict_memory(
     step = simulate.simulate_training(
         _meta_model(arch, shape),
         inputs,
-        optimizer,
+        settings.optimizer,
         dtype=weights_dtype,
         amp_dtype=amp_dtype,
         on_gpu=on_gpu,
-        weight_decay=weight_decay,
+        weight_decay=settings.weight_decay,
         workspace=kernel_scratch,
     )
     warnings = [unseen_warning(name, margin) for name, margin in sorted(step.unseen.items())]
@@ -239,13 +199,10 @@ def unseen_warning(name: str, margin: int) -> str:
     )
 
 
-def _simulated_inputs(trace: Trace | None, shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], Any]]:
-    """Every input the trace records, at ``shape``'s batch; float inputs take the weights' dtype (None), others keep theirs."""
-    if trace is None or len(trace.inputs) < 2 and all(t.dtype in FLOAT_DTYPES for t in trace.inputs):
-        return [(shape, None)]
+def _simulated_inputs(trace: Trace, batch: int) -> list[tuple[tuple[int, ...], Any]]:
+    """Every input the trace records, at ``batch``; float inputs take the weights' dtype (None), others keep theirs."""
     import torch
 
-    batch = shape[0] if shape else 1
     return [((batch, *t.shape[1:]) if t.shape else (), None if t.dtype in FLOAT_DTYPES else getattr(torch, t.dtype)) for t in trace.inputs]
 
 
@@ -266,20 +223,11 @@ def _meta_model(arch: Arch, shape: tuple[int, ...]) -> Any:
 
 
 def largest_batch(
-    arch: Arch | str,
-    input_shape: tuple[int, ...] | None,
-    budget_bytes: int,
-    optimizer: Optimizer | str = "sgd",
-    amp: bool = False,
-    device: TargetDevice | str = "cuda",
-    dtype: DType | str = "fp32",
-    mode: Mode | str = "train",
-    limit: int = 2**40,
-    *,
-    trace: Trace | None = None,
+    arch: Arch | str, inputs: Any, budget_bytes: int, settings: StepSettings = StepSettings(), limit: int = 2**40, *, trace: Trace | None = None
 ) -> tuple[int, MemoryEstimate] | None:
     """The largest batch size whose predicted peak fits in ``budget_bytes``, with its estimate.
 
+    ``inputs`` and ``trace`` as in ``predict_memory`` (the trace's inputs are simulated at each batch).
     ``None`` when even batch 1 does not fit (``predict_memory`` at batch 1 says what it
     needs). The peak grows almost linearly with the batch, so a line through batches 2 and
     4 gives a first guess, which the simulation then checks and corrects, stepping away from
@@ -290,13 +238,13 @@ def largest_batch(
     arch = load_arch(arch) if isinstance(arch, str) else arch
     if budget_bytes <= 0:
         raise UsageError(f"the memory budget must be more than zero bytes, not {budget_bytes}.")
-    shape = tuple(input_shape or arch.default_input)
-    trace = trace or arch.trace(shape)  # checked once: the batch size does not change whether a network runs
+    trace = trace or arch.trace(inputs)  # checked once: the batch size does not change whether a network runs
+    shape = trace.input_shape
     cache: dict[int, MemoryEstimate] = {}
 
     def at(batch: int) -> MemoryEstimate:
         if batch not in cache:
-            cache[batch] = predict_memory(arch, (batch, *shape[1:]), optimizer, dtype, amp, mode, device, trace=trace)
+            cache[batch] = predict_memory(arch, settings=settings, trace=trace, batch=batch)
         return cache[batch]
 
     def fits(batch: int) -> bool:
@@ -310,7 +258,7 @@ def largest_batch(
     try:
         one = fits(1)
     except RunError:  # batch norm cannot train on a single sample: the search starts at 2
-        if choice(Mode, mode, "mode") is Mode.eval:
+        if settings.mode is Mode.eval:
             raise
         one = None
     if one is False or (one is None and not fits(2)):

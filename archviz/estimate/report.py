@@ -1,24 +1,27 @@
 """The cost report: per-block FLOPs, bytes and receptive fields, totals, memory, budget.
 
-``cost_report`` returns the stable JSON contract of `archviz cost`; ``compare_report``
-the rows of `archviz compare`. Both return plain data; rendering is archviz.render.cost.
+``cost_report`` returns a :class:`CostReport` built from a trace (``to_dict()`` is the stable
+JSON contract of `archviz cost`); ``compare_report`` the rows of `archviz compare`. Rendering
+is archviz.render.cost.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from archviz.choices import DType, Mode, Optimizer, TargetDevice
+from archviz.choices import Mode
 from archviz.errors import NeedsValues, RunError
 from archviz.estimate.blocks import by_kind, memory_by_block, percent
 from archviz.estimate.flops import training_flops_per_image, uncounted_ops
-from archviz.estimate.memory import choice, largest_batch, predict_memory
-from archviz.estimate.receptive import block_fields, receptive_fields, unknown_ops
+from archviz.estimate.memory import MemoryEstimate, largest_batch, predict_memory
+from archviz.estimate.receptive import ReceptiveField, block_fields, receptive_fields, unknown_ops
+from archviz.estimate.settings import StepSettings
 
 if TYPE_CHECKING:
     from archviz.arch import Arch
-    from archviz.trace.record import Shape, Trace
+    from archviz.trace.record import Node, Shape, Trace
 
 CONVENTIONS = {
     "macs": "multiply-accumulates of convolutions, linear layers and matrix products (attention included); "
@@ -38,141 +41,168 @@ CONVENTIONS = {
 }
 
 
-def cost_report(
-    arch: Arch,
-    input_shape: Shape | None = None,
-    *,
-    optimizer: Optimizer | str = Optimizer.sgd,
-    dtype: DType | str = DType.fp32,
-    amp: bool = False,
-    mode: Mode | str = Mode.train,
-    device: TargetDevice | str = TargetDevice.cpu,
-    budget_bytes: int | None = None,
-    depth: int = 1,
-    trace: Trace | None = None,
-) -> dict[str, Any]:
-    """The JSON contract of `archviz cost` (stable: other tools read it).
+@dataclass(frozen=True)
+class BlockCost:
+    """One block's row: its node in the trace, the bytes it makes and keeps, its receptive field and its memory at the peak."""
 
-    ``trace``: ``arch``'s trace on the input, when the caller has it; otherwise it is made
-    here, once, and every part of the report (FLOPs, receptive fields, memory) reads it.
-    """
-    optimizer = choice(Optimizer, optimizer, "optimizer")
-    dtype = choice(DType, dtype, "dtype")
-    mode = choice(Mode, mode, "mode")
-    device = choice(TargetDevice, device, "device")
-    if trace is None or (input_shape is not None and not _same_input(input_shape, trace)):
-        try:
-            trace = arch.trace(input_shape)  # ``input_shape``: a shape, or inputs as Arch.trace takes them (several, any dtype)
-        except NeedsValues as exc:  # `cost` has no --compute: the step it simulates runs without values too (issue 19)
-            raise RunError(
-                f"{exc.problem}; `archviz cost` predicts FLOPs and memory by running the step without values, so it cannot cost this model "
-                "(`archviz shapes` with the same arguments and --compute traces it with real tensors: shapes, params and FLOPs)."
-            ) from None
-    memory = predict_memory(arch, trace.input_shape, optimizer, dtype, amp, mode, device, trace=trace)
-    fields = receptive_fields(trace)
-    at_block = block_fields(trace, fields)
-    element = 2 if amp or dtype is not DType.fp32 else 4
-    kept = memory.kept_under()
-    nodes = trace.blocks(depth)
-    both = mode is Mode.both
-    at_peak, remainder = memory_by_block(memory.peak_parts, nodes, memory.peak_bytes)
-    at_eval_peak, eval_remainder = memory_by_block(memory.inference_peak_parts, nodes, memory.inference_peak_bytes)
-    kinds, kinds_remainder = by_kind(trace, memory.peak_parts, memory.peak_bytes)
-    eval_kinds, eval_kinds_remainder = by_kind(trace, memory.inference_peak_parts, memory.inference_peak_bytes)
-    if both:
-        for row, eval_row in zip(kinds, eval_kinds, strict=True):
-            row["eval_memory"] = eval_row["memory"]
-    blocks = []
-    for node in nodes:
-        rf = at_block.get(node.path)
-        blocks.append(
-            {
-                "name": node.path,
-                "type": node.type,
-                "depth": node.depth,
-                "output_shape": list(node.output_shape) if node.called else None,  # None: a container or unused module (issue 9)
-                "params": node.params,
-                "macs": node.macs,
-                "flops": node.flops,
-                "activation_bytes": math.prod(node.output_shape) * element if node.called else 0,
-                "kept_bytes": kept.get(node.path, 0) if mode is not Mode.eval else 0,
-                "receptive_field": rf.to_dict() if rf is not None else None,
-                "params_percent": percent(node.params, trace.total_params),
-                "macs_percent": percent(node.macs, trace.flops // 2),
-                "memory": at_peak[node.path],  # alive at the peak, by the block that made it (archviz.estimate.blocks)
-            }
-        )
-        if both:
-            blocks[-1]["eval_memory"] = at_eval_peak[node.path]
-    output_rf = at_block.get("")
-    report: dict[str, Any] = {
-        "arch": trace.arch,
-        "title": trace.display_name,  # what tables and diagrams call it (a callable's display name, or --title)
-        "input_shape": list(trace.input_shape),
-        "output_shape": list(trace.output_shape),
-        "inputs": [i.to_dict() for i in trace.inputs],
-        "outputs": [o.to_dict() for o in trace.outputs],
-        "total_params": trace.total_params,
-        "trainable_params": trace.trainable_params,
-        "macs": trace.flops // 2,
-        "flops": trace.flops,
-        "training_flops_per_image": training_flops_per_image(trace),
-        "receptive_field": output_rf.to_dict() if output_rf is not None else None,
-        "memory": {
-            "params_bytes": memory.params_bytes,
-            "buffers_bytes": memory.buffers_bytes,
-            "grads_bytes": memory.grads_bytes,
-            "optimizer_bytes": memory.optimizer_bytes,
-            "activations_bytes": memory.activations_bytes,
-            "largest_temporary_bytes": memory.largest_temporary_bytes,
-            "input_bytes": memory.input_bytes,
-            "peak_bytes": memory.peak_bytes,
-            "inference_peak_bytes": memory.inference_peak_bytes,
-            "peak_phase": memory.peak_phase,
-            "peak_breakdown": memory.peak_breakdown,
-            "step": memory.step,
-            "loss": _loss_text(memory.outputs) if mode is not Mode.eval else "none (eval forward)",
-            "kernel_scratch_bytes": memory.kernel_scratch_bytes,
-            "kernel_rules": memory.kernel_rules,
-            "batch": memory.batch,
-            "optimizer": memory.optimizer,
-            "dtype": memory.dtype,
-            "amp": memory.amp,
-            "mode": memory.mode,
-            "device": memory.device,
-        },
-        "budget": None,
-        "mode": str(mode),
-        "blocks": blocks,
-        "memory_remainder": remainder,
-        "by_kind": kinds,
-        "by_kind_remainder": kinds_remainder,
-        "uncounted_ops": uncounted_ops(trace),
-        "receptive_field_unknown": unknown_ops(trace) if fields else [],
-        "conventions": CONVENTIONS,
-    }
-    if both:
-        report["eval_memory_remainder"] = eval_remainder
-        report["eval_by_kind_remainder"] = eval_kinds_remainder
-    if budget_bytes is not None:
-        found = largest_batch(arch, trace.input_shape, budget_bytes, optimizer, amp, device, dtype, mode, trace=trace)
-        smallest = (None, None) if found else _smallest_peak(arch, trace, optimizer, dtype, amp, mode, device)
-        report["budget"] = {
-            "budget_bytes": budget_bytes,
-            "largest_batch": found[0] if found else None,
-            "peak_bytes": found[1].peak_bytes if found else None,
-            "smallest_batch": None if found else smallest[0],  # 1, or 2 with batch norm in train mode
-            "batch1_peak_bytes": None if found else smallest[1],  # the peak at smallest_batch
+    node: Node
+    activation_bytes: int  # the block's output at the compute dtype
+    kept_bytes: int  # made inside it and kept for backward
+    receptive_field: ReceptiveField | None
+    params_percent: float
+    macs_percent: float
+    memory: dict[str, Any]  # alive at the peak, by the block that made it (archviz.estimate.blocks)
+    eval_memory: dict[str, Any] | None = None  # the same at the eval forward's peak (mode both)
+
+    def to_dict(self) -> dict[str, Any]:
+        node, rf = self.node, self.receptive_field
+        row = {
+            "name": node.path,
+            "type": node.type,
+            "depth": node.depth,
+            "output_shape": list(node.output_shape) if node.called else None,  # None: a container or unused module (issue 9)
+            "params": node.params,
+            "macs": node.macs,
+            "flops": node.flops,
+            "activation_bytes": self.activation_bytes,
+            "kept_bytes": self.kept_bytes,
+            "receptive_field": rf.to_dict() if rf is not None else None,
+            "params_percent": self.params_percent,
+            "macs_percent": self.macs_percent,
+            "memory": self.memory,
         }
-    return report
+        return row if self.eval_memory is None else {**row, "eval_memory": self.eval_memory}
 
 
-def _smallest_peak(arch: Arch, trace: Trace, *settings: Any) -> tuple[int, int]:
+@dataclass(frozen=True)
+class Budget:
+    """The largest batch that fits a memory budget; when none does, the smallest batch and its peak."""
+
+    budget_bytes: int
+    largest_batch: int | None
+    peak_bytes: int | None  # at largest_batch
+    smallest_batch: int | None  # 1, or 2 with batch norm in train mode
+    batch1_peak_bytes: int | None  # the peak at smallest_batch
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """What `archviz cost` reports on one trace: FLOPs, receptive fields and the memory of a step, per block and in total."""
+
+    trace: Trace
+    settings: StepSettings
+    memory: MemoryEstimate
+    blocks: tuple[BlockCost, ...]
+    memory_remainder: dict[str, Any]  # the bytes at the peak no block made: blocks + remainder = peak
+    by_kind: list[dict[str, Any]]
+    by_kind_remainder: dict[str, Any]
+    receptive_field: ReceptiveField | None  # at the output
+    receptive_field_unknown: list[str]
+    budget: Budget | None = None
+    eval_memory_remainder: dict[str, Any] | None = None  # mode both
+    eval_by_kind_remainder: dict[str, Any] | None = None
+
+    @classmethod
+    def from_trace(cls, arch: Arch, trace: Trace, settings: StepSettings, budget_bytes: int | None = None, depth: int = 1) -> CostReport:
+        memory = predict_memory(arch, settings=settings, trace=trace)
+        fields = receptive_fields(trace)
+        at_block = block_fields(trace, fields)
+        kept = memory.kept_under()
+        nodes = trace.blocks(depth)
+        both = settings.mode is Mode.both
+        at_peak, remainder = memory_by_block(memory.peak_parts, nodes, memory.peak_bytes)
+        at_eval_peak, eval_remainder = memory_by_block(memory.inference_peak_parts, nodes, memory.inference_peak_bytes)
+        kinds, kinds_remainder = by_kind(trace, memory.peak_parts, memory.peak_bytes)
+        eval_kinds, eval_kinds_remainder = by_kind(trace, memory.inference_peak_parts, memory.inference_peak_bytes)
+        if both:
+            for row, eval_row in zip(kinds, eval_kinds, strict=True):
+                row["eval_memory"] = eval_row["memory"]
+        blocks = tuple(
+            BlockCost(
+                node,
+                math.prod(node.output_shape) * settings.element_bytes if node.called else 0,
+                kept.get(node.path, 0) if settings.mode is not Mode.eval else 0,
+                at_block.get(node.path),
+                percent(node.params, trace.total_params),
+                percent(node.macs, trace.flops // 2),
+                at_peak[node.path],
+                at_eval_peak[node.path] if both else None,
+            )
+            for node in nodes
+        )
+        found = None
+        if budget_bytes is not None:
+            fits = largest_batch(arch, None, budget_bytes, settings, trace=trace)
+            smallest = (None, None) if fits else _smallest_peak(arch, trace, settings)
+            found = Budget(budget_bytes, *(fits[0], fits[1].peak_bytes) if fits else (None, None), *smallest)
+        unknown, evals = unknown_ops(trace) if fields else [], (eval_remainder, eval_kinds_remainder) if both else (None, None)
+        return cls(trace, settings, memory, blocks, remainder, kinds, kinds_remainder, at_block.get(""), unknown, found, *evals)
+
+    @property
+    def macs(self) -> int:
+        return self.trace.flops // 2
+
+    @property
+    def loss(self) -> str:
+        return _loss_text(self.memory.outputs) if self.settings.mode is not Mode.eval else "none (eval forward)"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of `archviz cost` (stable: other tools read it)."""
+        trace, m, s, rf = self.trace, self.memory, self.memory.settings, self.receptive_field
+        memory = {k: getattr(m, k) for k in _MEMORY_FIELDS}
+        memory.update(loss=self.loss, kernel_scratch_bytes=m.kernel_scratch_bytes, kernel_rules=m.kernel_rules, batch=m.batch)
+        memory.update(optimizer=str(s.optimizer), dtype=str(s.dtype), amp=s.amp, mode=str(s.mode), device=str(s.device))
+        report: dict[str, Any] = {
+            "arch": trace.arch,
+            "title": trace.display_name,  # what tables and diagrams call it (a callable's display name, or --title)
+            "input_shape": list(trace.input_shape),
+            "output_shape": list(trace.output_shape),
+            "inputs": [i.to_dict() for i in trace.inputs],
+            "outputs": [o.to_dict() for o in trace.outputs],
+            "total_params": trace.total_params,
+            "trainable_params": trace.trainable_params,
+            "macs": self.macs,
+            "flops": trace.flops,
+            "training_flops_per_image": training_flops_per_image(trace),
+            "receptive_field": rf.to_dict() if rf is not None else None,
+            "memory": memory,
+            "budget": asdict(self.budget) if self.budget is not None else None,
+            "mode": str(self.settings.mode),
+            "blocks": [b.to_dict() for b in self.blocks],
+            "memory_remainder": self.memory_remainder,
+            "by_kind": self.by_kind,
+            "by_kind_remainder": self.by_kind_remainder,
+            "uncounted_ops": uncounted_ops(trace),
+            "receptive_field_unknown": self.receptive_field_unknown,
+            "conventions": CONVENTIONS,
+        }
+        if self.settings.mode is Mode.both:
+            report.update(eval_memory_remainder=self.eval_memory_remainder, eval_by_kind_remainder=self.eval_by_kind_remainder)
+        return report
+
+
+_MEMORY_FIELDS = ("params_bytes", "buffers_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes", "largest_temporary_bytes", "input_bytes")
+_MEMORY_FIELDS += ("peak_bytes", "inference_peak_bytes", "peak_phase", "peak_breakdown", "step")
+
+
+def cost_report(arch: Arch, inputs: Any = None, settings: StepSettings = StepSettings(), *, budget_bytes: int | None = None, depth: int = 1) -> CostReport:
+    """The cost of ``arch`` on ``inputs`` (a shape, or inputs as Arch.trace takes them: several, any dtype; None: its own)."""
+    try:
+        trace = arch.trace(inputs)
+    except NeedsValues as exc:  # `cost` has no --compute: the step it simulates runs without values too (issue 19)
+        raise RunError(
+            f"{exc.problem}; `archviz cost` predicts FLOPs and memory by running the step without values, so it cannot cost this model "
+            "(`archviz shapes` with the same arguments and --compute traces it with real tensors: shapes, params and FLOPs)."
+        ) from None
+    return CostReport.from_trace(arch, trace, settings, budget_bytes, depth)
+
+
+def _smallest_peak(arch: Arch, trace: Trace, settings: StepSettings) -> tuple[int, int]:
     """(batch, peak) at batch 1, or at batch 2 for a network with batch norm, which cannot train on one sample."""
     try:
-        return 1, predict_memory(arch, (1, *trace.input_shape[1:]), *settings, trace=trace).peak_bytes
+        return 1, predict_memory(arch, settings=settings, trace=trace, batch=1).peak_bytes
     except RunError:
-        return 2, predict_memory(arch, (2, *trace.input_shape[1:]), *settings, trace=trace).peak_bytes
+        return 2, predict_memory(arch, settings=settings, trace=trace, batch=2).peak_bytes
 
 
 def _loss_text(outputs: int) -> str:
@@ -181,13 +211,6 @@ def _loss_text(outputs: int) -> str:
     if outputs == 0:
         return "none: the output holds no floating-point tensor, so there is no backward pass"
     return f"the sum over the {outputs} floating-point outputs (cross-entropy for batch x classes ones, a plain sum for others)"
-
-
-def _same_input(inputs: Any, trace: Trace) -> bool:
-    """Whether a plain float shape ``inputs`` is what ``trace`` ran on (several inputs or a dtype: trace again)."""
-    if isinstance(inputs, list | tuple) and inputs and all(isinstance(d, int) for d in inputs):
-        return len(trace.inputs) == 1 and trace.inputs[0].dtype == "float32" and tuple(inputs) == tuple(trace.input_shape)
-    return False
 
 
 def smallest_input(arch: Arch, input_shape: Shape) -> Shape | None:
@@ -202,26 +225,20 @@ def smallest_input(arch: Arch, input_shape: Shape) -> Shape | None:
 
 
 def compare_report(
-    archs: list[Arch],
-    input_shape: Shape | None = None,
-    *,
-    labels: list[str] | None = None,
-    batch: int | None = None,
-    optimizer: Optimizer | str = Optimizer.sgd,
-    device: TargetDevice | str = TargetDevice.cpu,
+    archs: list[Arch], inputs: Any = None, settings: StepSettings = StepSettings(), *, labels: list[str] | None = None, batch: int | None = None
 ) -> dict[str, Any]:
     """Side by side: params, MACs, training FLOPs per image, training peak, output, smallest input."""
     from archviz.estimate.simulate import BatchNormAtBatchOne
 
     rows = []
     for i, arch in enumerate(archs):
-        specs = arch.input_specs(input_shape)  # ``input_shape``: a shape, or inputs as Arch.trace takes them
+        specs = arch.input_specs(inputs)  # ``inputs``: a shape, or inputs as Arch.trace takes them
         if batch is not None:
             specs = {k: s.with_batch(batch) for k, s in specs.items()} if isinstance(specs, dict) else tuple(s.with_batch(batch) for s in specs)
         trace = arch.trace(specs)
         shape = tuple(trace.input_shape)
         try:
-            peak, peak_note = predict_memory(arch, shape, optimizer, device=device, trace=trace).peak_bytes, None
+            peak, peak_note = predict_memory(arch, settings=settings, trace=trace).peak_bytes, None
         except BatchNormAtBatchOne as exc:  # one model cannot train at this batch: the others still can
             where = f"layer '{exc.layer}'" if exc.layer else "a batch-norm layer"
             peak, peak_note = None, f"batch norm cannot train at batch {shape[0]} ({where} sees one value per channel); pass --batch 2 or more"
@@ -242,4 +259,4 @@ def compare_report(
                 "smallest_input": list(smallest) if smallest else None,
             }
         )
-    return {"optimizer": str(choice(Optimizer, optimizer, "optimizer")), "device": str(choice(TargetDevice, device, "device")), "archs": rows}
+    return {"optimizer": str(settings.optimizer), "device": str(settings.device), "archs": rows}

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from archviz.choices import DType, Optimizer, TargetDevice
+from archviz.choices import Mode
 from archviz.errors import RunError, UsageError
-from archviz.estimate.memory import choice, largest_batch, predict_memory
+from archviz.estimate.memory import largest_batch, predict_memory
+from archviz.estimate.settings import StepSettings
 from archviz.estimate.units import format_bytes
 
 if TYPE_CHECKING:
@@ -76,19 +77,14 @@ def _with_side(shape: Shape, side: Side | None) -> Shape:
 def sweep_report(
     arch: Arch,
     input_shape: Shape | None = None,
+    settings: StepSettings = StepSettings(),
     *,
     batches: list[int] | None = None,
     sides: list[Side] | None = None,
-    optimizer: Optimizer | str = Optimizer.sgd,
-    dtype: DType | str = DType.fp32,
-    amp: bool = False,
-    device: TargetDevice | str = TargetDevice.cpu,
     budget_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """One row per (input size, batch) point: params, MACs, train and eval peak, largest batch within ``budget_bytes``."""
-    optimizer = choice(Optimizer, optimizer, "optimizer")
-    dtype = choice(DType, dtype, "dtype")
-    device = choice(TargetDevice, device, "device")
+    """One row per (input size, batch) point: params, MACs, train and eval peak, largest batch within ``budget_bytes`` (``settings.mode`` is not read)."""
+    settings = settings.with_mode(Mode.train)
     base = tuple(input_shape or arch.default_input)
     points = len(batches or [None]) * len(sides or [None])
     if points > MAX_POINTS:
@@ -96,22 +92,21 @@ def sweep_report(
     rows = []
     for side in sides or [None]:
         shape = _with_side(base, side)
-        rows += _rows_for_size(arch, shape, batches or [shape[0]], optimizer, dtype, amp, device, budget_bytes)
+        rows += _rows_for_size(arch, shape, batches or [shape[0]], settings, budget_bytes)
     return {
         "arch": arch.name,
         "input_shape": list(base),
-        "optimizer": str(optimizer),
-        "dtype": str(dtype),
-        "amp": amp,
-        "device": str(device),
+        "optimizer": str(settings.optimizer),
+        "dtype": str(settings.dtype),
+        "amp": settings.amp,
+        "device": str(settings.device),
         "budget_bytes": budget_bytes,
         "swept": [k for k, v in (("batch", batches), ("input", sides)) if v],
         "rows": rows,
     }
 
 
-def _rows_for_size(arch: Arch, shape: Shape, batches: list[int], *settings: Any) -> list[dict[str, Any]]:
-    optimizer, dtype, amp, device, budget_bytes = settings
+def _rows_for_size(arch: Arch, shape: Shape, batches: list[int], settings: StepSettings, budget_bytes: int | None) -> list[dict[str, Any]]:
     traced_at = min(batches)
     rows = [_row((b, *shape[1:])) for b in batches]
     try:
@@ -123,7 +118,7 @@ def _rows_for_size(arch: Arch, shape: Shape, batches: list[int], *settings: Any)
     fits: tuple[int, Any] | None | str = None
     if budget_bytes is not None:
         try:
-            fits = largest_batch(arch, (traced_at, *shape[1:]), budget_bytes, optimizer, amp, device, dtype, "train", trace=trace)
+            fits = largest_batch(arch, None, budget_bytes, settings, trace=trace)
         except (RunError, UsageError) as exc:
             fits = str(exc)
     for row, batch in zip(rows, batches, strict=True):
@@ -131,7 +126,7 @@ def _rows_for_size(arch: Arch, shape: Shape, batches: list[int], *settings: Any)
         # MACs grow linearly with the batch; a network where they do not is traced at this batch
         flops = trace.flops * batch // traced_at if trace.flops % traced_at == 0 else arch.trace(tuple(row["input_shape"])).flops
         row["macs"] = flops // 2
-        _memory(arch, row, trace, optimizer, dtype, amp, device)
+        _memory(arch, row, trace, settings)
         if budget_bytes is not None:
             _budget(row, fits, budget_bytes)
     return rows
@@ -151,15 +146,14 @@ def _row(shape: Shape) -> dict[str, Any]:
     }
 
 
-def _memory(arch: Arch, row: dict[str, Any], trace: Any, optimizer: Any, dtype: Any, amp: bool, device: Any) -> None:
-    shape = tuple(row["input_shape"])
+def _memory(arch: Arch, row: dict[str, Any], trace: Any, settings: StepSettings) -> None:
     try:
-        memory = predict_memory(arch, shape, optimizer, dtype, amp, "train", device, trace=trace)
+        memory = predict_memory(arch, settings=settings, trace=trace, batch=row["batch"])
         row["train_peak_bytes"], row["eval_peak_bytes"] = memory.peak_bytes, memory.inference_peak_bytes
     except RunError as exc:  # batch norm at batch 1, a tensor too large for torch: eval may still run
         row["note"] = str(exc)
         try:
-            row["eval_peak_bytes"] = predict_memory(arch, shape, optimizer, dtype, amp, "eval", device, trace=trace).peak_bytes
+            row["eval_peak_bytes"] = predict_memory(arch, settings=settings.with_mode(Mode.eval), trace=trace, batch=row["batch"]).peak_bytes
         except RunError:
             pass
 

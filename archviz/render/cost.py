@@ -2,66 +2,76 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
+from archviz.choices import Mode
 from archviz.estimate.blocks import MEMORY_KEYS, REMAINDER_KEYS
+from archviz.estimate.flops import training_flops_per_image, uncounted_ops
 from archviz.estimate.units import format_bytes
 from archviz.render import Format
 from archviz.render.tables import human, render_html, render_rows
 from archviz.shape import format_shape
+from archviz.trace.record import TensorInfo
+
+if TYPE_CHECKING:
+    from archviz.estimate.receptive import ReceptiveField
+    from archviz.estimate.report import CostReport
 
 _CATEGORY_ORDER = ("params", "buffers", "grads", "optimizer", "activations", "temporaries", "input")
 
 
-def _rf(rf: dict[str, Any] | None) -> tuple[str, str]:
+def _rf(rf: ReceptiveField | None) -> tuple[str, str]:
     if rf is None:
         return "?", "?"
-    if rf["whole_input"]:
+    if rf.whole_input:
         return "all", "-"
-    size, jump = rf["size"], rf["jump"]  # one entry per spatial axis (1, 2 or 3)
+    size, jump = rf.size, rf.jump or ()  # one entry per spatial axis (1, 2 or 3)
     return (str(size[0]) if len(set(size)) == 1 else "x".join(map(str, size))), (str(jump[0]) if len(set(jump)) == 1 else "x".join(map(str, jump)))
 
 
-def render_cost(report: dict[str, Any], fmt: Format = Format.table, by: str = "block", *, html: bool = False) -> str:
-    """Table, CSV or Markdown of a cost report (``by``: "block" or "kind"); JSON is the report itself; ``html``: an HTML table, for Jupyter."""
+def render_cost(report: CostReport, fmt: Format = Format.table, by: str = "block", *, html: bool = False) -> str:
+    """Table, CSV or Markdown of a cost report (``by``: "block" or "kind"); JSON is ``report.to_dict()``; ``html``: an HTML table, for Jupyter."""
     table = fmt is Format.table or html
     text = table or fmt is Format.markdown
     size = format_bytes if text else (lambda n: n)
     if by == "kind":
-        rows = [dict(k, name=k["kind"], **_memory_cells(k, size, text)) for k in report["by_kind"]]
-        remainder, eval_remainder = report["by_kind_remainder"], report.get("eval_by_kind_remainder")
-        columns = [("name", "Kind"), *_SHARES, *_memory_columns(report)]
+        rows = [
+            dict(k, name=k["kind"], **_memory_cells(k["memory"], k.get("eval_memory"), k["params_percent"], k["macs_percent"], size, text))
+            for k in report.by_kind
+        ]
+        remainder, eval_remainder = report.by_kind_remainder, report.eval_by_kind_remainder
+        columns = [("name", "Kind"), *_SHARES, *_memory_columns(report.settings.mode)]
     else:
-        rows = []
-        for b in report["blocks"]:
-            rf_size, rf_jump = _rf(b["receptive_field"])
-            rows.append(
-                dict(
-                    b,
-                    name=("  " * (b["depth"] - 1)) + b["name"] if table else b["name"],
-                    activation=size(b["activation_bytes"]),
-                    kept=size(b["kept_bytes"]),
-                    rf_size=rf_size,
-                    rf_jump=rf_jump,
-                    **_memory_cells(b, size, text),
-                )
+        rows = [
+            dict(
+                name=("  " * (b.node.depth - 1)) + b.node.path if table else b.node.path,
+                type=b.node.type,
+                output_shape=list(b.node.output_shape) if b.node.called else None,
+                params=b.node.params,
+                macs=b.node.macs,
+                **dict(zip(("rf_size", "rf_jump"), _rf(b.receptive_field), strict=True)),
+                **_memory_cells(b.memory, b.eval_memory, b.params_percent, b.macs_percent, size, text),
             )
-        remainder, eval_remainder = report["memory_remainder"], report.get("eval_memory_remainder")
+            for b in report.blocks
+        ]
+        remainder, eval_remainder = report.memory_remainder, report.eval_memory_remainder
         columns = [
             ("name", "Name"),
             ("type", "Type"),
             ("output_shape", "Output shape"),
             *_SHARES,
-            *_memory_columns(report),
+            *_memory_columns(report.settings.mode),
             ("rf_size", "RF"),
             ("rf_jump", "RF jump"),
         ]
     rows.append(_rest_row(remainder, eval_remainder, size, text))
-    title = f"{report.get('title') or report['arch']} @ {_tensors(report, 'inputs', report['input_shape'])}" + (" by layer kind" if by == "kind" else "")
+    title = f"{report.trace.display_name} @ {_tensors(report.trace.inputs)}" + (" by layer kind" if by == "kind" else "")
+    footer = _footer(report, remainder, eval_remainder)
     if html:  # bytes shown rounded carry the exact count as the cell's title
         exact = {key.removesuffix("_bytes"): key for key in MEMORY_KEYS} | {"peak_share": "peak_share_bytes", "eval_share": "eval_share_bytes"}
-        return render_html(rows, columns, title=title, footer=_footer(report, remainder, eval_remainder), exact=exact)
-    return render_rows(rows, columns, fmt, title=title, footer=_footer(report, remainder, eval_remainder), payload=report)
+        return render_html(rows, columns, title=title, footer=footer, exact=exact)
+    return render_rows(rows, columns, fmt, title=title, footer=footer, payload=report.to_dict() if fmt is Format.json else None)
 
 
 _SHARES = [("params", "Params"), ("params_pct", "Params %"), ("macs", "MACs"), ("macs_pct", "MACs %")]
@@ -71,24 +81,22 @@ def _pct(value: float | None, text: bool) -> Any:
     return (f"{value:.1f}%" if text else value) if value is not None else None
 
 
-def _memory_columns(report: dict[str, Any]) -> list[tuple[str, str]]:
+def _memory_columns(mode: Mode) -> list[tuple[str, str]]:
     """The memory at the peak: split by what it is, or (--mode both) train beside eval."""
-    if report.get("mode") == "both":
+    if mode is Mode.both:
         return [("peak_share", "Train at peak"), ("peak_pct", "Train %"), ("eval_share", "Eval at peak"), ("eval_pct", "Eval %")]
     split = [("weights", "Weights"), ("activations", "Activations"), ("temporaries", "Temporary")]
-    if report["memory"]["mode"] != "eval":
+    if mode is not Mode.eval:
         split = [("weights", "Weights"), ("grads", "Grads"), ("optimizer", "Optimizer"), ("activations", "Kept"), ("temporaries", "Temporary")]
     return [*split, ("peak_share", "At peak"), ("peak_pct", "Peak %")]
 
 
-def _memory_cells(row: dict[str, Any], size: Any, text: bool) -> dict[str, Any]:
-    m = row["memory"]
+def _memory_cells(m: dict[str, Any], e: dict[str, Any] | None, params_percent: float, macs_percent: float, size: Any, text: bool) -> dict[str, Any]:
     cells = {key.removesuffix("_bytes"): size(m[key]) for key in MEMORY_KEYS} | {key: m[key] for key in MEMORY_KEYS}
     cells["peak_share_bytes"] = m["peak_share_bytes"]
-    cells.update(params_pct=_pct(row["params_percent"], text), macs_pct=_pct(row["macs_percent"], text))
+    cells.update(params_pct=_pct(params_percent, text), macs_pct=_pct(macs_percent, text))
     cells.update(peak_share=size(m["peak_share_bytes"]), peak_pct=_pct(m["peak_percent"], text))
-    if "eval_memory" in row:
-        e = row["eval_memory"]
+    if e is not None:
         cells.update(eval_share=size(e["peak_share_bytes"]), eval_share_bytes=e["peak_share_bytes"], eval_pct=_pct(e["peak_percent"], text))
     return cells
 
@@ -107,49 +115,45 @@ def _rest_text(remainder: dict[str, Any]) -> str:
     return " + ".join(parts) or "nothing"
 
 
-def _footer(report: dict[str, Any], remainder: dict[str, Any], eval_remainder: dict[str, Any] | None) -> list[tuple[str, str]]:
-    m = report["memory"]
-    precision = f"fp32 weights, {'fp16' if m['dtype'] == 'fp16' else 'bf16'} autocast" if m["amp"] else m["dtype"]
-    mode = "train and eval" if report.get("mode") == "both" else m["mode"]
-    settings = f"{mode}, {m['optimizer']}, {precision}, {m['device']}, batch {m['batch']}"
-    breakdown = " + ".join(f"{k} {format_bytes(m['peak_breakdown'][k])}" for k in _CATEGORY_ORDER if m["peak_breakdown"].get(k))
+def _footer(report: CostReport, remainder: dict[str, Any], eval_remainder: dict[str, Any] | None) -> list[tuple[str, str]]:
+    m, s, trace = report.memory, report.memory.settings, report.trace
+    precision = f"fp32 weights, {'fp16' if s.dtype == 'fp16' else 'bf16'} autocast" if s.amp else s.dtype
+    mode = "train and eval" if report.settings.mode is Mode.both else s.mode
+    settings = f"{mode}, {s.optimizer}, {precision}, {s.device}, batch {m.batch}"
+    breakdown = " + ".join(f"{k} {format_bytes(m.peak_breakdown[k])}" for k in _CATEGORY_ORDER if m.peak_breakdown.get(k))
     footer = [
-        ("Input", f"{_tensors(report, 'inputs', report['input_shape'])} -> output {_tensors(report, 'outputs', report['output_shape'])}"),
-        ("Params", f"{human(report['total_params'])} (trainable {human(report['trainable_params'])})"),
-        ("Forward", f"{human(report['macs'])} MACs = {human(report['flops'])} FLOPs (FLOPs = 2 x MACs)"),
-        ("Training", f"{human(report['training_flops_per_image'])} FLOPs per image (forward + backward = 3 x forward)"),
+        ("Input", f"{_tensors(trace.inputs)} -> output {_tensors(trace.outputs)}"),
+        ("Params", f"{human(trace.total_params)} (trainable {human(trace.trainable_params)})"),
+        ("Forward", f"{human(report.macs)} MACs = {human(trace.flops)} FLOPs (FLOPs = 2 x MACs)"),
+        ("Training", f"{human(training_flops_per_image(trace))} FLOPs per image (forward + backward = 3 x forward)"),
         ("Memory", settings),
-        ("Peak", f"{format_bytes(m['peak_bytes'])} ({human(m['peak_bytes'])} bytes), in {m['peak_phase']}: {breakdown}"),
+        ("Peak", f"{format_bytes(m.peak_bytes)} ({human(m.peak_bytes)} bytes), in {m.peak_phase}: {breakdown}"),
         (
             "Totals",
-            f"params {format_bytes(m['params_bytes'])}, grads {format_bytes(m['grads_bytes'])}, optimizer {format_bytes(m['optimizer_bytes'])}, "
-            f"kept for backward {format_bytes(m['activations_bytes'])}, largest temporary {format_bytes(m['largest_temporary_bytes'])}, "
-            f"input {format_bytes(m['input_bytes'])}",
+            f"params {format_bytes(m.params_bytes)}, grads {format_bytes(m.grads_bytes)}, optimizer {format_bytes(m.optimizer_bytes)}, "
+            f"kept for backward {format_bytes(m.activations_bytes)}, largest temporary {format_bytes(m.largest_temporary_bytes)}, "
+            f"input {format_bytes(m.input_bytes)}",
         ),
-        ("Eval forward peak", format_bytes(m["inference_peak_bytes"])),
+        ("Eval forward peak", format_bytes(m.inference_peak_bytes)),
         ("At peak", "bytes alive at the peak by the block (or kind) that made them; the rows plus (rest) add up to the peak exactly"),
         ("Rest", _rest_text(remainder)),
     ]
     if eval_remainder is not None:
         footer.append(("Eval rest", _rest_text(eval_remainder)))
-    footer += [
-        ("Step", m["step"]),
-        ("Loss", m["loss"]),
-        ("Kernel scratch at the peak", f"{format_bytes(m['kernel_scratch_bytes'])} ({m['kernel_rules']})"),
-    ]
-    budget = report.get("budget")
+    footer += [("Step", m.step), ("Loss", report.loss), ("Kernel scratch at the peak", f"{format_bytes(m.kernel_scratch_bytes)} ({m.kernel_rules})")]
+    budget = report.budget
     if budget:
-        if budget["largest_batch"] is not None:
-            text = f"largest batch {human(budget['largest_batch'])} (predicted peak {format_bytes(budget['peak_bytes'])})"
+        if budget.largest_batch is not None:
+            text = f"largest batch {human(budget.largest_batch)} (predicted peak {format_bytes(budget.peak_bytes)})"
         else:
-            text = f"batch 1 does not fit: it needs {format_bytes(budget['batch1_peak_bytes'])}"
-        footer.append((f"Budget {format_bytes(budget['budget_bytes'])}", text))
-    rf = report.get("receptive_field")
-    if rf is not None and not rf["whole_input"]:
+            text = f"batch 1 does not fit: it needs {format_bytes(budget.batch1_peak_bytes)}"
+        footer.append((f"Budget {format_bytes(budget.budget_bytes)}", text))
+    rf = report.receptive_field
+    if rf is not None and not rf.whole_input:
         footer.append(("Receptive field at the output", f"{_rf(rf)[0]} pixels, jump {_rf(rf)[1]}"))
-    footer.append(("Not counted (no FLOP rule)", ", ".join(report["uncounted_ops"]) or "none"))
-    if report.get("receptive_field_unknown"):
-        footer.append(("Receptive field unknown after", ", ".join(report["receptive_field_unknown"])))
+    footer.append(("Not counted (no FLOP rule)", ", ".join(uncounted_ops(trace)) or "none"))
+    if report.receptive_field_unknown:
+        footer.append(("Receptive field unknown after", ", ".join(report.receptive_field_unknown)))
     return footer
 
 
@@ -159,7 +163,7 @@ def render_compare(report: dict[str, Any], fmt: Format = Format.table) -> str:
         dict(
             r,
             arch=r["arch"],  # shown literally (render_rows passes rich Text, never markup)
-            input=_tensors(r, "inputs", r["input_shape"]),
+            input=_tensors(TensorInfo(**t) for t in r["inputs"]),
             peak=r["peak_bytes"] if numbers else "n/a" if r["peak_bytes"] is None else format_bytes(r["peak_bytes"]),
             smallest=format_shape(r["smallest_input"]) if r["smallest_input"] else "-",
         )
@@ -183,12 +187,9 @@ def render_compare(report: dict[str, Any], fmt: Format = Format.table) -> str:
     return render_rows(rows, columns, fmt, footer=footer, payload=report)
 
 
-def _tensors(report: dict[str, Any], key: str, shape: Any) -> str:
-    """Every input (or output) as ``2x8, 2x6:int64``; the one shape when the report has no list (issue 9)."""
-    tensors = report.get(key)
-    if not tensors:
-        return format_shape(shape)
-    return ", ".join(format_shape(t["shape"]) + ("" if t["dtype"] == "float32" else f":{t['dtype']}") for t in tensors)
+def _tensors(tensors: Iterable[TensorInfo]) -> str:
+    """Every input (or output) as ``2x8, 2x6:int64``."""
+    return ", ".join(format_shape(t.shape) + ("" if t.dtype == "float32" else f":{t.dtype}") for t in tensors)
 
 
 SWEEP_MARK = "archviz cost sweep curve"  # in every curve archviz writes, so a rerun may replace its own file

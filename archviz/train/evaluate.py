@@ -53,10 +53,10 @@ def eval_batch_size(arch, input_shape, amp: bool, device: torch.device, data_byt
     """
 
     try:
-        from archviz.estimate.memory import largest_batch
+        from archviz.estimate.memory import StepSettings, largest_batch
 
         budget = max(1, train_budget.step_budget(device, data_bytes))
-        found = largest_batch(arch, (EVAL_BATCH, *input_shape[1:]), budget, amp=amp, device=device.type, mode="eval", limit=EVAL_BATCH)
+        found = largest_batch(arch, (EVAL_BATCH, *input_shape[1:]), budget, StepSettings.parse(amp=amp, mode="eval", device=device.type), limit=EVAL_BATCH)
     except Exception:  # the cost model cannot say (an op it does not know): the default, and the OOM message if it is wrong
         return EVAL_BATCH
     return max(1, min(EVAL_BATCH, int(found[0]))) if found else 1

@@ -35,11 +35,11 @@ def peak_tflops(device_name: str) -> float | None:
 def predicted_memory(arch: Any, input_shape: tuple[int, ...], optimizer: str, amp: bool, weight_decay: float = 0.0, device: str = "cuda") -> int | None:
     """Peak bytes of one training step on ``device`` at ``input_shape`` (batch included), per the cost model."""
     try:
-        from archviz.estimate.memory import predict_memory
+        from archviz.estimate.memory import StepSettings, predict_memory
     except ImportError:
         return None
     try:
-        return predict_memory(arch, input_shape, optimizer, amp=amp, device=device, weight_decay=weight_decay).peak_bytes
+        return predict_memory(arch, input_shape, StepSettings.parse(optimizer, amp=amp, device=device, weight_decay=weight_decay)).peak_bytes
     except Exception:  # the cost model is a best effort here
         return None
 
@@ -47,11 +47,12 @@ def predicted_memory(arch: Any, input_shape: tuple[int, ...], optimizer: str, am
 def largest_batch(arch: Any, input_shape: tuple[int, ...], budget_bytes: int, optimizer: str, amp: bool, device: str) -> int | None:
     """The largest batch the cost model says fits in ``budget_bytes``, or None when it cannot say."""
     try:
+        from archviz.estimate.memory import StepSettings
         from archviz.estimate.memory import largest_batch as cost_largest_batch
     except ImportError:
         return None
     try:
-        found = cost_largest_batch(arch, input_shape, budget_bytes, optimizer=optimizer, amp=amp, device=device)
+        found = cost_largest_batch(arch, input_shape, budget_bytes, StepSettings.parse(optimizer, amp=amp, device=device))
     except Exception:
         return None
     return int(found[0]) if found else None
