@@ -397,6 +397,21 @@ def test_cost_budget_scales_every_input():
     assert report.to_dict()["budget"]["largest_batch"] == report.budget.largest_batch
 
 
+def test_memory_reads_every_input_from_the_trace():
+    """Predicting at another batch rebatches the trace's inputs (every one, with its dtype): the same bytes as tracing at that batch."""
+    from archviz.estimate.memory import predict_memory
+    from archviz.estimate.settings import StepSettings
+
+    settings = StepSettings.parse("adam", dtype="bf16")
+    for name, inputs, later in (("usermodels:TwoInputs", ["2x8", "2x6"], ["5x8", "5x6"]), ("usermodels:TextClassifier", ["2x32:int64"], ["5x32:int64"])):
+        arch = load_arch(name)
+        rebatched = predict_memory(arch, settings=settings, trace=arch.trace(inputs), batch=5)
+        traced = predict_memory(arch, later, settings)
+        assert rebatched.input_shape == traced.input_shape == (5, *traced.input_shape[1:])
+        assert (rebatched.input_bytes, rebatched.peak_bytes) == (traced.input_bytes, traced.peak_bytes)
+    assert traced.input_bytes == 5 * 32 * 8 + 5 * 8  # int64 token ids stay int64 under bf16 weights, and int64 labels
+
+
 def test_compare_takes_typed_inputs(cli):
     code, out, err = cli("compare", "usermodels:TextClassifier", "usermodels:TextClassifier[embed=32]", "-i", "8x32:int64", "-f", "json")
     rows = json.loads(out)["archs"]

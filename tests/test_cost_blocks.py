@@ -242,3 +242,25 @@ def test_python_sweep_displays_the_same(tmp_path):
     assert len(ET.parse(path).getroot().findall(f"{SVG}polyline")) == 4
     kinds = archviz.cost("lenet", by="kind")
     assert "by layer kind" in str(kinds)
+
+
+def test_the_report_object_is_what_its_json_says():
+    from archviz.choices import TargetDevice
+
+    assert StepSettings().device is TargetDevice.cpu and StepSettings.parse().device is TargetDevice.cpu  # one default device
+    report = cost_report(load_arch("lenet_bn"), (8, 1, 28, 28), StepSettings.parse("momentum", mode="both"), budget_bytes=2**22, depth=2)
+    data = report.to_dict()
+    assert (data["mode"], data["memory"]["mode"], data["memory"]["optimizer"]) == ("both", "train", "momentum")
+    assert (
+        data["memory"]["peak_bytes"] == report.memory.peak_bytes and data["macs"] == report.macs == 8 * 281_640
+    )  # LeNet: 281,640 MACs per image (batch norm adds none)
+    assert [b["name"] for b in data["blocks"]] == [b.node.path for b in report.blocks] and len(report.blocks) > 2
+    assert [b["eval_memory"] for b in data["blocks"]] == [b.eval_memory for b in report.blocks]
+    assert data["budget"] == {
+        "budget_bytes": 2**22,
+        "largest_batch": report.budget.largest_batch,
+        "peak_bytes": report.budget.peak_bytes,
+        "smallest_batch": None,
+        "batch1_peak_bytes": None,
+    }
+    assert report.budget.largest_batch > 8 and report.budget.peak_bytes <= 2**22
