@@ -98,6 +98,8 @@ class CostReport:
     by_kind_remainder: dict[str, Any]
     receptive_field: ReceptiveField | None  # at the output
     receptive_field_unknown: list[str]
+    training_flops_per_image: int  # 3 x forward FLOPs per image
+    uncounted_ops: list[str]  # ops with no FLOP rule
     budget: Budget | None = None
     eval_memory_remainder: dict[str, Any] | None = None  # mode both
     eval_by_kind_remainder: dict[str, Any] | None = None
@@ -136,7 +138,8 @@ class CostReport:
             smallest = (None, None) if fits else _smallest_peak(arch, trace, settings)
             found = Budget(budget_bytes, *(fits[0], fits[1].peak_bytes) if fits else (None, None), *smallest)
         unknown, evals = unknown_ops(trace) if fields else [], (eval_remainder, eval_kinds_remainder) if both else (None, None)
-        return cls(trace, settings, memory, blocks, remainder, kinds, kinds_remainder, at_block.get(""), unknown, found, *evals)
+        flops = (training_flops_per_image(trace), uncounted_ops(trace))
+        return cls(trace, settings, memory, blocks, remainder, kinds, kinds_remainder, at_block.get(""), unknown, *flops, found, *evals)
 
     @property
     def macs(self) -> int:
@@ -163,7 +166,7 @@ class CostReport:
             "trainable_params": trace.trainable_params,
             "macs": self.macs,
             "flops": trace.flops,
-            "training_flops_per_image": training_flops_per_image(trace),
+            "training_flops_per_image": self.training_flops_per_image,
             "receptive_field": rf.to_dict() if rf is not None else None,
             "memory": memory,
             "budget": asdict(self.budget) if self.budget is not None else None,
@@ -172,7 +175,7 @@ class CostReport:
             "memory_remainder": self.memory_remainder,
             "by_kind": self.by_kind,
             "by_kind_remainder": self.by_kind_remainder,
-            "uncounted_ops": uncounted_ops(trace),
+            "uncounted_ops": self.uncounted_ops,
             "receptive_field_unknown": self.receptive_field_unknown,
             "conventions": CONVENTIONS,
         }

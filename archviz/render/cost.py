@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from archviz.choices import Mode
 from archviz.estimate.blocks import MEMORY_KEYS, REMAINDER_KEYS
-from archviz.estimate.flops import training_flops_per_image, uncounted_ops
 from archviz.estimate.units import format_bytes
 from archviz.render import Format
 from archviz.render.tables import human, render_html, render_rows
@@ -125,7 +124,7 @@ def _footer(report: CostReport, remainder: dict[str, Any], eval_remainder: dict[
         ("Input", f"{_tensors(trace.inputs)} -> output {_tensors(trace.outputs)}"),
         ("Params", f"{human(trace.total_params)} (trainable {human(trace.trainable_params)})"),
         ("Forward", f"{human(report.macs)} MACs = {human(trace.flops)} FLOPs (FLOPs = 2 x MACs)"),
-        ("Training", f"{human(training_flops_per_image(trace))} FLOPs per image (forward + backward = 3 x forward)"),
+        ("Training", f"{human(report.training_flops_per_image)} FLOPs per image (forward + backward = 3 x forward)"),
         ("Memory", settings),
         ("Peak", f"{format_bytes(m.peak_bytes)} ({human(m.peak_bytes)} bytes), in {m.peak_phase}: {breakdown}"),
         (
@@ -151,7 +150,7 @@ def _footer(report: CostReport, remainder: dict[str, Any], eval_remainder: dict[
     rf = report.receptive_field
     if rf is not None and not rf.whole_input:
         footer.append(("Receptive field at the output", f"{_rf(rf)[0]} pixels, jump {_rf(rf)[1]}"))
-    footer.append(("Not counted (no FLOP rule)", ", ".join(uncounted_ops(trace)) or "none"))
+    footer.append(("Not counted (no FLOP rule)", ", ".join(report.uncounted_ops) or "none"))
     if report.receptive_field_unknown:
         footer.append(("Receptive field unknown after", ", ".join(report.receptive_field_unknown)))
     return footer
