@@ -4,7 +4,7 @@ For each size N (default 1k, 10k, 100k layers) a spec file with N layers is writ
 conv/ReLU pair repeated, one layer per line, as a script would write it). Then, each in a
 fresh process, as a user waits for it:
 
-- `archviz shapes FILE` (rich table) and `archviz shapes FILE --format json`: wall time
+- `archviz shapes FILE` (box table) and `archviz shapes FILE --format json`: wall time
   and peak resident memory (the kernel's ru_maxrss of that process);
 - the same steps timed one by one inside a process (read YAML, resolve, trace, render the
   table, render JSON), to show which step each second goes to.

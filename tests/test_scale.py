@@ -1,43 +1,54 @@
-"""Large specs stay cheap: the plain table drawer gives rich's exact text, and the spec walk is linear."""
+"""Large specs stay cheap: the box table's exact text, a 5k-layer spec traced and drawn, the spec walk's gc pause."""
 
 import pytest
 
-from archviz import zoo
-from archviz.arch import load_arch
 from archviz.render import Format, tables
-from archviz.render.cost import render_cost
 from archviz.render.shapes import render_shapes
 
-
-def _both(monkeypatch, render):
-    fast = render()
-    with monkeypatch.context() as m:
-        m.setattr(tables, "_plain_table", lambda *args: None)
-        slow = render()
-    return fast, slow
+_COLUMNS = [("name", "Name"), ("params", "Params")]
 
 
-@pytest.mark.parametrize("name", zoo.list_models())
-def test_plain_table_is_rich_table_for_every_builtin_and_depth(name, monkeypatch):
-    trace = load_arch(name).trace()
-    for depth in range(1, trace.max_depth + 1):
-        fast, slow = _both(monkeypatch, lambda d=depth: render_shapes(trace, d, Format.table))
-        assert fast == slow
+def _table(rows, title="", footer=()):
+    return tables.render_rows(rows, _COLUMNS, Format.table, title=title, footer=footer).splitlines()
 
 
-def test_plain_table_is_rich_table_for_cost_and_falls_back_when_it_must(monkeypatch):
-    from archviz.estimate.report import cost_report
+def test_a_table_is_boxed_with_numbers_on_the_right_and_a_footer():
+    assert _table([{"name": "conv", "params": 12}, {"name": "fc", "params": 1234}], "net", [("Total", "1,246")]) == [
+        "net",
+        "┏━━━━━━┳━━━━━━━━┓",
+        "┃ Name ┃ Params ┃",
+        "┡━━━━━━╇━━━━━━━━┩",
+        "│ conv │     12 │",
+        "│ fc   │  1,234 │",
+        "└──────┴────────┘",
+        "Total: 1,246",
+    ]
 
-    report = cost_report(load_arch("lenet"), (4, 1, 28, 28))
-    fast, slow = _both(monkeypatch, lambda: render_cost(report, Format.table))
-    assert fast == slow
-    columns = [("name", "Name"), ("params", "Params")]
-    # markup-like text, non-ASCII, too wide: rich decides
-    assert tables._plain_table([{"name": "[red]x", "params": 1}], [["[red]x", "1"]], columns, "t", ()) is None
-    assert tables._plain_table([{"name": "é", "params": 1}], [["é", "1"]], columns, "t", ()) is None
-    assert tables._plain_table([{"name": "x" * 300, "params": 1}], [["x" * 300, "1"]], columns, "t", ()) is None
-    text = tables._plain_table([{"name": "conv", "params": 12}], [["conv", "12"]], columns, "net", [("Total", "12")])
-    assert text.splitlines() == ["net", "┏━━━━━━┳━━━━━━━━┓", "┃ Name ┃ Params ┃", "┡━━━━━━╇━━━━━━━━┩", "│ conv │     12 │", "└──────┴────────┘", "Total: 12"]
+
+def test_wide_characters_take_two_columns_and_markup_is_drawn_as_written():
+    rows = [{"name": "卷积层", "params": 1}, {"name": "é", "params": 22}, {"name": "[red]x[/red]", "params": 3}]
+    assert _table(rows, "[b]t") == [
+        "[b]t",
+        "┏━━━━━━━━━━━━━━┳━━━━━━━━┓",
+        "┃ Name         ┃ Params ┃",
+        "┡━━━━━━━━━━━━━━╇━━━━━━━━┩",
+        "│ 卷积层       │      1 │",  # 3 characters, 6 columns: 6 spaces of padding to the width of '[red]x[/red]'
+        "│ é            │     22 │",
+        "│ [red]x[/red] │      3 │",
+        "└──────────────┴────────┘",
+    ]
+
+
+def test_an_empty_table_keeps_its_header_and_escapes_control_characters():
+    assert _table([], "a\x1bb\n") == ["a\\x1bb\\n", "┏━━━━━━┳━━━━━━━━┓", "┃ Name ┃ Params ┃", "┡━━━━━━╇━━━━━━━━┩", "└──────┴────────┘"]
+
+
+def test_a_table_wider_than_a_terminal_is_never_cut():
+    name, title = "x" * 250, "a long title " * 20
+    lines = _table([{"name": name, "params": 1}], title)
+    assert lines[0] == title.rstrip()  # one line, not wrapped to the table's width
+    assert lines[2] == "┃ " + "Name".ljust(250) + " ┃ Params ┃"
+    assert lines[4] == f"│ {name} │      1 │" and len(lines[4]) == 2 + 250 + 3 + 6 + 2
 
 
 def _spec(layers: int) -> str:
@@ -76,6 +87,6 @@ def test_paused_gc_turns_the_collector_off_and_restores_it():
 
 
 def test_long_footer_lines_are_never_wrapped():
-    rows = [{"name": "[x]", "v": 1}]  # markup-like text takes rich's path
+    rows = [{"name": "[x]", "v": 1}]
     text = tables.render_rows(rows, [("name", "Name"), ("v", "V")], Format.table, footer=[("Note", "word " * 80)])
     assert [line for line in text.splitlines() if line.startswith("Note:")] == ["Note: " + ("word " * 80).strip()]

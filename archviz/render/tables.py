@@ -1,4 +1,4 @@
-"""Generic rendering of rows (lists of dicts) as a rich table, CSV, Markdown or JSON."""
+"""Generic rendering of rows (lists of dicts) as a box table, CSV, Markdown or JSON."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from rich.cells import cell_len
 
 from archviz.render import Format
 from archviz.safe import printable
@@ -55,10 +57,7 @@ def render_rows(
             lines.append("")
             lines += [f"- {_md(label)}: {_md(printable(text, newlines=False))}" for label, text in footer]
         return "\n".join(lines)
-    plain = _plain_table(rows, cells, columns, title, footer)
-    if plain is not None:
-        return plain
-    return _rich_table(rows, cells, columns, title, footer)
+    return _box_table(rows, cells, columns, title, footer)
 
 
 def _numeric(rows: list[dict[str, Any]], key: str) -> bool:
@@ -101,58 +100,37 @@ def _md(text: str) -> str:
     return html.escape(text, quote=False).replace("|", "\\|")
 
 
-def _rich_table(rows, cells, columns, title, footer) -> str:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+def _box_table(rows, cells, columns, title, footer) -> str:
+    """The terminal table, drawn line by line in rich's ``HEAVY_HEAD`` box (the look this project had when rich drew
+    it; rich spends about a millisecond a row measuring cells, minutes for a 100k-layer spec).
 
-    # Text objects, never markup strings: a layer named "[red]x[/red]" or "[/bold]" prints as written.
-    table = Table(title=Text(printable(title, newlines=False)) if title else None, title_justify="left", header_style="bold")
-    for key, heading in columns:
-        table.add_column(Text(heading), justify="right" if _numeric(rows, key) else "left", no_wrap=True)
-    for row in cells:
-        table.add_row(*(Text(c) for c in row))
-    # force_jupyter=False: inside a Jupyter kernel rich would otherwise send every line to the
-    # notebook as a display_data output, whatever file it was given (issue 17).
-    console = Console(width=200, record=True, file=io.StringIO(), force_terminal=False, force_jupyter=False, color_system=None)
-    console.print(table)
-    for label, text in footer:
-        # soft_wrap: a long footer line stays one line (a terminal wraps it; a file or pipe keeps it whole), as in _plain_table.
-        console.print(Text(f"{label}: {printable(text, newlines=False)}"), highlight=False, soft_wrap=True)
-    return "\n".join(line.rstrip() for line in console.export_text().splitlines())
-
-
-_WIDTH = 200  # the console width _rich_table renders at
-_TAG = re.compile(r"\[[a-z#/@][^[]*?\]")  # what rich could read as markup
-
-
-def _plain_table(rows, cells, columns, title, footer) -> str | None:
-    """Exactly the text _rich_table gives, drawn directly: rich spends about a millisecond a row
-    measuring cells, which is minutes for a 100k-layer spec. None (use rich) unless every cell is
-    printable ASCII without anything markup-like and the table fits the width unwrapped."""
+    Text is drawn as written, never read as markup: a layer named ``[red]x[/red]`` shows as that. Widths are
+    terminal cells (``rich.cells.cell_len``: a CJK character takes two). Nothing is cut or wrapped, however wide:
+    a file or pipe gets every name and number whole (rich at 200 columns turned them into ``…``), and a terminal
+    wraps or, under ``less -S``, scrolls. Lines carry no trailing spaces.
+    """
     headers = [heading for _, heading in columns]
-    texts = [*headers, *(c for row in cells for c in row), title, *(f"{label}: {text}" for label, text in footer)]
-    if not cells or not all(t.isascii() and t.isprintable() and not _TAG.search(t) for t in texts):
-        return None
-    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
-    total = sum(widths) + 3 * len(widths) + 1
-    if total > _WIDTH or len(title) > total or any(len(f"{label}: {text}") > _WIDTH for label, text in footer):
-        return None
+    widths = [max([_cells(h), *(_cells(row[i]) for row in cells)]) for i, h in enumerate(headers)]
     right = [_numeric(rows, key) for key, _ in columns]
 
     def rule(left: str, fill: str, cross: str, end: str) -> str:
         return left + cross.join(fill * (w + 2) for w in widths) + end
 
     def line(values: list[str], bar: str) -> str:
-        padded = (v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right, strict=True))
-        return (bar + bar.join(f" {v} " for v in padded) + bar).rstrip()
+        pads = (" " * (w - _cells(v)) for v, w in zip(values, widths, strict=True))
+        return bar + bar.join(f" {p}{v} " if r else f" {v}{p} " for v, p, r in zip(values, pads, right, strict=True)) + bar
 
-    lines = [title] if title else []
+    lines = [printable(title, newlines=False).rstrip()] if title else []
     lines += [rule("\u250f", "\u2501", "\u2533", "\u2513"), line(headers, "\u2503"), rule("\u2521", "\u2501", "\u2547", "\u2529")]
     lines += [line(row, "\u2502") for row in cells]
     lines.append(rule("\u2514", "\u2500", "\u2534", "\u2518"))
-    lines += [f"{label}: {text}".rstrip() for label, text in footer]
+    lines += [f"{label}: {printable(text, newlines=False)}".rstrip() for label, text in footer]
     return "\n".join(lines)
+
+
+def _cells(text: str) -> int:
+    # cells come through printable(): ASCII ones are one column a character, and len() is ten times cell_len's cost
+    return len(text) if text.isascii() else cell_len(text)
 
 
 def render_html(
