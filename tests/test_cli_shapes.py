@@ -1,11 +1,30 @@
 """`archviz shapes`, `list` and `spec` through typer's runner, including every bad-input case."""
 
 import json
+import re
+import shlex
 
 import pytest
 import torch
+import yaml
 
 from archviz import zoo
+
+
+def box_rows(out: str) -> list[list[str]]:
+    """The body rows of a terminal box table, each a list of its stripped cells."""
+    return [[c.strip() for c in line.strip("│").split("│")] for line in out.splitlines() if line.startswith("│")]
+
+
+def footer(out: str) -> dict[str, str]:
+    """The "Label: text" lines under a table (or "- Label: text" under a Markdown one)."""
+    pairs = (line.removeprefix("- ").split(": ", 1) for line in out.splitlines() if ": " in line and not line.startswith(("│", "|")))
+    return {label: text for label, text in pairs}
+
+
+def markdown_rows(out: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in out.splitlines() if line.startswith("| ")]
+
 
 SEED_VGG = [[1, 64, 112, 112], [1, 128, 56, 56], [1, 256, 28, 28], [1, 512, 14, 14], [1, 512, 7, 7], [1, 10]]
 
@@ -13,11 +32,15 @@ SEED_VGG = [[1, 64, 112, 112], [1, 128, 56, 56], [1, 256, 28, 28], [1, 512, 14, 
 def test_shapes_table_reproduces_the_seed(cli):
     code, out, err = cli("shapes", "googlenet", "--input", "1x1x96x96")
     assert code == 0 and err == ""
-    lines = out.splitlines()
-    assert lines[0] == "googlenet @ 1x1x96x96"
-    for name, shape in [("b1", "[1, 64, 24, 24]"), ("b3", "[1, 480, 6, 6]"), ("b5", "[1, 1024]"), ("head", "[1, 10]")]:
-        assert any(f"│ {name} " in line and shape in line for line in lines), name
-    assert "Total params: 5,977,530" in out
+    assert out.splitlines()[0] == "googlenet @ 1x1x96x96"
+    rows = {name: (kind, shape, int(params.replace(",", ""))) for name, kind, shape, params in box_rows(out)}
+    # the seed chapter's shapes; b1 is a 7x7 conv 1->64, the head a linear 1024->10 (weights + biases)
+    shapes = {"b1": "[1, 64, 24, 24]", "b2": "[1, 192, 12, 12]", "b3": "[1, 480, 6, 6]", "b4": "[1, 832, 3, 3]", "b5": "[1, 1024]", "head": "[1, 10]"}
+    assert {name: shape for name, (_, shape, _) in rows.items()} == shapes
+    assert rows["b1"] == ("Sequential", "[1, 64, 24, 24]", 7 * 7 * 1 * 64 + 64) and rows["head"] == ("Linear", "[1, 10]", 1024 * 10 + 10)
+    total = sum(params for _, _, params in rows.values())
+    assert total == 5_977_530  # the seed's GoogLeNet count
+    assert footer(out) == {"Input": "1x1x96x96", "Output": "1x10", "Total params": f"{total:,}", "Trainable params": f"{total:,}", "Non-trainable params": "0"}
 
 
 def test_shapes_json_contract(cli):
@@ -43,8 +66,15 @@ def test_depth_expands_blocks(cli):
 def test_csv_and_markdown(cli):
     _, out, _ = cli("shapes", "lenet", "--format", "csv")
     assert out.splitlines() == ["name,type,output_shape,params", "conv,Sequential,1x16x4x4,2572", "fc,Sequential,1x10,41854"]
+    conv = (5 * 5 * 1 * 6 + 6) + (5 * 5 * 6 * 16 + 16)  # two 5x5 convs, 1->6->16
+    fc = (16 * 4 * 4 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)  # 256-120-84-10
     _, out, _ = cli("shapes", "lenet", "-f", "markdown")
-    assert "| conv | Sequential | [1, 16, 4, 4] | 2,572 |" in out
+    assert markdown_rows(out) == [
+        ["Name", "Type", "Output shape", "Params"],
+        ["conv", "Sequential", "[1, 16, 4, 4]", f"{conv:,}"],
+        ["fc", "Sequential", "[1, 10]", f"{fc:,}"],
+    ]
+    assert out.splitlines()[0] == "**lenet @ 1x1x28x28**" and footer(out)["Total params"] == f"{conv + fc:,}"
 
 
 def test_batch_size_does_not_change_anything_but_the_batch(cli):
@@ -69,12 +99,23 @@ def test_list(cli):
     assert [r["name"] for r in rows] == zoo.list_models()
     assert rows[0]["default_input"] == [1, 1, 28, 28] and rows[0]["params"] == 44_426
     code, out, _ = cli("list")
-    assert code == 0 and "googlenet" in out and "1x1x96x96" in out
+    table = box_rows(out)
+    assert code == 0 and [r[0] for r in table] == zoo.list_models()
+    assert [[name, shape, int(params.replace(",", ""))] for name, shape, params, _ in table] == [
+        [r["name"], "x".join(map(str, r["default_input"])), r["params"]] for r in rows
+    ]
+    assert table[5][:3] == ["googlenet", "1x1x96x96", "5,977,530"]
 
 
 def test_spec_prints_yaml_that_loads_back(cli, tmp_path):
     code, out, _ = cli("spec", "vgg11")
-    assert code == 0 and "vgg_block: {name: VGG_0, convs: 1, out: 64 // ratio}" in out
+    spec = yaml.safe_load(out)
+    assert code == 0 and spec["name"] == "vgg11" and spec["default_input"] == "1x1x224x224"
+    # the seed's VGG-11: (1, 64), (1, 128), (2, 256), (2, 512), (2, 512), widths divided by ratio
+    blocks = [layer["vgg_block"] for layer in spec["layers"] if "vgg_block" in layer]
+    assert blocks == [
+        {"name": f"VGG_{i}", "convs": convs, "out": f"{width} // ratio"} for i, (convs, width) in enumerate([(1, 64), (1, 128), (2, 256), (2, 512), (2, 512)])
+    ]
     path = tmp_path / "mine.yaml"
     _, out, _ = cli("spec", "vgg11", "-p", "ratio=4")
     path.write_text(out)
@@ -82,10 +123,23 @@ def test_spec_prints_yaml_that_loads_back(cli, tmp_path):
     assert json.loads(shown)["blocks"][0]["output_shape"] == [1, 16, 112, 112]
 
 
+def examples(help_text: str) -> list[list[str]]:
+    lines = help_text.split("Examples:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    return [shlex.split(line.split(" > ")[0].split(" && ")[0]) for line in lines]
+
+
 def test_help_shows_examples(cli):
-    for args in (["--help"], ["shapes", "--help"], ["list", "--help"], ["spec", "--help"]):
-        code, out, _ = cli(*args)
-        assert code == 0 and "Examples:" in out and "archviz " in out
+    code, out, _ = cli("--help")
+    commands = {e[1] for e in examples(out)}
+    assert code == 0 and len(commands) >= 6  # most commands shown, each one that exists
+    assert all(cli(command, "--help")[0] == 0 for command in commands)
+    assert cli("no-such-command", "--help")[0] == 2
+    for command in ("shapes", "list", "spec"):
+        code, out, _ = cli(command, "--help")
+        shown = examples(out)
+        assert code == 0 and len(shown) >= 2 and all(e[:2] == ["archviz", command] for e in shown)
+        for option in {a.split("=")[0] for e in shown for a in e if a.startswith("-")}:
+            assert re.search(rf"(^|[ ,]){re.escape(option)}[ ,\n]", out, re.M), f"{command} example uses {option}, which its help does not list"
 
 
 def test_torchvision_model(cli):
