@@ -224,20 +224,67 @@ def test_block_receptive_field_grows_window_by_window(cli):
     assert block["jump j"]["text"] == "4*1*1*2" and block["jump j"]["value"] == 8 == vgg["VGG_2"]["receptive_field"]["jump"][0]
 
 
+def lenet_steps() -> list[list]:
+    """LeNet's layers at depth 2 from first principles: [name, type, output shape, params, MACs] (d2l 7.6)."""
+    steps, c, hw = [], 1, 28
+
+    def conv(name, out, k=5):
+        nonlocal c, hw
+        hw = hw - k + 1  # padding 0, stride 1
+        steps.append([name, "Conv2d", [1, out, hw, hw], k * k * c * out + out, hw * hw * out * k * k * c])
+        c = out
+
+    def layer(name, kind, shape=None):
+        nonlocal hw
+        hw = hw // 2 if kind == "MaxPool2d" else hw
+        steps.append([name, kind, shape or [1, c, hw, hw], 0, 0])
+
+    def linear(name, n_in, n_out):
+        steps.append([name, "Linear", [1, n_out], n_in * n_out + n_out, n_in * n_out])
+
+    conv("conv.0", 6), layer("conv.1", "Sigmoid"), layer("conv.2", "MaxPool2d")
+    conv("conv.3", 16), layer("conv.4", "Sigmoid"), layer("conv.5", "MaxPool2d")
+    layer("fc.0", "Flatten", [1, c * hw * hw])
+    linear("fc.1", c * hw * hw, 120), layer("fc.2", "Sigmoid", [1, 120]), linear("fc.3", 120, 84), layer("fc.4", "Sigmoid", [1, 84])
+    linear("fc.5", 84, 10)
+    return steps
+
+
+def _summary(rows: list[list[str]]) -> list[list]:
+    return [[name, kind, json.loads(shape), int(params.replace(",", "")), int(macs.replace(",", ""))] for name, kind, shape, params, macs, *_ in rows]
+
+
 def test_table_and_markdown(cli):
+    expected = lenet_steps()
+    total = sum(step[3] for step in expected)
+    assert total == 44_426  # d2l's LeNet
     code, out, err = cli("explain", "lenet", "--depth", "2")
     assert code == 0 and err == ""
-    assert "params = 5*5*1*6 + 6 = 156" in out
-    assert "output H, W = floor((28 + 2*0 - 1*(5-1) - 1)/1) + 1 = 24" in out
-    assert "MACs = 24*24*6 * 5*5*1 = 86,400" in out
-    assert "features = 16*4*4 = 256" in out
-    assert "receptive field r = 6 + (5-1)*2 = 14" in out
-    assert "Total params: 44,426" in out and "Conclusions:" in out
+    lines = out.splitlines()
+    assert lines[0] == "lenet @ 1x1x28x28: 12 steps (blocks and layers to depth 2)"
+    heads = [line for line in lines if re.match(r"^ ?\d+\. ", line)]
+    assert [h.split(". ", 1)[1].split(":")[0] for h in heads] == [f"{name} ({kind})" for name, kind, *_ in expected]
+    formulas = {line.split("    [")[0].strip() for line in lines if line.startswith("      ")}
+    assert {
+        "params = 5*5*1*6 + 6 = 156",
+        "output H, W = floor((28 + 2*0 - 1*(5-1) - 1)/1) + 1 = 24",
+        "MACs = 24*24*6 * 5*5*1 = 86,400",
+        "features = 16*4*4 = 256",
+        "receptive field r = 6 + (5-1)*2 = 14",  # 5 after conv.0, 6 after the 2x2 pool (jump 2), 6 + 4*2 after conv.3
+    } <= formulas
+    assert _summary([[c.strip() for c in line.strip("│").split("│")] for line in lines if line.startswith("│")]) == expected
+    assert lines[lines.index("Summary") + 1].startswith("┏") and f"Total params: {total:,}" in lines and "Conclusions:" in lines
+
     code, out, _ = cli("explain", "lenet", "--depth", "2", "--format", "markdown")
+    lines = out.splitlines()
     assert code == 0
-    assert "- params: `120*84 + 84 = 10,164`" in out
-    assert "| conv.0 | Conv2d | [1, 6, 24, 24] | 156 | 86,400 |" in out
-    assert "**Conclusions**" in out and "- 'fc.1' (Linear) holds the most parameters: 30,840 of 44,426 params (69.4%)" in out
+    assert "   - params: `120*84 + 84 = 10,164` (in\\*out weights + out biases)" in lines
+    rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines if line.startswith("| ")]
+    assert rows[0] == ["Name", "Type", "Output shape", "Params", "MACs", "Output bytes", "Receptive field"]
+    assert _summary(rows[1:]) == expected
+    name, kind, _, most, _ = max(expected, key=lambda step: step[3])
+    assert f"- '{name}' ({kind}) holds the most parameters: {most:,} of {total:,} params ({most / total:.1%})" in lines
+    assert "**Conclusions**" in lines
 
 
 @pytest.mark.parametrize(
