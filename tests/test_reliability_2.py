@@ -315,8 +315,11 @@ def test_the_run_lock_covers_resume_and_evaluate(cli, callable_run, command):
             else ["evaluate", str(callable_run), "--arch", "usermodels:tiny_cnn"]
         )
         code, _, stderr = cli(*args)
-    line = one_sentence(stderr)
-    assert code == 2 and f"the run folder {callable_run} is" in line and f"(pid {os.getpid()})" in line
+    busy = {
+        "resume": "is in use by another archviz process (pid {pid}); wait for it to finish or choose another directory.",
+        "evaluate": "is being trained by another archviz process (pid {pid}); evaluate it when that run stops.",
+    }[command]
+    assert code == 2 and one_sentence(stderr) == f"archviz: error: the run folder {callable_run} " + busy.format(pid=os.getpid())
 
 
 # ---- 6. output is what it says ------------------------------------------------------------------
@@ -553,7 +556,8 @@ def test_evaluate_of_a_run_storing_a_bomb_is_one_sentence(cli, lenet_run, tmp_pa
     run = _corrupt(lenet_run, tmp_path / "run", lambda s: s["config"].update(arch="bomb.yaml", spec=BOMBS["nested repeats"]))
     (run / "best.pt").unlink()
     code, _, stderr = cli("evaluate", str(run), "--limit-test", "100")
-    assert code == 2 and "the spec expands to more than 100,000 layers" in one_sentence(stderr)
+    assert code == 2
+    assert one_sentence(stderr) == "archviz: error: bomb.yaml (the copy stored in the run):2: the spec expands to more than 100,000 layers; use fewer repeats."
 
 
 def test_evaluate_sizes_its_batch_with_the_cost_model(monkeypatch):
