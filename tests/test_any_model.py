@@ -110,7 +110,20 @@ def test_two_inputs_and_a_dict_output(cli):
     assert report["outputs"] == [{"name": "cls", "shape": [2, 3], "dtype": "float32"}, {"name": "reg", "shape": [2, 1], "dtype": "float32"}]
     assert report["output_shape"] is None  # several outputs: `outputs` has them all
     code, out, _ = cli("shapes", "usermodels:TwoInputs", "--input", "2x8", "--input", "2x6")
-    assert "Inputs: x 2x8, y 2x6" in out and "Outputs: cls 2x3, reg 2x1" in out
+    lines = out.splitlines()
+    rows = [[c.strip() for c in line.strip("│").split("│")] for line in lines if line.startswith("│")]
+    params = {"fx": 8 * 4 + 4, "fy": 6 * 4 + 4, "heads": (4 * 3 + 3) + (4 * 1 + 1)}
+    kinds = [("fx", "Linear", "[2, 4]"), ("fy", "Linear", "[2, 4]"), ("heads", "ModuleDict", "-")]  # a ModuleDict has no one output
+    assert code == 0 and rows == [[name, kind, shape, str(params[name])] for name, kind, shape in kinds]
+    total = sum(params.values())
+    assert lines[0] == "usermodels:TwoInputs @ 2x8, 2x6"
+    assert lines[-5:] == [
+        "Inputs: x 2x8, y 2x6",
+        "Outputs: cls 2x3, reg 2x1",
+        f"Total params: {total}",
+        f"Trainable params: {total}",
+        "Non-trainable params: 0",
+    ]
 
 
 def test_keyword_inputs_from_a_dict():
@@ -330,7 +343,7 @@ def test_spec_params_parse_as_yaml_too(cli):
     code, out, _ = cli("shapes", "vgg11", "-p", "ratio=8", "-f", "json")
     assert code == 0 and json.loads(out)["total_params"] == 2_018_346
     code, _, err = cli("shapes", "vgg11", "-p", "ratio=[8]")
-    assert code == 2 and "vgg11's parameter ratio must be a whole number" in err
+    assert code == 2 and error_line(err) == "-p ratio='[8]': vgg11's parameter ratio must be a whole number (default 1)."
 
 
 def test_bad_yaml_value_is_one_sentence(cli):
@@ -425,7 +438,10 @@ def test_cost_simulates_every_input_at_its_dtype(cli):
     assert code == 0, err
     assert json.loads(out)["memory"]["input_bytes"] == 8 * 32 * 8 + 8 * 8  # token ids stay int64 under bf16 weights
     code, out, _ = cli("cost", "usermodels:TwoInputs", "-i", "4x8", "-i", "4x6")
-    assert "usermodels:TwoInputs @ 4x8, 4x6" in out and "Input: 4x8, 4x6 -> output 4x3, 4x1" in out
+    lines = out.splitlines()
+    macs = 4 * (8 * 4 + 6 * 4 + 4 * 3 + 4 * 1)  # batch 4 through each Linear, in*out MACs an example
+    assert code == 0 and lines[0] == "usermodels:TwoInputs @ 4x8, 4x6" and "Input: 4x8, 4x6 -> output 4x3, 4x1" in lines
+    assert f"Forward: {macs} MACs = {2 * macs} FLOPs (FLOPs = 2 x MACs)" in lines
 
 
 def test_cost_budget_scales_every_input():

@@ -231,13 +231,17 @@ def test_spec_file_errors_through_the_cli(cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nlayers:\n  - conv: {out: 6, kernel: 5}\n  - maxpol: {kernel: 2}\n")
     code, _, err = cli("shapes", str(bad))
-    assert code == 2 and f"{bad}:4: unknown op 'maxpol'; did you mean 'maxpool'" in err
+    sentence, known = err.removesuffix(")\n").split(" (known ops: ")
+    assert code == 2 and sentence == f"archviz: error: {bad}:4: unknown op 'maxpol'; did you mean 'maxpool' or 'avgpool' or 'adaptive_maxpool'?"
+    assert known.split(", ") == sorted(known.split(", ")) and {"conv", "maxpool", "linear"} <= set(known.split(", "))
     bad.write_text("name: bad\nlayers:\n  - conv: {out: 6, kernel: 5\n")
     code, _, err = cli("shapes", str(bad))
-    assert code == 2 and f"{bad}:3: not valid YAML" in err
+    expected = f"{bad}:3: not valid YAML (while parsing a flow mapping: expected ',' or '}}', but got '<stream end>'); check indentation and brackets there."
+    assert code == 2 and err == f"archviz: error: {expected}\n"
     bad.write_text("name: bad\nlayers:\n  - conv: {out: 6, kernel: true}\n")
     code, _, err = cli("shapes", str(bad))
-    assert code == 2 and "field 'kernel' of 'conv' must be a whole number >= 1 or a list of one to three" in err
+    expected = f"{bad}:3: field 'kernel' of 'conv' must be a whole number >= 1 or a list of one to three (one per spatial axis), e.g. 3 or [3, 5]"
+    assert code == 2 and err == f"archviz: error: {expected}\n"
     assert bad.read_text() == "name: bad\nlayers:\n  - conv: {out: 6, kernel: true}\n"  # never rewritten
 
 
