@@ -77,17 +77,22 @@ def test_validation_errors_name_file_line_and_field(layers, expected):
 
 def test_yaml_syntax_error_has_a_line():
     message = error_of("name: t\nlayers:\n  - conv: {out: 6, kernel: 5\n  - flatten\n")
-    assert message.startswith("net.yaml:3: not valid YAML (while parsing a flow mapping")
+    assert (
+        message
+        == "net.yaml:3: not valid YAML (while parsing a flow mapping: expected ',' or '}', but got '<stream end>'); check indentation and brackets there."
+    )
 
 
 def test_unknown_top_level_key_and_missing_layers():
-    assert "unknown top-level key 'layer'; did you mean 'layers'" in error_of("name: t\nlayer: []\n")  # or 'layout'
-    assert "the spec has no 'layers' list" in error_of("name: t\n")
+    assert error_of("name: t\nlayer: []\n") == (
+        "net.yaml:2: unknown top-level key 'layer'; did you mean 'layers' or 'layout'? (known: name, description, default_input, params, blocks, layers, layout)"
+    )
+    assert error_of("name: t\n") == "net.yaml:1: the spec has no 'layers' list"
 
 
 def test_undeclared_parameter_in_expression():
     message = error_of(spec_text("- conv: {out: 64 // ratoi, kernel: 3}\n", "ratio: 1\n"))
-    assert "uses unknown parameter 'ratoi'; did you mean 'ratio'?" in message
+    assert message == "net.yaml:6: '64 // ratoi' uses unknown parameter 'ratoi'; did you mean 'ratio'?; declare it under 'params'"
 
 
 def test_parameter_overrides_are_typed():
@@ -126,6 +131,8 @@ def test_shapes_command_does_not_import_torch():
 def test_layout_hint_is_checked_and_kept():
     from archviz.spec.loader import dump_spec
 
-    assert "layout 'v' is not one archviz knows; write 'layout: u'" in error_of("name: t\nlayout: v\nlayers:\n  - flatten\n")
+    assert error_of("name: t\nlayout: v\nlayers:\n  - flatten\n") == (
+        "net.yaml:2: layout 'v' is not one archviz knows; write 'layout: u' to draw an encoder-decoder as a U, or leave it out"
+    )
     spec = parse_spec("name: t\nlayout: u\nlayers:\n  - flatten\n")
     assert spec.layout == "u" and "layout: u" in dump_spec(spec)
