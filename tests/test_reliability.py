@@ -101,7 +101,11 @@ def test_a_checkpoint_holding_code_is_refused_not_run(cli, tmp_path, trained):
     shutil.copytree(trained, run)
     shutil.copy(evil, run / "last.pt")
     code, _, stderr = cli("train", "--resume", str(run), "--epochs", "2")
-    assert code == 1 and "will not run code from a checkpoint" in one_sentence(stderr)
+    assert code == 1
+    assert one_sentence(stderr) == (
+        f"archviz: error: {run / 'last.pt'} holds Python objects besides tensors and plain data (posix.system); "
+        "archviz loads only tensors and plain data and will not run code from a checkpoint."
+    )
     assert not marker.exists()
 
 
@@ -166,7 +170,9 @@ def test_a_finished_run_is_not_overwritten(cli, trained, tmp_path):
     shutil.copytree(trained, run)
     before = snapshot(run)
     code, _, stderr = cli("train", "lenet", *TINY, "--out", str(run))
-    assert code == 2 and "already holds a run; pass --resume" in one_sentence(stderr)
+    assert code == 2 and one_sentence(stderr) == (
+        f"archviz: error: --out {run} already holds a run; pass --resume {run} to continue it, choose another --out, or pass --force to start over."
+    )
     assert snapshot(run) == before
 
 
@@ -235,10 +241,15 @@ def test_diagram_without_dot_keeps_a_dot_file_the_user_never_named(cli, tmp_path
     assert message.endswith(f"or pass --force to replace {str(tmp_path / 'x.dot')!r}.")
     assert (tmp_path / "x.dot").read_text() == "my graph" and not (tmp_path / "x.svg").exists()
     code, _, stderr = cli("diagram", "lenet", "-o", str(tmp_path / "x.svg"), "--force")
-    assert code == 1 and "only the DOT source was written" in stderr
+    dot, svg = tmp_path / "x.dot", tmp_path / "x.svg"
+    dot_missing = (
+        f"archviz: error: graphviz's `dot` program was not found, so only the DOT source was written to '{dot}'; install graphviz "
+        f"(apt-get install graphviz, brew install graphviz or conda install graphviz), then run `dot -Tsvg {dot} -o {svg}` or rerun this command."
+    )
+    assert code == 1 and one_sentence(stderr) == dot_missing
     assert (tmp_path / "x.dot").read_text().startswith('// archviz diagram "lenet"\ndigraph "lenet" {')
     code, _, stderr = cli("diagram", "lenet", "-o", str(tmp_path / "x.svg"))  # now it is archviz's own .dot
-    assert code == 1 and "only the DOT source was written" in stderr
+    assert code == 1 and one_sentence(stderr) == dot_missing
 
 
 @needs_dot
@@ -246,7 +257,10 @@ def test_diagram_default_name_keeps_the_users_file(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("lenet.svg").write_text("<svg>my drawing</svg>")
     code, _, stderr = cli("diagram", "lenet")
-    assert code == 2 and "'lenet.svg' already exists and is not a file archviz recognises as its own (it is the default output name" in one_sentence(stderr)
+    assert code == 2 and one_sentence(stderr) == (
+        "archviz: error: 'lenet.svg' already exists and is not a file archviz recognises as its own "
+        "(it is the default output name; give -o PATH to write elsewhere); move it away, choose another path, or pass --force to replace it."
+    )
     assert Path("lenet.svg").read_text() == "<svg>my drawing</svg>"
     code, _, stderr = cli("diagram", "lenet", "--force")
     assert code == 0 and b"<!-- Title: lenet " in Path("lenet.svg").read_bytes()
@@ -501,7 +515,10 @@ def test_a_corrupt_config_json_is_one_sentence(cli, trained, tmp_path):
     )
     (run / "config.json").write_text('{"arch": "lenet", "epochs": "many"}')
     code, _, stderr = cli("train", "--resume", str(run), "--epochs", "3")
-    assert code == 1 and "config.json is not a valid archviz run configuration" in one_sentence(stderr)
+    assert code == 1 and one_sentence(stderr) == (
+        f"archviz: error: {run / 'config.json'} is not a valid archviz run configuration "
+        "(--epochs must be a positive whole number, not 'many'.); it is corrupt or was not written by archviz train."
+    )
 
 
 def test_a_run_carries_its_spec(cli, trained, tmp_path, monkeypatch):
@@ -582,7 +599,12 @@ def test_names_in_diagrams_and_errors_are_escaped(cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text('layers:\n  - "\\e[2Jconv\\u202e"\n')
     code, _, stderr = cli("shapes", str(bad))
-    assert code == 2 and "\x1b" not in stderr and "\u202e" not in stderr and "\\x1b[2Jconv\\u202e" in one_sentence(stderr)
+    assert (
+        code == 2
+        and "\x1b" not in stderr
+        and "\u202e" not in stderr
+        and one_sentence(stderr).startswith(f"archviz: error: {bad}:2: unknown op '\\x1b[2Jconv\\u202e'; did you mean 'conv'? (known ops: act, ")
+    )
 
 
 def test_ci_runs_the_readmes_test_commands():
