@@ -72,7 +72,7 @@ from forward_shapes import real_output_shapes  # noqa: E402
 from archviz.build import build  # noqa: E402
 from archviz.estimate.flops import uncounted_ops  # noqa: E402
 from archviz.estimate.receptive import receptive_fields, unknown_ops  # noqa: E402
-from archviz.render.dot import layer_kind  # noqa: E402
+from archviz.render.graph import layer_kind  # noqa: E402
 from archviz.spec import ops as O  # noqa: E402
 from archviz.trace.from_module import trace_module  # noqa: E402
 
@@ -313,7 +313,7 @@ def test_default_input_of_any_rank_but_not_any_string(bad):
 
 
 def test_diagram_labels_of_the_new_ops():
-    from archviz.render.dot import hyperparameters
+    from archviz.render.graph import hyperparameters
 
     trace = trace_spec(_resolved(*NETS["upsample"]), (2, 3, 4, 5))
     assert [hyperparameters(n) for n in trace.nodes[1:]] == ["\u00d72 nearest", "\u2192 9\u00d720 bilinear", "\u00d71\u00d72 nearest"]
