@@ -321,6 +321,25 @@ def test_diagram_labels_of_the_new_ops():
     assert [hyperparameters(n) for n in trace.nodes[1:4]] == ["over 4\u00d76\u00d76", "4 ch \u00b7 2 groups", "size 3"]
 
 
+def test_labels_merge_symbols_and_channel_reads_come_from_the_table():
+    """Issue 18: a layer's diagram label, a merge's symbol and which ops check in_channels are fields of the op entries."""
+    import torch.nn as nn
+
+    from archviz.trace.from_module import module_attrs
+
+    class Smoother(nn.Conv2d):  # a subclass whose name is no known one: its base class's entry labels it
+        pass
+
+    attrs = module_attrs(Smoother(3, 8, 3, stride=2, padding=1, groups=1))
+    assert O.label("Smoother", attrs) == "3\u21928 \u00b7 3\u00d73 s2 p1" == O.label("Conv2d", attrs)
+    assert O.label("Dropout2d", {"p": 0.25}) == "p=0.25" and O.label("StochasticDepth", {"p": 0.25}) == ""
+    assert O.label("ReLU", {}) == "" and O.label("Unknown", {}) == ""
+    assert [O.merge_symbol(f) for f in ("cat", "add", "sub", "mul", "div", "stack", "concatenate")] == [
+        "concat", "+", "\u2212", "\u00d7", "\u00f7", "stack", "concatenate"
+    ]  # fmt: skip
+    assert {name for name, op in O.OPS.items() if op.reads_channels} == {"conv", "convtranspose", "batchnorm", "groupnorm"}
+
+
 # --- issue 19: the ops ShuffleNetV2, SqueezeNet and EfficientNet-style specs need ------
 
 

@@ -40,7 +40,6 @@ KIND_COLOURS: dict[str, str] = {
     "block": "#d9f0f3",
     "other": "#ffffff",
 }
-_MERGE_SYMBOLS = {"cat": "concat", "add": "+", "sub": "\u2212", "mul": "\u00d7", "div": "\u00f7"}
 # Cluster fills by nesting level, lightest outside.
 _CLUSTER_FILLS = ("#f8f8f8", "#f0f0f0", "#e8e8e8", "#e0e0e0")
 _FONT = "Helvetica"
@@ -288,7 +287,7 @@ def _vertex_attrs(v: Vertex, trace: Trace, figures: str = "", skip_params: bool 
         return f'label={label}, fillcolor="#ffffff", penwidth=1.2'
     if v.op is not None and v.op.kind == "function":
         if v.kind == "merge":
-            symbol = _MERGE_SYMBOLS.get(v.op.type, v.op.type)
+            symbol = O.merge_symbol(v.op.type)
             return f'label={_rows(f"<B>{_e(symbol)}</B>")}, shape=ellipse, style=filled, fillcolor="{fill}", margin="0.02,0.02"'
         return f'label={_rows(f"<B>{_e(v.op.type)}</B>  " + _small(v.op.id), extra)}, fillcolor="{fill}"'
     node = v.node

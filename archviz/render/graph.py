@@ -251,49 +251,9 @@ def shape_text(shape: Shape) -> str:
     return "\u00d7".join(str(d) for d in shape)
 
 
-def _dim(value: object) -> str:
-    """``(3, 3) -> "3\u00d73"``, ``(2, 2)`` -> ``"2"`` for strides and padding, ints as is."""
-    if isinstance(value, list | tuple):
-        return str(value[0]) if len(set(value)) == 1 else "\u00d7".join(str(v) for v in value)
-    return str(value)
-
-
 def hyperparameters(node: Node) -> str:
-    """The settings that matter for a layer, e.g. ``1\u21926 \u00b7 5\u00d75 s1 p0``."""
-    a = node.attrs
-    parts = []
-    if "in_channels" in a and "out_channels" in a:
-        parts.append(f"{a['in_channels']}\u2192{a['out_channels']}")
-    elif "in_features" in a and "out_features" in a:
-        parts.append(f"{a['in_features']}\u2192{a['out_features']}")
-    elif "num_features" in a:
-        parts.append(f"{a['num_features']} ch")
-    elif "num_channels" in a:  # GroupNorm
-        parts.append(f"{a['num_channels']} ch \u00b7 {a['num_groups']} groups")
-    elif "normalized_shape" in a:  # LayerNorm
-        parts.append("over " + "\u00d7".join(str(v) for v in a["normalized_shape"]))
-    if "kernel_size" in a:
-        k = a["kernel_size"]
-        kernel = "\u00d7".join(str(v) for v in k) if isinstance(k, list | tuple) else f"{k}\u00d7{k}"
-        window = f"{kernel} s{_dim(a.get('stride', 1))} p{_dim(a.get('padding', 0))}"
-        if _dim(a.get("dilation", 1)) != "1":
-            window += f" d{_dim(a['dilation'])}"
-        if a.get("groups", 1) != 1:
-            window += f" g{a['groups']}"
-        parts.append(window)
-    if "output_size" in a:
-        size = a["output_size"]
-        parts.append("\u2192 " + ("\u00d7".join(str(v) for v in size) if isinstance(size, list | tuple) else f"{size}\u00d7{size}"))
-    if node.type == "Upsample":
-        factor = a.get("scale_factor")
-        factors = tuple(f"{f:g}" for f in (factor if isinstance(factor, tuple) else (factor,)) if f is not None)
-        target = f"\u2192 {_dim(a['size'])}" if a.get("size") else f"\u00d7{_dim(factors)}"
-        parts.append(f"{target} {a.get('mode', '')}".strip())
-    if node.type == "LocalResponseNorm":
-        parts.append(f"size {a['size']}")
-    if "p" in a and "dropout" in node.type.lower():
-        parts.append(f"p={a['p']}")
-    return " \u00b7 ".join(parts)
+    """The settings that matter for a layer, e.g. ``1\u21926 \u00b7 5\u00d75 s1 p0``, as its op table entry writes them."""
+    return O.label(node.type, node.attrs)
 
 
 _PLAIN_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
