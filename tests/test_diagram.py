@@ -16,11 +16,11 @@ import pytest
 
 from archviz import zoo
 from archviz.arch import load_arch
-from archviz.render import graph as graphmod
 from archviz.render import graphviz as gvmod
 from archviz.render.dot import Direction, to_dot
 from archviz.render.graph import build_graph
 from archviz.render.graphviz import DiagramFormat, default_filename, output_format
+from archviz.spec import ops as O
 
 GOLDEN = Path(__file__).parent / "golden"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot program is not installed")
@@ -160,22 +160,22 @@ def test_depth_below_one_is_a_usage_error():
 
 def test_layer_labels_show_hyperparameters_and_params():
     t = trace("googlenet")
-    assert graphmod.hyperparameters(t.node("b1.0")) == "1\u219264 \u00b7 7\u00d77 s2 p3"
-    assert graphmod.hyperparameters(t.node("b1.2")) == "3\u00d73 s2 p1"
-    assert graphmod.hyperparameters(t.node("head")) == "1024\u219210"
+    assert O.label(t.node("b1.0").type, t.node("b1.0").attrs) == "1\u219264 \u00b7 7\u00d77 s2 p3"
+    assert O.label(t.node("b1.2").type, t.node("b1.2").attrs) == "3\u00d73 s2 p1"
+    assert O.label(t.node("head").type, t.node("head").attrs) == "1024\u219210"
     text = to_dot(t, 4)
     assert "1\u219264 \u00b7 7\u00d77 s2 p3" in text and "3,200 params" in text
     assert "legend" in text and ">conv</TD>" in text and ">merge</TD>" in text
 
 
 def test_layer_kinds():
-    assert graphmod.layer_kind("module", "Conv2d") == "conv"
-    assert graphmod.layer_kind("module", "BatchNorm2d") == "norm"
-    assert graphmod.layer_kind("module", "AdaptiveAvgPool2d") == "pool"
-    assert graphmod.layer_kind("module", "LeakyReLU") == "activation"
-    assert graphmod.layer_kind("function", "cat") == "merge"
-    assert graphmod.layer_kind("function", "flatten") == "reshape"
-    assert graphmod.layer_kind("module", "MultiheadAttention") == "other"
+    assert O.layer_kind("module", "Conv2d") == "conv"
+    assert O.layer_kind("module", "BatchNorm2d") == "norm"
+    assert O.layer_kind("module", "AdaptiveAvgPool2d") == "pool"
+    assert O.layer_kind("module", "LeakyReLU") == "activation"
+    assert O.layer_kind("function", "cat") == "merge"
+    assert O.layer_kind("function", "flatten") == "reshape"
+    assert O.layer_kind("module", "MultiheadAttention") == "other"
 
 
 # --- rendering: SVG node counts, formats, determinism ---------------------------------

@@ -1,8 +1,4 @@
-"""The DOT text of a diagram: render/graph.py's graph, written as graphviz source.
-
-DOT generation is pure text and deterministic: same trace and options, same bytes.
-render/graphviz.py runs graphviz's ``dot`` program on it and writes files.
-"""
+"""The DOT text of a diagram: render/graph.py's graph as graphviz source. Pure text and deterministic: same trace and options, same bytes."""
 
 from __future__ import annotations
 
@@ -14,7 +10,7 @@ from enum import StrEnum
 
 from archviz.choices import NodeFigure
 from archviz.errors import UsageError
-from archviz.render.graph import Graph, Run, Vertex, build_graph, composition, hyperparameters, shape_text, si
+from archviz.render.graph import Graph, Run, Vertex, build_graph, composition, shape_text, si
 from archviz.safe import printable
 from archviz.spec import ops as O
 from archviz.trace.record import Node, Op, Shape, Trace
@@ -287,7 +283,7 @@ def _vertex_attrs(v: Vertex, trace: Trace, figures: str = "", skip_params: bool 
         return f'label={label}, fillcolor="#ffffff", penwidth=1.2'
     if v.op is not None and v.op.kind == "function":
         if v.kind == "merge":
-            symbol = O.merge_symbol(v.op.type)
+            symbol = getattr(O.FUNCTIONS.get(v.op.type), "symbol", "") or v.op.type  # the op table's "+" for add
             return f'label={_rows(f"<B>{_e(symbol)}</B>")}, shape=ellipse, style=filled, fillcolor="{fill}", margin="0.02,0.02"'
         return f'label={_rows(f"<B>{_e(v.op.type)}</B>  " + _small(v.op.id), extra)}, fillcolor="{fill}"'
     node = v.node
@@ -295,7 +291,7 @@ def _vertex_attrs(v: Vertex, trace: Trace, figures: str = "", skip_params: bool 
         if node is None:  # a module the trace has no record of: name and type only
             return f'label={_rows(f"<B>{_e(v.op.type)}</B>  " + _small(v.op.module), extra)}, fillcolor="{fill}"'
         params = "" if skip_params else _small(_params(node.params))
-        label = _rows(f"<B>{_e(node.type)}</B>  " + _small(node.path), _e(hyperparameters(node)), params, extra)
+        label = _rows(f"<B>{_e(node.type)}</B>  " + _small(node.path), _e(O.label(node.type, node.attrs)), params, extra)
         return f'label={label}, fillcolor="{fill}"'
     assert node is not None
     name = node.path if v.count == 1 else f"{node.path} \u2013 {v.last}"

@@ -1,15 +1,11 @@
-"""The graph a diagram draws, before any syntax: ops collapsed to the blocks at a depth, repeats folded, and the text on each box.
+"""The graph a diagram draws (render/dot.py as DOT text, render/html.py as a page): the real dataflow, not a chain of modules.
 
-The graph is the real dataflow, not a chain of modules: GoogLeNet's four Inception paths
-fan out from one producer and meet at the ``cat`` op, ResNet's shortcut joins at ``add``.
-
+GoogLeNet's four Inception paths fan out from one producer and meet at the ``cat`` op.
 ``depth`` picks the level of detail with one mechanism: every op is mapped to its
 enclosing module at ``depth`` (or drawn itself when it sits shallower), and edges that
 fall inside one such block disappear. Blocks shallower than ``depth`` become clusters.
 ``fold`` draws a run of identical consecutive blocks (same type, attributes, shapes and
 parameters, all the way down, fed one into the next) once, marked "x N".
-
-render/dot.py writes it as DOT text, render/html.py as an interactive page.
 """
 
 from __future__ import annotations
@@ -21,8 +17,6 @@ from dataclasses import dataclass, field
 from archviz.errors import UsageError
 from archviz.spec import ops as O
 from archviz.trace.record import Node, Op, Shape, Trace
-
-layer_kind = O.layer_kind  # the op table decides an op's kind (cost --by kind reads it too)
 
 
 @dataclass
@@ -166,10 +160,6 @@ def user_id(name: str) -> str:
 def _vertex(op: Op, nodes: Mapping[str, Node], depth: int) -> Vertex:
     if op.kind in ("input", "output"):  # one vertex per input and per output ("input", "output:aux")
         return Vertex(f"@{op.id}", "io", op=op)
-    return _layer_vertex(op, nodes, depth)
-
-
-def _layer_vertex(op: Op, nodes: Mapping[str, Node], depth: int) -> Vertex:
     vertex = _plain_vertex(op, nodes, depth)
     vertex.id = user_id(vertex.id)
     return vertex
@@ -180,12 +170,12 @@ def _plain_vertex(op: Op, nodes: Mapping[str, Node], depth: int) -> Vertex:
     level = module.depth if module is not None else len(op.module.split(".")) if op.module else 0
     if op.kind == "function":
         if level < depth:  # drawn itself, inside the module whose forward called it
-            return Vertex(op.id, layer_kind(op.kind, op.type), op=op, clusters=_ancestors(op.module, level))
+            return Vertex(op.id, O.layer_kind(op.kind, op.type), op=op, clusters=_ancestors(op.module, level))
     elif level <= depth:
-        return Vertex(op.id, layer_kind(op.kind, op.type), op=op, node=module, clusters=_ancestors(op.module, level - 1))
+        return Vertex(op.id, O.layer_kind(op.kind, op.type), op=op, node=module, clusters=_ancestors(op.module, level - 1))
     block = ".".join(op.module.split(".")[:depth])
     if block not in nodes:  # a module the trace does not know: draw the op itself
-        return Vertex(op.id, layer_kind(op.kind, op.type), op=op, node=module)
+        return Vertex(op.id, O.layer_kind(op.kind, op.type), op=op, node=module)
     return Vertex(block, "block", node=nodes[block], clusters=_ancestors(block, depth - 1))
 
 
@@ -249,11 +239,6 @@ def find_runs(trace: Trace, nodes: Mapping[str, Node], depth: int) -> list[Run]:
 
 def shape_text(shape: Shape) -> str:
     return "\u00d7".join(str(d) for d in shape)
-
-
-def hyperparameters(node: Node) -> str:
-    """The settings that matter for a layer, e.g. ``1\u21926 \u00b7 5\u00d75 s1 p0``, as its op table entry writes them."""
-    return O.label(node.type, node.attrs)
 
 
 _PLAIN_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")

@@ -9,6 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from archviz.errors import RunError, UsageError
+from archviz.files import write_atomic
 from archviz.render.dot import PLAIN, Decoration, Direction, to_dot
 from archviz.trace.record import Trace
 
@@ -144,13 +145,6 @@ def check_writable(path: Path) -> None:
         raise UsageError(f"cannot write {str(path)!r}: the directory {str(parent)!r} does not exist (create it first).")
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Atomically (see archviz/files.py): a full disk never leaves a truncated or 0-byte file."""
-    from archviz.files import write_atomic
-
-    write_atomic(path, data)
-
-
 def save_diagram(
     trace: Trace,
     path: Path,
@@ -184,12 +178,12 @@ def save_diagram(
                 f"graphviz's `dot` program was not found, and the DOT source was not written because {str(dot_path)!r} already exists and is not a "
                 f"file archviz recognises as its own; {INSTALL_HINT}, or get the source with `-f dot -o FILE`, or pass --force to replace {str(dot_path)!r}."
             ) from None
-        write_bytes(dot_path, mark_dot(source, trace.arch).encode())
+        write_atomic(dot_path, mark_dot(source, trace.arch).encode())
         raise GraphvizMissing(
             f"graphviz's `dot` program was not found, so only the DOT source was written to {str(dot_path)!r}; "
             f"{INSTALL_HINT}, then run `dot -T{DiagramFormat(fmt).value} {dot_path} -o {path}` or rerun this command."
         ) from None
-    write_bytes(path, file_bytes(data, fmt, trace.arch))
+    write_atomic(path, file_bytes(data, fmt, trace.arch))  # a full disk never leaves a truncated or 0-byte file
     return path
 
 

@@ -31,8 +31,9 @@ from archviz.errors import UsageError
 from archviz.estimate.receptive import ReceptiveField, block_fields, receptive_fields
 from archviz.files import html_mark
 from archviz.render.dot import KIND_COLOURS, Direction
-from archviz.render.graph import Run, composition, find_runs, hyperparameters, layer_kind, shape_text, si
+from archviz.render.graph import Run, composition, find_runs, shape_text, si
 from archviz.safe import printable
+from archviz.spec import ops as O
 from archviz.trace.record import Trace
 from archviz.version import __version__
 
@@ -45,9 +46,7 @@ def _asset(name: str) -> str:
 
 
 def _rf(field: ReceptiveField | None) -> dict[str, Any] | None:
-    if field is None:
-        return None
-    return {**field.to_dict(), "text": field.text()}
+    return None if field is None else {**field.to_dict(), "text": field.text()}
 
 
 def _all_runs(trace: Trace) -> list[Run]:
@@ -89,8 +88,8 @@ def page_data(trace: Trace, depth: int = 1, direction: Direction = Direction.TB,
                 "type": n.type,
                 "depth": n.depth,
                 "leaf": n.is_leaf,
-                "kind": layer_kind(op_kind, n.type) if n.is_leaf else "block",
-                "settings": hyperparameters(n) if n.is_leaf else composition(trace, n.path),
+                "kind": O.layer_kind(op_kind, n.type) if n.is_leaf else "block",
+                "settings": O.label(n.type, n.attrs) if n.is_leaf else composition(trace, n.path),
                 "inputs": [list(s) for s in n.input_shapes],
                 "output": list(n.output_shape) if n.called else None,
                 "params": n.params,
@@ -104,7 +103,7 @@ def page_data(trace: Trace, depth: int = 1, direction: Direction = Direction.TB,
     dtypes = {f"input:{t.name}": t.dtype for t in trace.inputs} | ({"input": trace.inputs[0].dtype} if trace.inputs else {})
     ops = []
     for o in trace.ops:
-        kind = "io" if o.kind in ("input", "output") else layer_kind(o.kind, o.type)
+        kind = "io" if o.kind in ("input", "output") else O.layer_kind(o.kind, o.type)
         ops.append(
             {
                 "id": o.id,

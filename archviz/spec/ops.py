@@ -195,9 +195,7 @@ def register_function(
 
 
 def torch_type(type_: str, attrs: Mapping[str, Any] | None = None) -> TorchType | None:
-    """The entry of a module class: by its name, else the longest known name it starts with
-    (torchvision's ``LayerNorm2d``, timm's ``Conv2dSame``), else, given its ``attrs``, the class
-    they were read from (a subclass reports its base class's attributes: trace/from_module.py)."""
+    """A module class's entry: by name, else the longest known name it starts with (``Conv2dSame``), else the class its ``attrs`` were read from."""
     entry = TORCH_TYPES.get(type_) or max((t for name, t in TORCH_TYPES.items() if type_.startswith(name)), key=lambda t: len(t.name), default=None)
     if attrs and (entry is None or entry.attrs != tuple(attrs)):
         entry = next((t for t in TORCH_TYPES.values() if t.attrs == tuple(attrs)), entry)
@@ -216,38 +214,16 @@ def label(type_: str, attrs: Mapping[str, Any]) -> str:
     return " \u00b7 ".join(p for p in (part(attrs) for part in (entry.label if entry else ())) if p)
 
 
-def merge_symbol(type_: str) -> str:
-    """What a diagram writes for a function between modules: ``+`` for add, ``concat`` for cat, else its name."""
-    entry = FUNCTIONS.get(type_)
-    return entry.symbol if entry is not None and entry.symbol else type_
-
-
 # Label parts: each a layer's attributes -> one piece of its diagram label ("" when it has nothing to say).
-def _dim(value: Any) -> str:
-    """``(3, 3) -> "3\u00d73"``, ``(2, 2)`` -> ``"2"`` for strides and padding, ints as is."""
+def _dim(value: Any) -> str:  # (3, 5) -> "3\u00d75", (2, 2) -> "2" for strides and padding, ints as is
     if isinstance(value, list | tuple):
         return str(value[0]) if len(set(value)) == 1 else "\u00d7".join(str(v) for v in value)
     return str(value)
 
 
-def _size(value: Any) -> str:
-    return "\u00d7".join(str(v) for v in value) if isinstance(value, list | tuple) else f"{value}\u00d7{value}"
-
-
-def _channels_label(a: Mapping[str, Any]) -> str:
-    return f"{a['in_channels']}\u2192{a['out_channels']}" if "in_channels" in a and "out_channels" in a else ""
-
-
-def _features_label(a: Mapping[str, Any]) -> str:
-    return f"{a['in_features']}\u2192{a['out_features']}" if "in_features" in a and "out_features" in a else ""
-
-
 def _window_label(a: Mapping[str, Any]) -> str:
-    if "kernel_size" not in a:
-        return ""
-    window = f"{_size(a['kernel_size'])} s{_dim(a.get('stride', 1))} p{_dim(a.get('padding', 0))}"
-    window += f" d{_dim(a['dilation'])}" if _dim(a.get("dilation", 1)) != "1" else ""
-    return window + (f" g{a['groups']}" if a.get("groups", 1) != 1 else "")
+    dilation, groups = f" d{_dim(a['dilation'])}" if _dim(a.get("dilation", 1)) != "1" else "", f" g{a['groups']}" if a.get("groups", 1) != 1 else ""
+    return f"{_size(a['kernel_size'])} s{_dim(a.get('stride', 1))} p{_dim(a.get('padding', 0))}{dilation}{groups}" if "kernel_size" in a else ""
 
 
 def _upsample_label(a: Mapping[str, Any]) -> str:
@@ -257,6 +233,9 @@ def _upsample_label(a: Mapping[str, Any]) -> str:
     return f"{target} {a.get('mode', '')}".strip()
 
 
+_size = lambda value: "\u00d7".join(str(v) for v in value) if isinstance(value, list | tuple) else f"{value}\u00d7{value}"  # noqa: E731
+_channels_label = lambda a: f"{a['in_channels']}\u2192{a['out_channels']}" if "in_channels" in a and "out_channels" in a else ""  # noqa: E731
+_features_label = lambda a: f"{a['in_features']}\u2192{a['out_features']}" if "in_features" in a and "out_features" in a else ""  # noqa: E731
 _output_size_label = lambda a: "\u2192 " + _size(a["output_size"]) if "output_size" in a else ""  # noqa: E731
 _num_features_label = lambda a: f"{a['num_features']} ch" if "num_features" in a else ""  # noqa: E731
 _groups_label = lambda a: f"{a['num_channels']} ch \u00b7 {a['num_groups']} groups" if "num_channels" in a else ""  # noqa: E731

@@ -36,7 +36,7 @@
     state.unfolded = new Set(D.fold ? [] : runs.map((r) => r.paths[0]));
   }
 
-  // --- which vertex stands for an op (render/graph.py's build_graph, with "expanded" in place of depth) ---
+  // --- which vertex stands for an op (render/dot.py's build_graph, with "expanded" in place of depth) ---
 
   const activeRuns = () => runs.filter((r) => !state.unfolded.has(r.paths[0]));
   function instance(run, module) {
