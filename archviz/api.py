@@ -376,7 +376,7 @@ class Diagram:
     interactive: bool = False
 
     def _repr_svg_(self) -> str | None:
-        from archviz.render.dot import DiagramFormat, GraphvizMissing, render
+        from archviz.render.graphviz import DiagramFormat, GraphvizMissing, render
 
         if self.interactive:
             return None  # the page, from _repr_html_
@@ -416,7 +416,7 @@ class Diagram:
         Written atomically; an existing file archviz did not write is kept unless ``force=True``.
         """
         from archviz.files import graphviz_output_of, refuse_overwrite, write_atomic
-        from archviz.render.dot import DiagramFormat, check_writable, file_bytes, output_format, render
+        from archviz.render.graphviz import DiagramFormat, check_writable, file_bytes, output_format, render
 
         path = Path(path)
         fmt = output_format(path, format)

@@ -13,7 +13,8 @@ from archviz.arch import load_arch
 from archviz.errors import RunError, UsageError
 from archviz.files import graphviz_output_of, refuse_overwrite, write_all_atomic
 from archviz.render import Format
-from archviz.render.dot import INSTALL_HINT, KIND_COLOURS, DiagramFormat, GraphvizMissing, find_dot, render, to_dot
+from archviz.render.dot import KIND_COLOURS, to_dot
+from archviz.render.graphviz import INSTALL_HINT, DiagramFormat, GraphvizMissing, find_dot, render
 from archviz.render.tables import human, render_rows
 from archviz.shape import format_shape
 from archviz.trace.record import Trace

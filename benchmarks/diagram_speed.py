@@ -55,7 +55,9 @@ def cli(name: str, limit: float, out: Path) -> float | None:
 def draw(name: str, limit: float) -> dict:
     """Trace, DOT and SVG of one model at full depth (folded), timed; then its node boxes checked for overlap."""
     from archviz.arch import load_arch
-    from archviz.render.dot import DiagramFormat, build_graph, render, to_dot
+    from archviz.render.dot import to_dot
+    from archviz.render.graph import build_graph
+    from archviz.render.graphviz import DiagramFormat, render
     from archviz.render.svgcheck import node_boxes, overlapping
 
     start = time.perf_counter()

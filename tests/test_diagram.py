@@ -16,8 +16,11 @@ import pytest
 
 from archviz import zoo
 from archviz.arch import load_arch
-from archviz.render import dot as dotmod
-from archviz.render.dot import DiagramFormat, Direction, build_graph, default_filename, output_format, to_dot
+from archviz.render import graphviz as gvmod
+from archviz.render.dot import Direction, to_dot
+from archviz.render.graph import build_graph
+from archviz.render.graphviz import DiagramFormat, default_filename, output_format
+from archviz.spec import ops as O
 
 GOLDEN = Path(__file__).parent / "golden"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot program is not installed")
@@ -157,22 +160,22 @@ def test_depth_below_one_is_a_usage_error():
 
 def test_layer_labels_show_hyperparameters_and_params():
     t = trace("googlenet")
-    assert dotmod.hyperparameters(t.node("b1.0")) == "1\u219264 \u00b7 7\u00d77 s2 p3"
-    assert dotmod.hyperparameters(t.node("b1.2")) == "3\u00d73 s2 p1"
-    assert dotmod.hyperparameters(t.node("head")) == "1024\u219210"
+    assert O.label(t.node("b1.0").type, t.node("b1.0").attrs) == "1\u219264 \u00b7 7\u00d77 s2 p3"
+    assert O.label(t.node("b1.2").type, t.node("b1.2").attrs) == "3\u00d73 s2 p1"
+    assert O.label(t.node("head").type, t.node("head").attrs) == "1024\u219210"
     text = to_dot(t, 4)
     assert "1\u219264 \u00b7 7\u00d77 s2 p3" in text and "3,200 params" in text
     assert "legend" in text and ">conv</TD>" in text and ">merge</TD>" in text
 
 
 def test_layer_kinds():
-    assert dotmod.layer_kind("module", "Conv2d") == "conv"
-    assert dotmod.layer_kind("module", "BatchNorm2d") == "norm"
-    assert dotmod.layer_kind("module", "AdaptiveAvgPool2d") == "pool"
-    assert dotmod.layer_kind("module", "LeakyReLU") == "activation"
-    assert dotmod.layer_kind("function", "cat") == "merge"
-    assert dotmod.layer_kind("function", "flatten") == "reshape"
-    assert dotmod.layer_kind("module", "MultiheadAttention") == "other"
+    assert O.layer_kind("module", "Conv2d") == "conv"
+    assert O.layer_kind("module", "BatchNorm2d") == "norm"
+    assert O.layer_kind("module", "AdaptiveAvgPool2d") == "pool"
+    assert O.layer_kind("module", "LeakyReLU") == "activation"
+    assert O.layer_kind("function", "cat") == "merge"
+    assert O.layer_kind("function", "flatten") == "reshape"
+    assert O.layer_kind("module", "MultiheadAttention") == "other"
 
 
 # --- rendering: SVG node counts, formats, determinism ---------------------------------
@@ -183,7 +186,7 @@ def test_layer_kinds():
 def test_every_builtin_renders_to_svg_with_one_node_per_vertex(name):
     t = trace(name)
     for depth in (1, t.max_depth):
-        data = dotmod.render(to_dot(t, depth), DiagramFormat.svg)
+        data = gvmod.render(to_dot(t, depth), DiagramFormat.svg)
         assert svg_node_count(data) == len(build_graph(t, depth).vertices) + 1  # + the legend
 
 
@@ -262,7 +265,7 @@ def test_missing_dot_writes_the_dot_file_and_says_how_to_install(cli, tmp_path, 
 
 
 def test_missing_dot_via_lookup_function(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(dotmod, "find_dot", lambda: None)
+    monkeypatch.setattr(gvmod, "find_dot", lambda: None)
     code, _, stderr = cli("diagram", "googlenet", "-o", str(tmp_path / "g.png"), "--depth", "2")
     assert code == 1 and "install graphviz" in stderr
     assert (tmp_path / "g.dot").read_text() == '// archviz diagram "googlenet"\n' + to_dot(trace("googlenet"), 2)
@@ -337,10 +340,10 @@ def test_graphviz_failure_and_timeout_are_run_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     fake_dot(tmp_path, "echo 'Error: <stdin>: syntax error in line 1' >&2; exit 3")
     with pytest.raises(RunError, match=r"dot failed to render svg \(Error: <stdin>: syntax error in line 1\)"):
-        dotmod.render("digraph {", DiagramFormat.svg)
+        gvmod.render("digraph {", DiagramFormat.svg)
     fake_dot(tmp_path, f"exec {sleep} 5")
     with pytest.raises(RunError, match=r"within 0.2 s; draw fewer boxes with a smaller --depth"):
-        dotmod.render("digraph {}", DiagramFormat.svg, timeout_s=0.2)
+        gvmod.render("digraph {}", DiagramFormat.svg, timeout_s=0.2)
 
 
 # --- issue 16: print quality, titles, partial diagrams; issue 20: names never collide ------------
@@ -362,7 +365,7 @@ def test_png_is_144_dpi_by_default_and_scales(cli, tmp_path):
     w72, h72 = sizes["72"]
     assert abs(sizes["default"][0] - 2 * w72) <= 2 and abs(sizes["default"][1] - 2 * h72) <= 2
     assert abs(sizes["x3"][0] - 3 * w72) <= 3
-    assert (tmp_path / "default.png").read_bytes() == dotmod.render(to_dot(trace("lenet")), DiagramFormat.png, dpi=144)
+    assert (tmp_path / "default.png").read_bytes() == gvmod.render(to_dot(trace("lenet")), DiagramFormat.png, dpi=144)
 
 
 @pytest.mark.parametrize(
@@ -452,7 +455,7 @@ def test_partial_diagram_of_a_failing_forward_to_stdout(cli):
 def test_no_node_boxes_overlap(name, depth):
     from archviz.render.svgcheck import node_boxes, overlapping
 
-    boxes = node_boxes(dotmod.render(to_dot(trace(name), depth), DiagramFormat.svg))
+    boxes = node_boxes(gvmod.render(to_dot(trace(name), depth), DiagramFormat.svg))
     assert len(boxes) == len(build_graph(trace(name), depth).vertices) + 1  # and the legend
     assert overlapping(boxes) == []
 
@@ -474,7 +477,7 @@ def test_unet_is_drawn_as_a_u():
     source = to_dot(unet, unet.max_depth)
     skips = re.findall(r'^  \{rank=same; ("[^"]+"); ("[^"]+");\}$', source, re.M)
     assert len(skips) == 3  # one per level: 96x96, 48x48, 24x24
-    boxes = node_boxes(dotmod.render(source, DiagramFormat.svg))
+    boxes = node_boxes(gvmod.render(source, DiagramFormat.svg))
 
     def centre(name: str) -> tuple[float, float]:
         x0, y0, x1, y1 = boxes[name]
@@ -533,7 +536,7 @@ def test_torchvision_densenet_at_full_depth_lays_out_quickly():
     t = load_arch("torchvision:densenet121").trace()
     source = to_dot(t, t.max_depth)
     assert source.count(" -> ") < 520  # 967 edges when every concat reads every earlier map
-    dotmod.render(source, DiagramFormat.svg, timeout_s=120)  # took graphviz more than 180 s before
+    gvmod.render(source, DiagramFormat.svg, timeout_s=120)  # took graphviz more than 180 s before
 
 
 @needs_dot
@@ -543,7 +546,7 @@ def test_torchvision_densenet_at_full_depth_lays_out_quickly():
 def test_skip_edges_stay_out_of_unrelated_blocks(name, depth):
     from archviz.render.svgcheck import edge_points, foreign_crossings
 
-    svg = dotmod.render(to_dot(load_arch(name).trace(), depth), DiagramFormat.svg)
+    svg = gvmod.render(to_dot(load_arch(name).trace(), depth), DiagramFormat.svg)
     skips = [(a, b) for a, b in edge_points(svg) if b.endswith(":add")]
     assert len(skips) >= 10  # every residual add has its shortcut drawn
     assert foreign_crossings(svg, skips) == []

@@ -1,6 +1,6 @@
 """`archviz diagram -o net.html`: the offline interactive page, opened in headless Chromium.
 
-The page draws in the browser what render/dot.py's ``build_graph`` draws in the SVG, so the
+The page draws in the browser what render/graph.py's ``build_graph`` draws in the SVG, so the
 oracle for what is visible is ``build_graph`` itself (same vertices, same edges, at every
 depth); the oracle for the numbers on a card is ``archviz cost --format json``.
 """
@@ -18,7 +18,7 @@ from torch import nn
 import archviz
 from archviz.arch import load_arch
 from archviz.errors import UsageError
-from archviz.render.dot import build_graph
+from archviz.render.graph import build_graph
 from archviz.render.html import page_data, to_html
 
 SMALL_SPEC = str(Path(__file__).parent / "data" / "small.yaml")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from archviz import zoo
-from archviz.render import dot as dotmod
+from archviz.render import graphviz as gvmod
 
 GALLERY = Path(__file__).resolve().parent.parent / "gallery"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot program is not installed")
@@ -44,7 +44,7 @@ def test_gallery_is_current(cli, tmp_path):
     assert committed == fresh, "gallery/ has missing or extra files; run `archviz gallery` and commit the result"
     # Layout coordinates depend on the graphviz version: compare SVGs byte for byte when the
     # committed files came from the installed version, else compare their structure and text.
-    same_graphviz = graphviz_of((GALLERY / "lenet.svg").read_bytes()) == dotmod.graphviz_version()
+    same_graphviz = graphviz_of((GALLERY / "lenet.svg").read_bytes()) == gvmod.graphviz_version()
     for name in sorted(fresh):
         new, old = (out / name).read_bytes(), (GALLERY / name).read_bytes()
         if name.endswith(".svg") and not same_graphviz:
@@ -69,7 +69,7 @@ def test_readme_shows_every_diagram_with_its_table_and_cost():
 
 def test_committed_svgs_are_xml_with_one_node_per_vertex():
     from archviz.arch import load_arch
-    from archviz.render.dot import build_graph
+    from archviz.render.graph import build_graph
 
     for name in zoo.list_models():
         trace = load_arch(name).trace()
@@ -85,7 +85,7 @@ def test_gallery_errors(cli, tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     code, _, stderr = cli("gallery", str(tmp_path / "file"))
     assert code == 2 and "not a directory" in stderr
-    monkeypatch.setattr(dotmod, "find_dot", lambda: None)
+    monkeypatch.setattr(gvmod, "find_dot", lambda: None)
     import archviz.gallery
 
     monkeypatch.setattr(archviz.gallery, "find_dot", lambda: None)

@@ -72,9 +72,10 @@ from forward_shapes import real_output_shapes  # noqa: E402
 from archviz.build import build  # noqa: E402
 from archviz.estimate.flops import uncounted_ops  # noqa: E402
 from archviz.estimate.receptive import receptive_fields, unknown_ops  # noqa: E402
-from archviz.render.dot import layer_kind  # noqa: E402
 from archviz.spec import ops as O  # noqa: E402
 from archviz.trace.from_module import trace_module  # noqa: E402
+
+layer_kind = O.layer_kind
 
 # One small net per op and rank; the second element is the input shape.
 NETS = {
@@ -313,12 +314,27 @@ def test_default_input_of_any_rank_but_not_any_string(bad):
 
 
 def test_diagram_labels_of_the_new_ops():
-    from archviz.render.dot import hyperparameters
-
     trace = trace_spec(_resolved(*NETS["upsample"]), (2, 3, 4, 5))
-    assert [hyperparameters(n) for n in trace.nodes[1:]] == ["\u00d72 nearest", "\u2192 9\u00d720 bilinear", "\u00d71\u00d72 nearest"]
+    assert [O.label(n.type, n.attrs) for n in trace.nodes[1:]] == ["\u00d72 nearest", "\u2192 9\u00d720 bilinear", "\u00d71\u00d72 nearest"]
     trace = trace_spec(_resolved(*NETS["norms"]), (2, 4, 6, 6))
-    assert [hyperparameters(n) for n in trace.nodes[1:4]] == ["over 4\u00d76\u00d76", "4 ch \u00b7 2 groups", "size 3"]
+    assert [O.label(n.type, n.attrs) for n in trace.nodes[1:4]] == ["over 4\u00d76\u00d76", "4 ch \u00b7 2 groups", "size 3"]
+
+
+def test_labels_merge_symbols_and_channel_reads_come_from_the_table():
+    """Issue 18: a layer's diagram label, a merge's symbol and which ops check in_channels are fields of the op entries."""
+    import torch.nn as nn
+
+    from archviz.trace.from_module import module_attrs
+
+    class Smoother(nn.Conv2d):  # a subclass whose name is no known one: its base class's entry labels it
+        pass
+
+    attrs = module_attrs(Smoother(3, 8, 3, stride=2, padding=1, groups=1))
+    assert O.label("Smoother", attrs) == "3\u21928 \u00b7 3\u00d73 s2 p1" == O.label("Conv2d", attrs)
+    assert O.label("Dropout2d", {"p": 0.25}) == "p=0.25" and O.label("StochasticDepth", {"p": 0.25}) == ""
+    assert O.label("ReLU", {}) == "" and O.label("Unknown", {}) == ""
+    assert [O.FUNCTIONS[f].symbol for f in ("cat", "add", "sub", "mul", "div", "stack", "concatenate")] == ["concat", "+", "\u2212", "\u00d7", "\u00f7", "", ""]
+    assert {name for name, op in O.OPS.items() if op.reads_channels} == {"conv", "convtranspose", "batchnorm", "groupnorm"}
 
 
 # --- issue 19: the ops ShuffleNetV2, SqueezeNet and EfficientNet-style specs need ------

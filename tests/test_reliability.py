@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from archviz import files
-from archviz.render import dot as dotmod
+from archviz.render import graphviz as gvmod
 from archviz.train import budget, checkpoint, data, loop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,7 +232,7 @@ def test_gallery_keeps_the_users_files(cli, tmp_path):
 
 
 def test_diagram_without_dot_keeps_a_dot_file_the_user_never_named(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(dotmod, "find_dot", lambda: None)
+    monkeypatch.setattr(gvmod, "find_dot", lambda: None)
     (tmp_path / "x.dot").write_text("my graph")
     code, _, stderr = cli("diagram", "lenet", "-o", str(tmp_path / "x.svg"))
     assert code == 1

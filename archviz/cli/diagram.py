@@ -13,19 +13,8 @@ from archviz.cli.app import command
 from archviz.cli.options import ArchArg, ComputeOpt, DepthOpt, InputOpt, ParamOpt, TitleOpt
 from archviz.errors import RunError
 from archviz.files import graphviz_output_of, refuse_overwrite
-from archviz.render.dot import (
-    Decoration,
-    DiagramFormat,
-    Direction,
-    check_writable,
-    default_filename,
-    output_format,
-    parse_figures,
-    png_dpi,
-    render,
-    save_diagram,
-    to_dot,
-)
+from archviz.render.dot import Decoration, Direction, parse_figures, to_dot
+from archviz.render.graphviz import DiagramFormat, check_writable, default_filename, output_format, png_dpi, render, save_diagram
 from archviz.shape import parse_inputs
 
 OutputOpt = Annotated[

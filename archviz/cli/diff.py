@@ -13,7 +13,8 @@ from archviz.cli.compare import split_arch
 from archviz.cli.options import ComputeOpt, FormatOpt, InputOpt, ParamOpt
 from archviz.errors import RunError, UsageError
 from archviz.render import Format
-from archviz.render.dot import DiagramFormat, Direction, check_writable, output_format, png_dpi, save_diagram
+from archviz.render.dot import Direction
+from archviz.render.graphviz import DiagramFormat, check_writable, output_format, png_dpi, save_diagram
 from archviz.shape import parse_inputs
 
 _SIDE_INPUT = "Input of {side} only (repeatable, as --input); overrides --input for {side}."

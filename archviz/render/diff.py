@@ -8,7 +8,8 @@ from typing import Any
 from archviz.diff import Diff
 from archviz.estimate.units import format_bytes
 from archviz.render import Format
-from archviz.render.dot import DIFF_MARKS, Decoration, Direction, Graph, Vertex, build_graph, graph_to_dot, user_id
+from archviz.render.dot import DIFF_MARKS, Decoration, Direction, graph_to_dot
+from archviz.render.graph import Graph, Vertex, build_graph, user_id
 from archviz.render.tables import human, render_rows
 from archviz.shape import format_shape
 

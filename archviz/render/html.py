@@ -4,7 +4,7 @@ The page holds the trace as JSON (the module tree and the dataflow ``Trace.ops``
 small script that draws, in the browser, the same graph as ``render/dot.py``: every op is
 mapped to its deepest collapsed enclosing block, edges inside one block disappear, and
 identical consecutive blocks are folded ``x N`` (the runs are found by dot.py's own
-``_find_runs``). Blocks expand and collapse down to single layers, folded runs unfold,
+``find_runs``). Blocks expand and collapse down to single layers, folded runs unfold,
 cards show each block's numbers, search reveals layers by name or type.
 
 Layout: each expanded block's interior is laid out on its own by dagre (vendored in
@@ -30,8 +30,10 @@ from typing import Any
 from archviz.errors import UsageError
 from archviz.estimate.receptive import ReceptiveField, block_fields, receptive_fields
 from archviz.files import html_mark
-from archviz.render.dot import KIND_COLOURS, Direction, _composition, _find_runs, _Run, _shape, _si, hyperparameters, layer_kind
+from archviz.render.dot import KIND_COLOURS, Direction
+from archviz.render.graph import Run, composition, find_runs, shape_text, si
 from archviz.safe import printable
+from archviz.spec import ops as O
 from archviz.trace.record import Trace
 from archviz.version import __version__
 
@@ -44,19 +46,17 @@ def _asset(name: str) -> str:
 
 
 def _rf(field: ReceptiveField | None) -> dict[str, Any] | None:
-    if field is None:
-        return None
-    return {**field.to_dict(), "text": field.text()}
+    return None if field is None else {**field.to_dict(), "text": field.text()}
 
 
-def _all_runs(trace: Trace) -> list[_Run]:
+def _all_runs(trace: Trace) -> list[Run]:
     """Every folded run at every depth, outer runs first.
 
-    ``_find_runs`` skips blocks inside the later copies of a run (a folded diagram never
+    ``find_runs`` skips blocks inside the later copies of a run (a folded diagram never
     draws them); the page can unfold a run, so the runs inside each copy are added, moved
     over from the first copy (the copies are identical all the way down).
     """
-    runs = _find_runs(trace, {n.path: n for n in trace.nodes}, max(trace.max_depth, 1))
+    runs = find_runs(trace, {n.path: n for n in trace.nodes}, max(trace.max_depth, 1))
     seen = {tuple(r.paths) for r in runs}
     i = 0
     while i < len(runs):
@@ -69,7 +69,7 @@ def _all_runs(trace: Trace) -> list[_Run]:
                 moved = tuple(copy + p[len(first) :] for p in inner.paths)
                 if moved not in seen:
                     seen.add(moved)
-                    runs.append(_Run(list(moved)))
+                    runs.append(Run(list(moved)))
         i += 1
     return runs
 
@@ -88,8 +88,8 @@ def page_data(trace: Trace, depth: int = 1, direction: Direction = Direction.TB,
                 "type": n.type,
                 "depth": n.depth,
                 "leaf": n.is_leaf,
-                "kind": layer_kind(op_kind, n.type) if n.is_leaf else "block",
-                "settings": hyperparameters(n) if n.is_leaf else _composition(trace, n.path),
+                "kind": O.layer_kind(op_kind, n.type) if n.is_leaf else "block",
+                "settings": O.label(n.type, n.attrs) if n.is_leaf else composition(trace, n.path),
                 "inputs": [list(s) for s in n.input_shapes],
                 "output": list(n.output_shape) if n.called else None,
                 "params": n.params,
@@ -103,7 +103,7 @@ def page_data(trace: Trace, depth: int = 1, direction: Direction = Direction.TB,
     dtypes = {f"input:{t.name}": t.dtype for t in trace.inputs} | ({"input": trace.inputs[0].dtype} if trace.inputs else {})
     ops = []
     for o in trace.ops:
-        kind = "io" if o.kind in ("input", "output") else layer_kind(o.kind, o.type)
+        kind = "io" if o.kind in ("input", "output") else O.layer_kind(o.kind, o.type)
         ops.append(
             {
                 "id": o.id,
@@ -137,8 +137,8 @@ def page_data(trace: Trace, depth: int = 1, direction: Direction = Direction.TB,
 
 def _facts(trace: Trace) -> str:
     """The subtitle the SVG has: input shape, params, MACs and FLOPs."""
-    cost = f"{_si(trace.flops // 2)}MACs ({_si(trace.flops)}FLOPs)" if trace.flops else ""
-    return " \u00b7 ".join(x for x in (f"input {_shape(trace.input_shape)}", f"{trace.total_params:,} params", cost) if x)
+    cost = f"{si(trace.flops // 2)}MACs ({si(trace.flops)}FLOPs)" if trace.flops else ""
+    return " \u00b7 ".join(x for x in (f"input {shape_text(trace.input_shape)}", f"{trace.total_params:,} params", cost) if x)
 
 
 def _json_for_script(data: Any) -> str:
@@ -178,7 +178,7 @@ def save_html(
 ) -> Path:
     """Write the page atomically; a file archviz did not write is kept unless ``force``."""
     from archviz.files import graphviz_output_of, refuse_overwrite, write_atomic
-    from archviz.render.dot import check_writable
+    from archviz.render.graphviz import check_writable
 
     check_writable(path)
     refuse_overwrite(path, graphviz_output_of(trace.arch), force)

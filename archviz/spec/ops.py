@@ -2,7 +2,7 @@
 
 An op's entry holds its named fields and defaults, its shape rule (output shape, params,
 FLOPs and the torch constructor's arguments, by arithmetic alone), the ``torch.nn`` class
-it builds for each input rank, its diagram kind, whether its FLOPs are counted and its
+it builds for each input rank, its diagram kind and label, whether its FLOPs are counted and its
 receptive-field rule. The spec tracer, the builder, the module tracer's attributes, the
 FLOP list, the receptive fields and the diagram colours all read this table, as
 PyTorch's ``flop_counter`` reads its ``register_flop_formula`` table; adding an op is one
@@ -146,6 +146,7 @@ class TorchType:
     receptive: str = "pointwise"  # one of RECEPTIVE_RULES
     attrs: tuple[str, ...] = ()  # hyperparameters a reader cares about, as torch names them
     axes: int | None = None  # spatial axes its window attributes cover (Conv1d: 1), None for any
+    label: tuple[Callable[[Mapping[str, Any]], str], ...] = ()  # the diagram's settings line, part by part (LABEL_* below)
     # `archviz explain`: (attrs, input shape, output shape) -> the arithmetic behind its numbers; None: shapes only
     explain: Callable[[Mapping[str, Any], Shape, Shape], list[Formula]] | None = None
 
@@ -158,6 +159,7 @@ class FunctionType:
     kind: str
     flops: str
     explain: Callable[[list[Shape], Shape], list[Formula]] | None = None  # (input shapes, output shape) -> the merge rule
+    symbol: str = ""  # what a diagram writes in a merge's circle ("+" for add); "" writes the name
 
 
 TORCH_TYPES: dict[str, TorchType] = {}
@@ -172,34 +174,74 @@ def register_torch(
     attrs: tuple[str, ...] = (),
     axes: tuple[int | None, ...] | None = None,
     explain: Callable[[Mapping[str, Any], Shape, Shape], list[Formula]] | None = None,
+    label: tuple[Callable[[Mapping[str, Any]], str], ...] = (),
 ) -> None:
     """Describe torch.nn classes (``axes[i]`` for ``names[i]``); loud on a name registered twice."""
     assert kind in KINDS and flops in (COUNTED, ZERO) and receptive in RECEPTIVE_RULES, (kind, flops, receptive)
     for i, name in enumerate(names):
         if name in TORCH_TYPES:
             raise ValueError(f"torch type {name!r} is registered twice")
-        TORCH_TYPES[name] = TorchType(name, kind, flops, receptive, attrs, axes[i] if axes else None, explain)
+        TORCH_TYPES[name] = TorchType(name, kind, flops, receptive, attrs, axes[i] if axes else None, explain=explain, label=label)
 
 
-def register_function(*names: str, kind: str, flops: str = ZERO, explain: Callable[[list[Shape], Shape], list[Formula]] | None = None) -> None:
+def register_function(
+    *names: str, kind: str, flops: str = ZERO, explain: Callable[[list[Shape], Shape], list[Formula]] | None = None, symbol: str = ""
+) -> None:
     assert kind in KINDS and flops in (COUNTED, ZERO), (kind, flops)
     for name in names:
         if name in FUNCTIONS:
             raise ValueError(f"function {name!r} is registered twice")
-        FUNCTIONS[name] = FunctionType(name, kind, flops, explain)
+        FUNCTIONS[name] = FunctionType(name, kind, flops, explain, symbol)
+
+
+def torch_type(type_: str, attrs: Mapping[str, Any] | None = None) -> TorchType | None:
+    """A module class's entry: by name, else the longest known name it starts with (``Conv2dSame``), else the class its ``attrs`` were read from."""
+    entry = TORCH_TYPES.get(type_) or max((t for name, t in TORCH_TYPES.items() if type_.startswith(name)), key=lambda t: len(t.name), default=None)
+    if attrs and (entry is None or entry.attrs != tuple(attrs)):
+        entry = next((t for t in TORCH_TYPES.values() if t.attrs == tuple(attrs)), entry)
+    return entry
 
 
 def layer_kind(op_kind: str, type_: str) -> str:
-    """The diagram kind of a module class or function name, from this table ("other" if unknown).
-
-    A class named after a known one (torchvision's ``LayerNorm2d``, timm's ``Conv2dSame``)
-    takes the kind of the longest known name it starts with.
-    """
-    if op_kind == "function":
-        entry = FUNCTIONS.get(type_.lower())
-    else:
-        entry = TORCH_TYPES.get(type_) or max((t for name, t in TORCH_TYPES.items() if type_.startswith(name)), key=lambda t: len(t.name), default=None)
+    """The diagram kind of a module class or function name, from this table ("other" if unknown)."""
+    entry = FUNCTIONS.get(type_.lower()) if op_kind == "function" else torch_type(type_)
     return entry.kind if entry is not None else "other"
+
+
+def label(type_: str, attrs: Mapping[str, Any]) -> str:
+    """The settings that matter for a layer, e.g. ``1\u21926 \u00b7 5\u00d75 s1 p0``: its entry's label parts, joined."""
+    entry = torch_type(type_, attrs) if attrs else None
+    return " \u00b7 ".join(p for p in (part(attrs) for part in (entry.label if entry else ())) if p)
+
+
+# Label parts: each a layer's attributes -> one piece of its diagram label ("" when it has nothing to say).
+def _dim(value: Any) -> str:  # (3, 5) -> "3\u00d75", (2, 2) -> "2" for strides and padding, ints as is
+    if isinstance(value, list | tuple):
+        return str(value[0]) if len(set(value)) == 1 else "\u00d7".join(str(v) for v in value)
+    return str(value)
+
+
+def _window_label(a: Mapping[str, Any]) -> str:
+    dilation, groups = f" d{_dim(a['dilation'])}" if _dim(a.get("dilation", 1)) != "1" else "", f" g{a['groups']}" if a.get("groups", 1) != 1 else ""
+    return f"{_size(a['kernel_size'])} s{_dim(a.get('stride', 1))} p{_dim(a.get('padding', 0))}{dilation}{groups}" if "kernel_size" in a else ""
+
+
+def _upsample_label(a: Mapping[str, Any]) -> str:
+    factor = a.get("scale_factor")
+    factors = tuple(f"{f:g}" for f in (factor if isinstance(factor, tuple) else (factor,)) if f is not None)
+    target = f"\u2192 {_dim(a['size'])}" if a.get("size") else f"\u00d7{_dim(factors)}"
+    return f"{target} {a.get('mode', '')}".strip()
+
+
+_size = lambda value: "\u00d7".join(str(v) for v in value) if isinstance(value, list | tuple) else f"{value}\u00d7{value}"  # noqa: E731
+_channels_label = lambda a: f"{a['in_channels']}\u2192{a['out_channels']}" if "in_channels" in a and "out_channels" in a else ""  # noqa: E731
+_features_label = lambda a: f"{a['in_features']}\u2192{a['out_features']}" if "in_features" in a and "out_features" in a else ""  # noqa: E731
+_output_size_label = lambda a: "\u2192 " + _size(a["output_size"]) if "output_size" in a else ""  # noqa: E731
+_num_features_label = lambda a: f"{a['num_features']} ch" if "num_features" in a else ""  # noqa: E731
+_groups_label = lambda a: f"{a['num_channels']} ch \u00b7 {a['num_groups']} groups" if "num_channels" in a else ""  # noqa: E731
+_normalized_label = lambda a: "over " + "\u00d7".join(str(v) for v in a["normalized_shape"]) if "normalized_shape" in a else ""  # noqa: E731
+_lrn_size_label = lambda a: f"size {a['size']}" if "size" in a else ""  # noqa: E731
+_p_label = lambda a: f"p={a['p']}" if "p" in a else ""  # noqa: E731
 
 
 # Hyperparameters given per spatial axis: an int in a torch module means the same on every axis.
@@ -253,6 +295,7 @@ class OpDef:
     merge: str | None = None  # "cat", "add" or "mul" for branch ops
     split: bool = False  # branch i reads the i-th equal slice of the input's channels (torch.split), not all of it
     torch: tuple[str, ...] = ()  # the torch.nn classes the op may build
+    reads_channels: bool = False  # its shape depends on the input's channels: the first one met checks them against in_channels
 
 
 OPS: dict[str, OpDef] = {}
@@ -285,6 +328,8 @@ def primitive(
     attrs: tuple[str, ...] = (),
     axes: tuple[int | None, ...] | None = None,
     explain: Callable[[Mapping[str, Any], Shape, Shape], list[Formula]] | None = None,
+    label: tuple[Callable[[Mapping[str, Any]], str], ...] = (),
+    reads_channels: bool = False,
     **fields: Field,
 ):
     """Register a primitive op: decorate its shape rule. ``torch`` lists the classes it builds
@@ -293,11 +338,11 @@ def primitive(
     (by the first op that builds them: ``adaptive_avgpool`` builds ``gap``'s classes)."""
 
     def decorator(rule: Callable[[Mapping[str, Any], Shape], Out]):
-        _add(OpDef(name, doc, fields, rule=rule, torch=torch))
+        _add(OpDef(name, doc, fields, rule=rule, torch=torch, reads_channels=reads_channels))
         if all(t in TORCH_TYPES for t in torch):
             assert all(TORCH_TYPES[t].attrs == attrs and TORCH_TYPES[t].kind == kind for t in torch), (name, torch)
         else:
-            register_torch(*torch, kind=kind, flops=flops, receptive=receptive, attrs=attrs, axes=axes, explain=explain)
+            register_torch(*torch, kind=kind, flops=flops, receptive=receptive, attrs=attrs, axes=axes, explain=explain, label=label)
         return rule
 
     return decorator
@@ -550,6 +595,8 @@ def _check_groups(cin: int, cout: int, g: int) -> None:
     receptive="window",
     attrs=_CONV_ATTRS,
     explain=_explain_conv,
+    label=(_channels_label, _window_label),
+    reads_channels=True,
     out=Field(POS_INT, doc="output channels"),
     kernel=Field(WINDOW),
     stride=Field(WINDOW, 1),
@@ -589,6 +636,8 @@ def _conv(a: Mapping[str, Any], x: Shape) -> Out:
     receptive="transposed",
     attrs=("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", "bias", "dilation"),
     explain=_explain_convtranspose,
+    label=(_channels_label, _window_label),
+    reads_channels=True,
     out=Field(POS_INT, doc="output channels"),
     kernel=Field(WINDOW),
     stride=Field(WINDOW, 1),
@@ -625,6 +674,7 @@ def _convtranspose(a: Mapping[str, Any], x: Shape) -> Out:
     flops=COUNTED,
     attrs=("in_features", "out_features", "bias"),
     explain=_explain_linear,
+    label=(_features_label,),
     out=Field(POS_INT, doc="output features"),
     bias=Field(BOOL, True),
     **_DECORATIONS,
@@ -679,6 +729,7 @@ for _name, _kind in (("maxpool", "Max"), ("avgpool", "Avg")):
         receptive="window",
         attrs=("kernel_size", "stride", "padding", "dilation", "ceil_mode") if _kind == "Max" else ("kernel_size", "stride", "padding", "ceil_mode"),
         explain=_explain_pool,
+        label=(_window_label,),
         kernel=Field(WINDOW),
         stride=Field(WINDOW, None),
         padding=Field(PADDING, 0),
@@ -694,6 +745,7 @@ for _name, _kind in (("maxpool", "Max"), ("avgpool", "Avg")):
     kind="pool",
     receptive="adaptive",
     attrs=("output_size",),
+    label=(_output_size_label,),
 )
 def _gap(a: Mapping[str, Any], x: Shape) -> Out:
     n = _spatial_rank(x, "global average pooling")
@@ -718,6 +770,7 @@ for _name, _kind in (("adaptive_avgpool", "Avg"), ("adaptive_maxpool", "Max")):
         kind="pool",
         receptive="adaptive",
         attrs=("output_size",),
+        label=(_output_size_label,),
         size=Field(WINDOW, doc="output size per spatial axis, e.g. 7 or [6, 6]"),
     )(_adaptive(_kind))
 
@@ -729,6 +782,7 @@ for _name, _kind in (("adaptive_avgpool", "Avg"), ("adaptive_maxpool", "Max")):
     kind="pool",
     receptive="upsample",
     attrs=("size", "scale_factor", "mode"),
+    label=(_upsample_label,),
     scale=Field(WINDOW, None, "output = input x scale on each spatial axis"),
     size=Field(WINDOW, None, "output size on each spatial axis"),
     mode=Field(choice("nearest", "linear", "bilinear", "trilinear"), "nearest", "linear for NxCxL, bilinear for NxCxHxW, trilinear for NxCxDxHxW"),
@@ -792,7 +846,7 @@ def _identity(a: Mapping[str, Any], x: Shape) -> Out:
     return Out(x, "Identity")
 
 
-@primitive("dropout", "dropout", torch=("Dropout",), kind="dropout", attrs=("p",), p=Field(PROB, 0.5))
+@primitive("dropout", "dropout", torch=("Dropout",), kind="dropout", attrs=("p",), label=(_p_label,), p=Field(PROB, 0.5))
 def _dropout(a: Mapping[str, Any], x: Shape) -> Out:
     return Out(x, "Dropout", dict(p=a["p"]))
 
@@ -804,6 +858,8 @@ def _dropout(a: Mapping[str, Any], x: Shape) -> Out:
     kind="norm",
     attrs=("num_features",),
     explain=lambda a, x, y: _explain_batchnorm(a, x),
+    label=(_num_features_label,),
+    reads_channels=True,
 )
 def _batchnorm(a: Mapping[str, Any], x: Shape) -> Out:
     if len(x) not in (2, 3, 4, 5):
@@ -817,6 +873,7 @@ def _batchnorm(a: Mapping[str, Any], x: Shape) -> Out:
     torch=("LayerNorm",),
     kind="norm",
     attrs=("normalized_shape",),
+    label=(_normalized_label,),
     dims=Field(POS_INT, None, "how many trailing axes to normalise over"),
 )
 def _layernorm(a: Mapping[str, Any], x: Shape) -> Out:
@@ -833,6 +890,8 @@ def _layernorm(a: Mapping[str, Any], x: Shape) -> Out:
     torch=("GroupNorm",),
     kind="norm",
     attrs=("num_groups", "num_channels"),
+    label=(_groups_label,),
+    reads_channels=True,
     groups=Field(POS_INT, doc="number of groups; must divide the channels"),
 )
 def _groupnorm(a: Mapping[str, Any], x: Shape) -> Out:
@@ -847,6 +906,7 @@ def _groupnorm(a: Mapping[str, Any], x: Shape) -> Out:
     torch=("LocalResponseNorm",),
     kind="norm",
     attrs=("size", "alpha", "beta", "k"),
+    label=(_lrn_size_label,),
     size=Field(POS_INT, doc="channels in each neighbourhood (AlexNet: 5)"),
     alpha=Field(NUMBER, 1e-4),
     beta=Field(NUMBER, 0.75),
@@ -907,16 +967,19 @@ MERGE_TYPES = {"cat": "Concat", "add": "Add", "mul": "Multiply"}  # default bloc
 
 register_torch("PReLU", "SELU", "CELU", "Hardtanh", "Softsign", "Softmax", "LogSoftmax", "Threshold", "GLU", kind="activation")
 register_torch("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm", kind="norm")
-register_torch("Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "StochasticDepth", kind="dropout", attrs=("p",))
+register_torch("Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", kind="dropout", attrs=("p",), label=(_p_label,))
+register_torch("StochasticDepth", kind="dropout", attrs=("p",))  # its p is the chance to drop the whole block; the label leaves it out
 register_torch("Unflatten", "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", kind="reshape")
 register_torch("LazyLinear", "Bilinear", kind="linear", flops=COUNTED)
 register_torch("MultiheadAttention", kind="other", flops=COUNTED)
 
-register_function("cat", "concat", "concatenate", kind="merge", explain=_explain_cat)
-register_function("add", kind="merge", explain=lambda xs, y: _explain_elementwise(xs, y, "+", "added element by element"))
-register_function("sub", kind="merge", explain=lambda xs, y: _explain_elementwise(xs, y, "-", "subtracted element by element"))
-register_function("mul", kind="merge", explain=lambda xs, y: _explain_elementwise(xs, y, "*", "multiplied element by element"))
-register_function("stack", "div", kind="merge")
+register_function("cat", kind="merge", explain=_explain_cat, symbol="concat")
+register_function("concat", "concatenate", kind="merge", explain=_explain_cat)
+register_function("add", kind="merge", symbol="+", explain=lambda xs, y: _explain_elementwise(xs, y, "+", "added element by element"))
+register_function("sub", kind="merge", symbol="\u2212", explain=lambda xs, y: _explain_elementwise(xs, y, "-", "subtracted element by element"))
+register_function("mul", kind="merge", symbol="\u00d7", explain=lambda xs, y: _explain_elementwise(xs, y, "*", "multiplied element by element"))
+register_function("stack", kind="merge")
+register_function("div", kind="merge", symbol="\u00f7")
 register_function("relu", "relu_", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "softmax", "log_softmax", kind="activation")
 register_function(
     "flatten", "view", "reshape", "squeeze", "unsqueeze", "permute", "transpose", "getitem", "chunk", "split", "t", "expand",

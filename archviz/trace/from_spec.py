@@ -20,10 +20,6 @@ from archviz.spec.model import Layer
 from archviz.spec.resolve import Resolved, bind_input
 from archviz.trace.record import Node, Op, Shape, Trace
 
-# Ops that read the input's channels: the first one met checks them against in_channels.
-_CHANNEL_OPS = ("conv", "convtranspose", "batchnorm", "groupnorm")
-_LAYOUTS = {3: "NxCxL", 4: "NxCxHxW", 5: "NxCxDxHxW"}
-
 
 class _TooSmall(Exception):
     def __init__(self, path: str, type_: str, message: str):
@@ -167,7 +163,7 @@ class _Walker:
 
         shape = x.shape
         layer = bind_input(layer, shape)
-        if layer.op in _CHANNEL_OPS and self.in_channels is not None:
+        if opdef.reads_channels and self.in_channels is not None:
             self.check_channels(path, _type(opdef, layer, shape), shape)
         try:
             out = opdef.rule(layer.args, shape)
