@@ -6,8 +6,10 @@ out-of-memory error names a batch size the cost model says fits.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -91,3 +93,14 @@ def out_of_memory(
     if predicted and not fits:
         return RunError(f"{head}, even at batch size 1; lower --resize (now {config.resize}) or train on a larger device.")
     return RunError(f"{head}; try halving it: --batch-size {max(1, config.batch_size // 2)}.")
+
+
+@contextlib.contextmanager
+def oom_advice(arch, input_shape, config: TrainConfig, batch_size: int, amp: bool, device: torch.device, data_bytes: int) -> Iterator[None]:
+    """Within the block, an out-of-memory error becomes ``out_of_memory``'s advice; other errors pass."""
+    try:
+        yield
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one
+        if not is_out_of_memory(exc):
+            raise
+        raise out_of_memory(arch, input_shape, config, batch_size, amp, device, data_bytes) from None

@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,20 +31,16 @@ import torch
 from torch import nn
 
 from archviz.errors import RunError, UsageError
-from archviz.files import LOCK_NAME, dir_lock, head, is_temp, read_bounded
 from archviz.step import make_optimizer, train_step
-from archviz.train import checkpoint, distributed, perf
-from archviz.train.budget import check_memory, is_out_of_memory, out_of_memory
+from archviz.train import checkpoint, distributed, perf, runs
+from archviz.train.budget import check_memory, oom_advice
 from archviz.train.config import TrainConfig, check_batch_split
 from archviz.train.data import batches, epoch_order, load_fashion_mnist, num_batches, prepare
 from archviz.train.device import resolve_device
 from archviz.train.evaluate import confusion
-from archviz.train.plot import CURVE_MARK, learning_curve_svg
+from archviz.train.plot import learning_curve_svg
 
 CHECK_EVERY = 20  # steps between NaN / Ctrl-C checks that need the host to wait for the device
-RUN_FILES = ("config.json", "metrics.json", "last.pt")
-RUN_MARK = "run configuration written by archviz train"  # config.json's "archviz" key: the folder is archviz's
-EXTRA_RUN_FILES = ("best.pt", "metrics.csv", "learning_curve.svg")
 
 
 @dataclass
@@ -120,7 +117,7 @@ def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None 
         distributed.init(env, resolve_device(config.device).type)
         try:
             with contextlib.ExitStack() as stack:
-                answers = distributed.all_gather(_problem(_claim_out, stack, Path(config.out), resume, force) if env.is_main else None, env)
+                answers = distributed.all_gather(runs.problem(runs.claim_out, stack, Path(config.out), resume, force) if env.is_main else None, env)
                 if not isinstance(answers[0], dict) or not isinstance(answers[0].get("checkpoint"), bool):  # plain data only, see distributed.encode
                     raise UsageError(str(answers[0].get("refused") if isinstance(answers[0], dict) else "rank 0 did not check --out"))
                 resume = resume and answers[0]["checkpoint"]  # rank 0's answer: it alone may see --out
@@ -128,7 +125,7 @@ def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None 
         finally:
             distributed.leave()
     with contextlib.ExitStack() as stack:
-        has_checkpoint = _claim_out(stack, Path(config.out), resume, force)
+        has_checkpoint = runs.claim_out(stack, Path(config.out), resume, force)
         resume = resume and has_checkpoint
         if resume is False and has_checkpoint is False and reporter is not None and (Path(config.out) / "config.json").exists():
             reporter.info(f"{config.out} holds no checkpoint from an earlier start; starting the run from epoch 1.")
@@ -138,25 +135,6 @@ def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None 
         return train(config, resume=resume, reporter=reporter, trusted=trusted)
 
 
-def _claim_out(stack: contextlib.ExitStack, out: Path, resume: bool, force: bool) -> bool:
-    """Check ``out``, then lock it for the rest of the run (``stack``); whether it holds a checkpoint."""
-    prepare_out(out, resume, force, locked=False)  # before creating anything in a folder that is not ours
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot write to --out {out} ({exc.strerror or exc}); choose a directory you can write to.") from None
-    stack.enter_context(dir_lock(out, "the run folder" if resume else "--out"))
-    return prepare_out(out, resume, force, locked=True)
-
-
-def _problem(check, *args) -> dict[str, Any]:
-    """``{"checkpoint": check(*args)}``, or ``{"refused": the sentence}`` of the UsageError it raised (sent to the other ranks, raised by all)."""
-    try:
-        return {"checkpoint": bool(check(*args))}
-    except UsageError as exc:
-        return {"refused": str(exc)}
-
-
 def train(
     config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, dist: distributed.Dist | None = None, trusted: bool = True
 ) -> TrainResult:
@@ -164,37 +142,137 @@ def train(
     dist = dist or distributed.Dist()
     check_batch_split(config.batch_size, dist.world_size)  # torchrun's process count is known only here
     reporter = reporter if (reporter is not None and dist.is_main) else Silent()
-    out = Path(config.out)
+    s = setup(config, resume, reporter, dist, trusted)  # device, data, model, loss, optimizer
+    where = resume_from(s, reporter) if resume else Progress()  # weights, optimizer, epoch, batch, RNG
+    if not resume and dist.is_main:
+        runs.write_config(s.out, s.config)
+    model = wrap(s)  # DDP, torch.compile
+    reporter.info(describe(s))
+    if where.epoch >= s.config.epochs:
+        reporter.info(f"{s.out} already holds {where.epoch} epochs; pass --epochs N with N > {where.epoch} to train longer.")
+    if where.rng is not None:
+        checkpoint.set_rng_state(where.rng)
+    if s.on_gpu:
+        torch.cuda.reset_peak_memory_stats(s.device)
 
+    history, speed = where.history, Speed()
+    best = max(history, key=lambda r: r.test_acc, default=None)
+    interrupted = False
+    # A worker of `--nproc` leaves SIGTERM to its launcher, which turns it into one Ctrl-C for all (distributed.launch).
+    with Interrupt((signal.SIGINT,) if distributed.launched_here() else Interrupt.SIGNALS) as interrupt, failures(s, where):
+        for epoch in range(where.epoch, s.config.epochs):
+            first = where.batch if epoch == where.epoch else 0
+            reporter.start_epoch(epoch + 1, s.config.epochs, s.steps_per_epoch)
+            reporter.advance(first)
+            sums, seconds_before = running_sums(s, where.partial if first else None)
+            t0 = time.perf_counter()
+            stopped = train_epoch(s, model, epoch, first, sums, interrupt, reporter)
+            if stopped is not None and stopped < s.steps_per_epoch:  # Ctrl-C mid-epoch: save exactly where we are
+                partial = {"sums": sums.tolist(), "seconds": seconds_before + time.perf_counter() - t0}
+                save_last(s.out, s.net, s.optimizer, s.config, history, epoch, stopped, partial, dist)
+                interrupted = True
+                break
+            record = evaluate_epoch(s, epoch, sums, where.partial if first else None, t0, speed)
+            history.append(record)
+            save_last(s.out, s.net, s.optimizer, s.config, history, epoch + 1, 0, None, dist)
+            where.saved_epoch = epoch + 1
+            if best is None or record.test_acc > best.test_acc:
+                best = record
+                if dist.is_main:
+                    checkpoint.save(checkpoint_state(s.net, s.optimizer, s.config, history, epoch + 1, 0, []), s.out / "best.pt")
+            reporter.end_epoch(record)
+            if stopped is not None:  # Ctrl-C during the epoch's last steps: the epoch is saved, stop here
+                interrupted = epoch + 1 < s.config.epochs
+                break
+    return report(s, history, best, interrupted, speed)
+
+
+@dataclass
+class Setup:
+    """What every epoch needs, made once by ``setup``."""
+
+    config: TrainConfig  # with the CPU thread count resolved
+    out: Path
+    dist: distributed.Dist
+    device: torch.device
+    amp: bool
+    data: Any  # data.FashionMNIST, on the device
+    batch_size: int  # per process; the global batch is config.batch_size
+    n_train: int  # training images used per epoch, a multiple of the process count
+    steps_per_epoch: int
+    test_shard: torch.Tensor  # this process's share of the test set
+    arch: Any
+    input_shape: tuple[int, ...]
+    trace: Any  # for the FLOP count; None when the model cannot be traced
+    net: nn.Module
+    loss: nn.Module
+    optimizer: torch.optim.Optimizer
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def channels(self) -> int:
+        return self.input_shape[1]
+
+    @property
+    def device_name(self) -> str:
+        return torch.cuda.get_device_name(self.device) if self.on_gpu else "cpu"
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp)
+
+    def oom_advice(self) -> contextlib.AbstractContextManager[None]:
+        return oom_advice(self.arch, self.input_shape, self.config, self.batch_size, self.amp, self.device, self.data.nbytes)
+
+
+@dataclass
+class Progress:
+    """Where the run starts (epoch, batch, this process's running sums and RNG) and what last.pt holds."""
+
+    history: list[EpochRecord] = dataclasses.field(default_factory=list)
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # completed batches of the next epoch
+    partial: dict[str, Any] | None = None  # {"sums": [loss x images, correct, images], "seconds": ...} of that epoch
+    rng: Any = None
+    saved_epoch: int | None = None  # the epoch last.pt holds, for the NaN message
+
+
+@dataclass
+class Speed:
+    """This process's share of the run, for TFLOP/s."""
+
+    train_seconds: float = 0.0
+    images: int = 0
+
+
+def setup(config: TrainConfig, resume: bool, reporter: Reporter, dist: distributed.Dist, trusted: bool) -> Setup:
+    """The device, the data, the model (seeded), the loss and the optimizer; on a CPU the thread count."""
     # Device. On a GPU: cudnn picks the fastest conv algorithms for our fixed shapes, TF32 matmuls.
     device = resolve_device(config.device, dist.local_rank)
     on_gpu = device.type == "cuda"
     amp = on_gpu if config.amp is None else config.amp
-    autocast = lambda: torch.autocast(device.type, torch.bfloat16, enabled=amp)  # noqa: E731
     if on_gpu:
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
-    device_name = torch.cuda.get_device_name(device) if on_gpu else "cpu"
 
     # Data: four tensors on the device; this process's share of the test set.
     data = load_fashion_mnist(config.data_dir, config.download).limit(config.limit_train, config.limit_test).to(device)
-    test_shard = torch.arange(dist.rank, len(data.test_X), dist.world_size)
-    batch_size = config.batch_size // dist.world_size  # per process; the global batch is config.batch_size
+    batch_size = config.batch_size // dist.world_size
     n_train = len(data.train_X) - len(data.train_X) % dist.world_size
     # Every rank must draw the same epoch order: same seed, data, batch and length of run.
     defining = {k: v for k, v in config.to_dict().items() if k not in ("out", "threads", "data_dir", "download", "device", "compile")}
     labels = int((data.train_y.long() * torch.arange(1, len(data.train_y) + 1, device=device)).sum())
     distributed.same_everywhere(defining | {"resume": resume, "train images": len(data.train_X), "labels checksum": labels}, dist)
-    steps_per_epoch = num_batches(n_train // dist.world_size, batch_size)
 
     # Model, built for the training resolution (vgg11's first linear layer depends on it).
     torch.manual_seed(config.seed)
     how = f"`archviz train {config.arch} --resume {config.out}`"
-    arch, note = checkpoint.run_arch(config, trusted=trusted, source=str(out / "config.json"), how=how)
+    arch, note = checkpoint.run_arch(config, trusted=trusted, source=str(Path(config.out) / "config.json"), how=how)
     if note:
         reporter.info(note)
-    channels = config.channels or arch.default_input[1]
-    input_shape = (1, channels, config.resize, config.resize)
+    input_shape = (1, config.channels or arch.default_input[1], config.resize, config.resize)
     try:
         trace = arch.trace(input_shape)
     except Exception:  # for the FLOP count and the memory check's first guess only
@@ -205,160 +283,151 @@ def train(
     loss = nn.CrossEntropyLoss()
     if not on_gpu:  # resolved once and written to config.json, so --resume computes with the same threads
         X, y = data.train_X[:batch_size], data.train_y[:batch_size]
-        try:  # the thread measurement runs a full batch: the first place a CPU can run out of memory
-            threads = config.threads or (torch.get_num_threads() if dist.active else cpu_threads(net, loss, prepare(X, config.resize, channels), y))
-        except RuntimeError as exc:
-            if not is_out_of_memory(exc):
-                raise
-            raise out_of_memory(arch, input_shape, config, batch_size, amp, device, data.nbytes) from None
+        # The thread measurement runs a full batch: the first place a CPU can run out of memory.
+        with oom_advice(arch, input_shape, config, batch_size, amp, device, data.nbytes):
+            threads = config.threads or (torch.get_num_threads() if dist.active else cpu_threads(net, loss, prepare(X, config.resize, input_shape[1]), y))
         torch.set_num_threads(threads)
         config = dataclasses.replace(config, threads=threads)
     optimizer = make_optimizer(config.optimizer, net.parameters(), config.lr, config.weight_decay, on_gpu)
+    test_shard = torch.arange(dist.rank, len(data.test_X), dist.world_size)
+    steps = num_batches(n_train // dist.world_size, batch_size)
+    return Setup(config, Path(config.out), dist, device, amp, data, batch_size, n_train, steps, test_shard, arch, input_shape, trace, net, loss, optimizer)
 
-    # Resume: weights, optimizer, where we stopped (epoch, batch, the epoch's running sums), RNG.
-    history: list[EpochRecord] = []
-    start_epoch, start_batch, partial, rng = 0, 0, None, None
-    if resume:
-        state = distributed.load_on_every_rank(out / "last.pt", dist, lambda path: checkpoint.load(path, map_location=device))
-        checkpoint.check_resumable(state, out / "last.pt", set(EpochRecord.__dataclass_fields__))
-        checkpoint.load_weights(net, state["model"], out / "last.pt", config.arch)
-        try:
-            saved_keys = [sorted(g) for g in state["optimizer"]["param_groups"] if isinstance(g, dict)]
-            if saved_keys != [sorted(g) for g in optimizer.state_dict()["param_groups"]]:
-                raise ValueError("its parameter groups hold the settings of another optimizer")
-            optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
-            raise RunError(
-                f"{out / 'last.pt'} holds an optimizer state that does not fit {config.optimizer} on this model ({_first_line(exc)}); "
-                f"it was written for another optimizer or model, so the run cannot be resumed."
-            ) from None
-        history = [EpochRecord(**r) for r in state["history"]]
-        start_epoch, start_batch = state["epoch"], state["batch"]
-        if start_batch and len(state["ranks"]) != dist.world_size:  # each process's shard depends on their number
-            n = len(state["ranks"])
-            raise UsageError(f"{out} stopped mid-epoch with {n} processes; resume it with {n} (--nproc {n}, or torchrun starting {n} in all).")
-        per_rank = state["ranks"][dist.rank] if dist.rank < len(state["ranks"]) else state["ranks"][0]
-        partial, rng = per_rank["partial"], per_rank["rng"]
-        reporter.info(f"resuming {out} at epoch {start_epoch + 1}" + (f", batch {start_batch + 1}" if start_batch else ""))
-    elif dist.is_main:  # the full resolved recipe
-        checkpoint.write_text_atomic(out / "config.json", json.dumps({**config.to_dict(), "archviz": RUN_MARK}, indent=2) + "\n")
 
-    model: nn.Module = net
-    if dist.active:
-        model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if on_gpu else None)
-    if config.compile:
+def resume_from(s: Setup, reporter: Reporter) -> Progress:
+    """Load last.pt into the model and the optimizer; where the run stopped (epoch, batch, the epoch's running sums), its RNG."""
+    out, dist = s.out, s.dist
+    state = distributed.load_on_every_rank(out / "last.pt", dist, lambda path: checkpoint.load(path, map_location=s.device))
+    checkpoint.check_resumable(state, out / "last.pt", set(EpochRecord.__dataclass_fields__))
+    checkpoint.load_weights(s.net, state["model"], out / "last.pt", s.config.arch)
+    try:
+        saved_keys = [sorted(g) for g in state["optimizer"]["param_groups"] if isinstance(g, dict)]
+        if saved_keys != [sorted(g) for g in s.optimizer.state_dict()["param_groups"]]:
+            raise ValueError("its parameter groups hold the settings of another optimizer")
+        s.optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+        raise RunError(
+            f"{out / 'last.pt'} holds an optimizer state that does not fit {s.config.optimizer} on this model ({_first_line(exc)}); "
+            f"it was written for another optimizer or model, so the run cannot be resumed."
+        ) from None
+    epoch, batch = state["epoch"], state["batch"]
+    if batch and len(state["ranks"]) != dist.world_size:  # each process's shard depends on their number
+        n = len(state["ranks"])
+        raise UsageError(f"{out} stopped mid-epoch with {n} processes; resume it with {n} (--nproc {n}, or torchrun starting {n} in all).")
+    per_rank = state["ranks"][dist.rank] if dist.rank < len(state["ranks"]) else state["ranks"][0]
+    reporter.info(f"resuming {out} at epoch {epoch + 1}" + (f", batch {batch + 1}" if batch else ""))
+    return Progress([EpochRecord(**r) for r in state["history"]], epoch, batch, per_rank["partial"], per_rank["rng"], saved_epoch=epoch)
+
+
+def wrap(s: Setup) -> nn.Module:
+    """The module the steps run: the net, in DistributedDataParallel over processes, compiled with --compile."""
+    model: nn.Module = s.net
+    if s.dist.active:
+        model = nn.parallel.DistributedDataParallel(s.net, device_ids=[s.device.index] if s.on_gpu else None)
+    if s.config.compile:
         model = torch.compile(model)
+    return model
 
-    flops_per_image = 3 * trace.flops if trace is not None else None  # forward + backward ~ 3 forward passes
-    where = device_name if on_gpu else f"cpu ({config.threads} thread{'s' if config.threads != 1 else ''}{' per process' if dist.active else ''})"
-    reporter.info(
-        f"training {config.arch} on {n_train:,} images at {config.resize}x{config.resize}, {config.optimizer} lr {config.lr:g}, "
+
+def describe(s: Setup) -> str:
+    """The run's first line: what is trained on what, where."""
+    config, dist = s.config, s.dist
+    where = s.device_name if s.on_gpu else f"cpu ({config.threads} thread{'s' if config.threads != 1 else ''}{' per process' if dist.active else ''})"
+    return (
+        f"training {config.arch} on {s.n_train:,} images at {config.resize}x{config.resize}, {config.optimizer} lr {config.lr:g}, "
         f"batch {config.batch_size}{f' over {dist.world_size} processes' if dist.active else ''}, on {where}"
-        f"{' with bf16 autocast' if amp else ''}; data from {data.source}"
+        f"{' with bf16 autocast' if s.amp else ''}; data from {s.data.source}"
     )
-    if start_epoch >= config.epochs:
-        reporter.info(f"{out} already holds {start_epoch} epochs; pass --epochs N with N > {start_epoch} to train longer.")
-    if rng is not None:
-        checkpoint.set_rng_state(rng)
-    if on_gpu:
-        torch.cuda.reset_peak_memory_stats(device)
 
-    saved_epoch: int | None = start_epoch if resume else None  # the epoch last.pt holds, for the NaN message
-    train_seconds_here, images_here = 0.0, 0  # this process's share of the run, for TFLOP/s
-    best = max(history, key=lambda r: r.test_acc, default=None)
-    stop = interrupted = False
-    # A worker of `--nproc` leaves SIGTERM to its launcher, which turns it into one Ctrl-C for all (distributed.launch).
-    with Interrupt((signal.SIGINT,) if distributed.launched_here() else Interrupt.SIGNALS) as interrupt:
-        try:
-            for epoch in range(start_epoch, config.epochs):
-                first = start_batch if epoch == start_epoch else 0
-                reporter.start_epoch(epoch + 1, config.epochs, steps_per_epoch)
-                reporter.advance(first)
-                # Running sums stay on the device: reading them every step would stall the GPU.
-                sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss x images, correct, images
-                seconds_before = 0.0
-                if first and partial is not None:
-                    sums += torch.tensor(partial["sums"], dtype=torch.float64, device=device)
-                    seconds_before = partial["seconds"]
-                images_before = int(sums[2])
-                net.train()
-                t0 = time.perf_counter()
-                order = epoch_order(n_train, config.seed, epoch, dist.world_size, dist.rank)
-                train_iter = batches(data.train_X, data.train_y, batch_size, config.resize, order=order, start=first, channels=channels, channels_last=on_gpu)
-                for i, (X, y) in enumerate(train_iter, start=first):
-                    l, y_hat = train_step(model, loss, optimizer, X, y, autocast)
-                    sums[0] += l.detach() * len(y)
-                    sums[1] += (y_hat.argmax(dim=1) == y).sum()
-                    sums[2] += len(y)
-                    reporter.advance()
-                    last_step = i + 1 == steps_per_epoch
-                    check = last_step or (i + 1) % CHECK_EVERY == 0
-                    if check or (interrupt.requested and not dist.active):
-                        stop, finite = agree(interrupt.requested, sums, dist, device, check_finite=check or interrupt.requested)
-                        if not finite:
-                            raise NonFinite(epoch + 1, i + 1)
-                        if stop and not last_step:  # Ctrl-C mid-epoch: save exactly where we are
-                            partial = {"sums": sums.tolist(), "seconds": seconds_before + time.perf_counter() - t0}
-                            save_last(out, net, optimizer, config, history, epoch, i + 1, partial, dist)
-                            interrupted = True
-                            break
-                if interrupted:
-                    break
-                if on_gpu:
-                    torch.cuda.synchronize(device)
-                train_seconds = seconds_before + time.perf_counter() - t0
-                train_seconds_here += time.perf_counter() - t0
 
-                # Evaluate on this process's share of the test set; sum the counts over processes.
-                matrix = confusion(net, data.test_X, data.test_y, batch_size, config.resize, order=test_shard, channels=channels, channels_last=on_gpu, amp=amp)
-                loss_sum, correct, n = sums.tolist()
-                test_correct = float(matrix.diag().sum())
-                if dist.active:
-                    loss_sum, correct, n, test_correct = distributed.all_sum([loss_sum, correct, n, test_correct], device)
-                images_here += int(n) - images_before * dist.world_size
-                record = EpochRecord(
-                    epoch=epoch + 1,
-                    loss=round(loss_sum / n, 6),
-                    train_acc=round(correct / n, 6),
-                    test_acc=round(test_correct / len(data.test_X), 6),
-                    seconds=round(seconds_before + time.perf_counter() - t0, 3),
-                    images_per_sec=round(n / train_seconds, 1),
-                )
-                history.append(record)
-                save_last(out, net, optimizer, config, history, epoch + 1, 0, None, dist)
-                saved_epoch = epoch + 1
-                if best is None or record.test_acc > best.test_acc:
-                    best = record
-                    if dist.is_main:
-                        checkpoint.save(checkpoint_state(net, optimizer, config, history, epoch + 1, 0, []), out / "best.pt")
-                reporter.end_epoch(record)
-                if stop:  # Ctrl-C during the epoch's last steps: the epoch is saved, stop here
-                    interrupted = epoch + 1 < config.epochs
-                    break
-        except NonFinite as exc:
-            kept = f"{out / 'last.pt'} still holds epoch {saved_epoch}" if saved_epoch else "no checkpoint had been written yet"
-            raise RunError(
-                f"the training loss became NaN or infinite in epoch {exc.epoch} (by batch {exc.batch}); "
-                f"lower --lr (now {config.lr:g}) or check the model; {kept}."
-            ) from None
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if not is_out_of_memory(exc):
-                raise
-            raise out_of_memory(arch, input_shape, config, batch_size, amp, device, data.nbytes) from None
+@contextlib.contextmanager
+def failures(s: Setup, where: Progress) -> Iterator[None]:
+    """A NaN loss or an out-of-memory error in an epoch becomes one sentence saying what to change."""
+    try:
+        with s.oom_advice():
+            yield
+    except NonFinite as exc:
+        kept = f"{s.out / 'last.pt'} still holds epoch {where.saved_epoch}" if where.saved_epoch else "no checkpoint had been written yet"
+        raise RunError(
+            f"the training loss became NaN or infinite in epoch {exc.epoch} (by batch {exc.batch}); "
+            f"lower --lr (now {s.config.lr:g}) or check the model; {kept}."
+        ) from None
 
-    # The report: best accuracy, time; on a GPU memory (next to the cost model's), TFLOP/s and MFU.
-    result = TrainResult(config, history, str(out), device_name, dist.world_size, interrupted, data_bytes=data.nbytes)
+
+def running_sums(s: Setup, partial: dict[str, Any] | None) -> tuple[torch.Tensor, float]:
+    """The epoch's sums (loss x images, correct, images) on the device, and its seconds so far: zero, or where a resumed epoch stopped."""
+    # Running sums stay on the device: reading them every step would stall the GPU.
+    sums = torch.zeros(3, dtype=torch.float64, device=s.device)
+    if partial is None:
+        return sums, 0.0
+    return sums + torch.tensor(partial["sums"], dtype=torch.float64, device=s.device), partial["seconds"]
+
+
+def train_epoch(s: Setup, model: nn.Module, epoch: int, first: int, sums: torch.Tensor, interrupt: Interrupt, reporter: Reporter) -> int | None:
+    """Train one epoch from batch ``first``, adding to ``sums``; the batches done when a Ctrl-C stopped it (all processes agree), else None."""
+    s.net.train()
+    order = epoch_order(s.n_train, s.config.seed, epoch, s.dist.world_size, s.dist.rank)
+    train_iter = batches(s.data.train_X, s.data.train_y, s.batch_size, s.config.resize, order=order, start=first, channels=s.channels, channels_last=s.on_gpu)
+    for i, (X, y) in enumerate(train_iter, start=first):
+        l, y_hat = train_step(model, s.loss, s.optimizer, X, y, s.autocast)
+        sums[0] += l.detach() * len(y)
+        sums[1] += (y_hat.argmax(dim=1) == y).sum()
+        sums[2] += len(y)
+        reporter.advance()
+        check = i + 1 == s.steps_per_epoch or (i + 1) % CHECK_EVERY == 0
+        if check or (interrupt.requested and not s.dist.active):
+            stop, finite = agree(interrupt.requested, sums, s.dist, s.device, check_finite=check or interrupt.requested)
+            if not finite:
+                raise NonFinite(epoch + 1, i + 1)
+            if stop:
+                return i + 1
+    return None
+
+
+def evaluate_epoch(s: Setup, epoch: int, sums: torch.Tensor, start: dict[str, Any] | None, t0: float, speed: Speed) -> EpochRecord:
+    """Evaluate on this process's share of the test set, sum the counts over processes: the epoch's record.
+
+    ``start``: the running sums and seconds the epoch was resumed from (None: from its first batch).
+    """
+    seconds_before, images_before = (start["seconds"], int(start["sums"][2])) if start else (0.0, 0)
+    if s.on_gpu:
+        torch.cuda.synchronize(s.device)
+    train_seconds = seconds_before + time.perf_counter() - t0
+    speed.train_seconds += time.perf_counter() - t0
+    matrix = confusion(
+        s.net, s.data.test_X, s.data.test_y, s.batch_size, s.config.resize, order=s.test_shard, channels=s.channels, channels_last=s.on_gpu, amp=s.amp
+    )
+    loss_sum, correct, n = sums.tolist()
+    test_correct = float(matrix.diag().sum())
+    if s.dist.active:
+        loss_sum, correct, n, test_correct = distributed.all_sum([loss_sum, correct, n, test_correct], s.device)
+    speed.images += int(n) - images_before * s.dist.world_size
+    return EpochRecord(
+        epoch=epoch + 1,
+        loss=round(loss_sum / n, 6),
+        train_acc=round(correct / n, 6),
+        test_acc=round(test_correct / len(s.data.test_X), 6),
+        seconds=round(seconds_before + time.perf_counter() - t0, 3),
+        images_per_sec=round(n / train_seconds, 1),
+    )
+
+
+def report(s: Setup, history: list[EpochRecord], best: EpochRecord | None, interrupted: bool, speed: Speed) -> TrainResult:
+    """The result: best accuracy, time; on a GPU memory (next to the cost model's), TFLOP/s and MFU."""
+    config, device_name = s.config, s.device_name
+    result = TrainResult(config, history, str(s.out), device_name, s.dist.world_size, interrupted, data_bytes=s.data.nbytes)
     result.best_test_acc, result.best_epoch = (best.test_acc, best.epoch) if best else (None, None)
     result.total_seconds = round(sum(r.seconds for r in history), 3)
-    if flops_per_image and train_seconds_here > 0 and images_here:
+    flops_per_image = 3 * s.trace.flops if s.trace is not None else None  # forward + backward ~ 3 forward passes
+    if flops_per_image and speed.train_seconds > 0 and speed.images:
         result.train_flops_per_image = flops_per_image
-        result.achieved_tflops = round(flops_per_image * images_here / train_seconds_here / 1e12, 4)
-    if on_gpu:
-        result.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
-        result.predicted_memory_bytes = perf.predicted_memory(arch, (batch_size, *input_shape[1:]), str(config.optimizer), amp, config.weight_decay)
+        result.achieved_tflops = round(flops_per_image * speed.images / speed.train_seconds / 1e12, 4)
+    if s.on_gpu:
+        result.peak_memory_bytes = torch.cuda.max_memory_allocated(s.device)
+        result.predicted_memory_bytes = perf.predicted_memory(s.arch, (s.batch_size, *s.input_shape[1:]), str(config.optimizer), s.amp, config.weight_decay)
         result.peak_tflops = perf.peak_tflops(device_name)
         if result.peak_tflops and result.achieved_tflops:
-            result.mfu = round(result.achieved_tflops / (result.peak_tflops * dist.world_size), 4)
+            result.mfu = round(result.achieved_tflops / (result.peak_tflops * s.dist.world_size), 4)
     return result
 
 
@@ -438,73 +507,6 @@ def check_output(net: nn.Module, input_shape: tuple[int, ...], device: torch.dev
         )
     if tuple(y_hat.shape) != (2, 10):
         raise UsageError(f"{arch} outputs shape {list(y_hat.shape)} for a batch of 2, but Fashion-MNIST needs [2, 10]; pass -p num_classes=10.")
-
-
-def _is_run_file(name: str) -> bool:
-    """Names `archviz train` writes in a run folder (and its temporaries and lock)."""
-    if name in RUN_FILES + EXTRA_RUN_FILES + (LOCK_NAME,) or is_temp(name):
-        return True  # below: the temporaries of archviz before issue 20, .NAME.RANDOM.tmp
-    return name.startswith(".") and name.endswith(".tmp") and name[1:].split(".", 1)[0] in {n.split(".")[0] for n in RUN_FILES + EXTRA_RUN_FILES}
-
-
-def _ours(out: Path, names: list[str]) -> set[str]:
-    """The run files in ``out`` archviz can prove it wrote: config.json by its "archviz" key, the
-    learning curve by its comment; the metrics files, which carry no mark, when config.json is
-    archviz's; checkpoints are judged by ``checkpoint.load`` (and a run is never overwritten
-    without --force). Symlinks never count: archviz writes run files as regular files."""
-    ours = {LOCK_NAME} | {n for n in names if _is_run_file(n) and n.endswith((".tmp", ".pt"))}
-    config = out / "config.json"
-    if not config.is_symlink() and config.is_file():
-        try:
-            marked = json.loads(read_bounded(config, 2**20, "run configuration")).get("archviz") == RUN_MARK
-        except (UsageError, ValueError, AttributeError):
-            marked = False
-        if marked:
-            ours |= {"config.json", "metrics.json", "metrics.csv"}
-    curve = out / "learning_curve.svg"
-    if not curve.is_symlink() and head(curve, 200).startswith(CURVE_MARK.encode()):
-        ours.add("learning_curve.svg")
-    return {n for n in ours if n == LOCK_NAME or not (out / n).is_symlink()}
-
-
-def prepare_out(out: Path, resume: bool, force: bool = False, locked: bool = True) -> bool:
-    """Refuse to overwrite a run or the user's files; returns whether ``out`` holds a checkpoint.
-
-    A folder holding only config.json (stopped before its first checkpoint: killed, two quick
-    Ctrl-C, out of memory) is neither a run to refuse nor one to resume: it starts over, with
-    --out or with --resume. ``locked``: the caller holds ``out``'s lock (the final check).
-    """
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a directory; choose a directory for the run.")
-    has_checkpoint = (out / "last.pt").is_file()
-    if resume:
-        if not has_checkpoint and not (out / "config.json").is_file():
-            raise UsageError(f"--resume {out}: there is no last.pt there to continue from.")
-        for name in RUN_FILES + EXTRA_RUN_FILES:  # a link would make archviz write wherever it points
-            if (out / name).is_symlink() or ((out / name).exists() and not (out / name).is_file()):
-                raise UsageError(f"--resume {out}: {name} there is not a regular file (a link or a device); a run's files are plain files, remove it.")
-        return has_checkpoint
-    if not out.is_dir():
-        return False
-    try:
-        names = sorted(p.name for p in out.iterdir())
-    except OSError as exc:
-        raise UsageError(f"cannot read --out {out} ({exc.strerror or exc}); choose a directory you can write to.") from None
-    finished = [n for n in names if n in ("last.pt", "best.pt", "metrics.json")]
-    if finished and not force:
-        raise UsageError(f"--out {out} already holds a run; pass --resume {out} to continue it, choose another --out, or pass --force to start over.")
-    ours = _ours(out, names)
-    theirs = [n for n in names if n not in ours]
-    if theirs and not force:
-        raise UsageError(
-            f"--out {out} holds files archviz did not write (e.g. {theirs[0]!r}); choose a new or empty directory, "
-            f"or pass --force to write the run there (files named like run files would be replaced)."
-        )
-    if locked:
-        links = [n for n in RUN_FILES + EXTRA_RUN_FILES if (out / n).is_symlink()]  # a run's files are written as plain files, never through a link
-        for name in finished + [n for n in ("metrics.csv", "learning_curve.svg") if n in names] + links:  # --force: no stale files
-            (out / name).unlink(missing_ok=True)
-    return False
 
 
 def checkpoint_state(net, optimizer, config, history, epoch, batch, ranks) -> dict[str, Any]:
