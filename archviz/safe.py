@@ -4,8 +4,8 @@ A spec's layer name or a model's class name is data. Printed raw, ``\x1b[2J`` cl
 user's screen, NUL and BEL corrupt logs, and U+202E (right-to-left override) makes text
 read differently from what it is (Trojan Source, CVE-2021-42574). Such characters are
 shown as Python escapes (``\x1b``, ``\u202e``) instead; everything printable is kept.
-Rich markup in names (``[red]x[/red]``) is handled where rich renders (render/tables.py):
-names are passed as ``rich.text.Text``, which rich never parses for markup.
+Markup-like names (``[red]x[/red]``) are not a concern: render/tables.py draws its tables
+itself and never reads text as rich markup.
 """
 
 from __future__ import annotations

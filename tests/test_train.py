@@ -196,7 +196,7 @@ def test_largest_batch_comes_from_the_cost_model():
 
     arch = load_arch("lenet")
     budget = predict_memory(arch, (64, 1, 28, 28), StepSettings.parse("adam", device="cpu")).peak_bytes
-    assert perf.largest_batch(arch, (256, 1, 28, 28), budget, "adam", False, "cpu") == 64
+    assert perf.largest_batch(arch, (256, 1, 28, 28), budget, StepSettings.parse("adam")) == 64
 
 
 def test_missing_data_lists_the_ways_to_get_it(tmp_path, cli, monkeypatch):

@@ -55,7 +55,7 @@ def check_memory(arch, input_shape, config: TrainConfig, batch_size: int, amp: b
         activations = None
     if activations is not None and 4 * (4 * trace.total_params + 3 * activations) <= budget / 2:
         return
-    predicted = perf.predicted_memory(arch, (batch_size, *input_shape[1:]), str(config.optimizer), amp, config.weight_decay, device.type)
+    predicted = perf.predicted_memory(arch, (batch_size, *input_shape[1:]), perf.step_settings(config, amp, device.type))
     if predicted is not None and predicted > budget:
         raise out_of_memory(arch, input_shape, config, batch_size, amp, device, data_bytes, predicted=predicted)
 
@@ -79,7 +79,7 @@ def out_of_memory(
     if device.type == "cuda":
         torch.cuda.empty_cache()
     budget = step_budget(device, data_bytes)
-    fits = perf.largest_batch(arch, (batch_size, *input_shape[1:]), budget, str(config.optimizer), amp, device.type)
+    fits = perf.largest_batch(arch, (batch_size, *input_shape[1:]), budget, perf.step_settings(config, amp, device.type))
     where = f"{config.arch} at {config.resize}x{config.resize} with batch size {config.batch_size}"
     if predicted:
         head = (

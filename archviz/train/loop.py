@@ -155,7 +155,7 @@ def train(
     if s.on_gpu:
         torch.cuda.reset_peak_memory_stats(s.device)
 
-    history, speed = where.history, Speed()
+    history = where.history
     best = max(history, key=lambda r: r.test_acc, default=None)
     interrupted = False
     # A worker of `--nproc` leaves SIGTERM to its launcher, which turns it into one Ctrl-C for all (distributed.launch).
@@ -172,7 +172,7 @@ def train(
                 save_last(s.out, s.net, s.optimizer, s.config, history, epoch, stopped, partial, dist)
                 interrupted = True
                 break
-            record = evaluate_epoch(s, epoch, sums, where.partial if first else None, t0, speed)
+            record = evaluate_epoch(s, epoch, sums, where.partial if first else None, t0, where)
             history.append(record)
             save_last(s.out, s.net, s.optimizer, s.config, history, epoch + 1, 0, None, dist)
             where.saved_epoch = epoch + 1
@@ -184,7 +184,7 @@ def train(
             if stopped is not None:  # Ctrl-C during the epoch's last steps: the epoch is saved, stop here
                 interrupted = epoch + 1 < s.config.epochs
                 break
-    return report(s, history, best, interrupted, speed)
+    return report(s, where, best, interrupted)
 
 
 @dataclass
@@ -237,13 +237,7 @@ class Progress:
     partial: dict[str, Any] | None = None  # {"sums": [loss x images, correct, images], "seconds": ...} of that epoch
     rng: Any = None
     saved_epoch: int | None = None  # the epoch last.pt holds, for the NaN message
-
-
-@dataclass
-class Speed:
-    """This process's share of the run, for TFLOP/s."""
-
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # this process's training time and images in this run, for TFLOP/s
     images: int = 0
 
 
@@ -384,7 +378,7 @@ def train_epoch(s: Setup, model: nn.Module, epoch: int, first: int, sums: torch.
     return None
 
 
-def evaluate_epoch(s: Setup, epoch: int, sums: torch.Tensor, start: dict[str, Any] | None, t0: float, speed: Speed) -> EpochRecord:
+def evaluate_epoch(s: Setup, epoch: int, sums: torch.Tensor, start: dict[str, Any] | None, t0: float, where: Progress) -> EpochRecord:
     """Evaluate on this process's share of the test set, sum the counts over processes: the epoch's record.
 
     ``start``: the running sums and seconds the epoch was resumed from (None: from its first batch).
@@ -393,7 +387,7 @@ def evaluate_epoch(s: Setup, epoch: int, sums: torch.Tensor, start: dict[str, An
     if s.on_gpu:
         torch.cuda.synchronize(s.device)
     train_seconds = seconds_before + time.perf_counter() - t0
-    speed.train_seconds += time.perf_counter() - t0
+    where.train_seconds += time.perf_counter() - t0
     matrix = confusion(
         s.net, s.data.test_X, s.data.test_y, s.batch_size, s.config.resize, order=s.test_shard, channels=s.channels, channels_last=s.on_gpu, amp=s.amp
     )
@@ -401,7 +395,7 @@ def evaluate_epoch(s: Setup, epoch: int, sums: torch.Tensor, start: dict[str, An
     test_correct = float(matrix.diag().sum())
     if s.dist.active:
         loss_sum, correct, n, test_correct = distributed.all_sum([loss_sum, correct, n, test_correct], s.device)
-    speed.images += int(n) - images_before * s.dist.world_size
+    where.images += int(n) - images_before * s.dist.world_size
     return EpochRecord(
         epoch=epoch + 1,
         loss=round(loss_sum / n, 6),
@@ -412,19 +406,20 @@ def evaluate_epoch(s: Setup, epoch: int, sums: torch.Tensor, start: dict[str, An
     )
 
 
-def report(s: Setup, history: list[EpochRecord], best: EpochRecord | None, interrupted: bool, speed: Speed) -> TrainResult:
+def report(s: Setup, where: Progress, best: EpochRecord | None, interrupted: bool) -> TrainResult:
     """The result: best accuracy, time; on a GPU memory (next to the cost model's), TFLOP/s and MFU."""
     config, device_name = s.config, s.device_name
+    history = where.history
     result = TrainResult(config, history, str(s.out), device_name, s.dist.world_size, interrupted, data_bytes=s.data.nbytes)
     result.best_test_acc, result.best_epoch = (best.test_acc, best.epoch) if best else (None, None)
     result.total_seconds = round(sum(r.seconds for r in history), 3)
     flops_per_image = 3 * s.trace.flops if s.trace is not None else None  # forward + backward ~ 3 forward passes
-    if flops_per_image and speed.train_seconds > 0 and speed.images:
+    if flops_per_image and where.train_seconds > 0 and where.images:
         result.train_flops_per_image = flops_per_image
-        result.achieved_tflops = round(flops_per_image * speed.images / speed.train_seconds / 1e12, 4)
+        result.achieved_tflops = round(flops_per_image * where.images / where.train_seconds / 1e12, 4)
     if s.on_gpu:
         result.peak_memory_bytes = torch.cuda.max_memory_allocated(s.device)
-        result.predicted_memory_bytes = perf.predicted_memory(s.arch, (s.batch_size, *s.input_shape[1:]), str(config.optimizer), s.amp, config.weight_decay)
+        result.predicted_memory_bytes = perf.predicted_memory(s.arch, (s.batch_size, *s.input_shape[1:]), perf.step_settings(config, s.amp, "cuda"))
         result.peak_tflops = perf.peak_tflops(device_name)
         if result.peak_tflops and result.achieved_tflops:
             result.mfu = round(result.achieved_tflops / (result.peak_tflops * s.dist.world_size), 4)

@@ -32,27 +32,31 @@ def peak_tflops(device_name: str) -> float | None:
     return None
 
 
-def predicted_memory(arch: Any, input_shape: tuple[int, ...], optimizer: str, amp: bool, weight_decay: float = 0.0, device: str = "cuda") -> int | None:
-    """Peak bytes of one training step on ``device`` at ``input_shape`` (batch included), per the cost model."""
+def step_settings(config: Any, amp: bool, device: str) -> Any:
+    """The cost model's settings for ``config``'s training step on ``device`` (None when the cost model is not there)."""
     try:
-        from archviz.estimate.memory import StepSettings, predict_memory
+        from archviz.estimate.settings import StepSettings
     except ImportError:
         return None
+    return StepSettings.parse(str(config.optimizer), amp=amp, device=device, weight_decay=config.weight_decay)
+
+
+def predicted_memory(arch: Any, input_shape: tuple[int, ...], settings: Any) -> int | None:
+    """Peak bytes of one training step at ``input_shape`` (batch included) with ``settings`` (``step_settings``), per the cost model."""
     try:
-        return predict_memory(arch, input_shape, StepSettings.parse(optimizer, amp=amp, device=device, weight_decay=weight_decay)).peak_bytes
-    except Exception:  # the cost model is a best effort here
+        from archviz.estimate.memory import predict_memory
+
+        return predict_memory(arch, input_shape, settings).peak_bytes
+    except Exception:  # the cost model is a best effort here (ImportError included)
         return None
 
 
-def largest_batch(arch: Any, input_shape: tuple[int, ...], budget_bytes: int, optimizer: str, amp: bool, device: str) -> int | None:
+def largest_batch(arch: Any, input_shape: tuple[int, ...], budget_bytes: int, settings: Any) -> int | None:
     """The largest batch the cost model says fits in ``budget_bytes``, or None when it cannot say."""
     try:
-        from archviz.estimate.memory import StepSettings
         from archviz.estimate.memory import largest_batch as cost_largest_batch
-    except ImportError:
-        return None
-    try:
-        found = cost_largest_batch(arch, input_shape, budget_bytes, StepSettings.parse(optimizer, amp=amp, device=device))
+
+        found = cost_largest_batch(arch, input_shape, budget_bytes, settings)
     except Exception:
         return None
     return int(found[0]) if found else None
