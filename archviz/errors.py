@@ -7,9 +7,13 @@ import traceback
 
 
 class ArchvizError(Exception):
-    """Base class: the message is shown to the user as is, without a traceback."""
+    """Base class: the message is shown to the user as is, without a traceback.
+
+    ``output``: what the command still writes to stdout before the message (a partial diagram).
+    """
 
     exit_code = 1
+    output: str | bytes | None = None
 
 
 class UsageError(ArchvizError):

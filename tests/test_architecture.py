@@ -114,3 +114,26 @@ def test_no_import_cycles():
 def test_no_import_runs_back_up_the_layers():
     upward = sorted(f"{a} -> {b}" for a, targets in graph().items() for b in targets if layer(b) > layer(a))
     assert upward == []
+
+
+# The one place a command's result reaches stdout is the boundary (cli/app.py's _emit); the progress
+# lines of `archviz train` stream as they happen, and a bare `archviz` prints its help.
+STDOUT_WRITERS = {"cli/app.py:_emit", "cli/app.py:main", "cli/train.py:info", "cli/train.py:end_epoch"}
+
+
+def stdout_writers() -> set[str]:
+    """``file:function`` of every print without ``file=`` and every ``sys.stdout`` write in archviz/cli."""
+    found = set()
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            for node in ast.walk(fn):
+                plain_print = isinstance(node, ast.Call) and getattr(node.func, "id", "") == "print" and not any(k.arg == "file" for k in node.keywords)
+                if plain_print or (isinstance(node, ast.Attribute) and ast.unparse(node).startswith("sys.stdout.") and node.attr.startswith("write")):
+                    found.add(f"cli/{path.name}:{fn.name}")
+    return found
+
+
+def test_commands_return_what_they_print_and_the_boundary_writes_it():
+    assert stdout_writers() == STDOUT_WRITERS

@@ -173,10 +173,27 @@ def _drop_stdout() -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+class Stop(typer.Exit):
+    """Leave with exit code ``code`` once the boundary has written ``output`` (e.g. an interrupted run's summary)."""
+
+    def __init__(self, output: str, code: int):
+        super().__init__(code)
+        self.output = output
+
+
+def _emit(output: str | bytes | None) -> None:
+    """The one place a command's result reaches stdout: text (a newline added when it has none) or bytes (a PNG)."""
+    if isinstance(output, bytes):
+        sys.stdout.buffer.write(output)
+    elif output is not None:
+        sys.stdout.write(output if output.endswith("\n") else output + "\n")
+
+
 def command(name: str, examples: list[str], **kwargs) -> Callable:
     """Register a command whose errors become one sentence on stderr and an exit code, never a traceback.
 
-    ``examples`` are appended to the command's --help.
+    The command returns what it prints (text, bytes or None); this boundary writes it, flushes, and turns
+    a full disk into one sentence. ``examples`` are appended to the command's --help.
     """
 
     def decorator(fn: Callable) -> Callable:
@@ -189,9 +206,16 @@ def command(name: str, examples: list[str], **kwargs) -> Callable:
                 with own_stdout() if str(kw.get("format", "")) == "json" else contextlib.nullcontext(), warnings.catch_warnings():
                     warnings.simplefilter("always", ArchvizWarning)
                     warnings.showwarning = _warning_printer()
-                    result = fn(*args, **kw)
-                    sys.stdout.flush()  # a full disk under `> file` shows here, not as a warning at exit
-                    return result
+                    output = None
+                    try:
+                        output = fn(*args, **kw)
+                    except (ArchvizError, typer.Exit) as exc:  # an error or an exit may come with output (a partial diagram, a run's summary)
+                        output = getattr(exc, "output", None)
+                        raise
+                    finally:
+                        _emit(output)
+                        sys.stdout.flush()  # a full disk under `> file` shows here, not as a warning at exit
+                    return None
             except ArchvizError as exc:
                 raise fail(str(exc), exc.exit_code) from None
             except BrokenPipeError:  # `archviz shapes ... | head`: the reader left, nothing is wrong

@@ -55,7 +55,7 @@ def compare(
     device: DeviceOpt = TargetDevice.cpu,
     format: FormatOpt = Format.table,
     param: ParamOpt = None,
-) -> None:
+) -> str:
     """Compare params, MACs, training FLOPs, training memory, output and smallest input."""
     if len(archs) < 2:
         raise UsageError("compare needs at least two architectures, e.g. `archviz compare lenet lenet_bn`.")
@@ -70,4 +70,4 @@ def compare(
 
     with user_code(), torch_size_overflow():
         report = compare_report(loaded, shape, StepSettings.parse(optimizer, device=device), labels=[a.strip() for a in archs], batch=batch)
-    print(render_compare(report, format))
+    return render_compare(report, format)

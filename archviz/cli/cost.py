@@ -64,7 +64,7 @@ def cost(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing -o file that archviz did not write.")] = False,
     title: TitleOpt = None,
-) -> None:
+) -> str:
     """FLOPs and receptive field per block, and the predicted memory of a training step.
 
     The step is `archviz train`'s, d2l's order: zero_grad(set_to_none=True), forward, loss,
@@ -84,8 +84,7 @@ def cost(
     inputs = parse_inputs(input)  # one or several inputs, any rank and dtype
     settings = StepSettings.parse(optimizer, dtype, amp, mode, device)
     if sweep or output is not None:
-        _sweep(arch, inputs, sweep or [], settings, budget_bytes, format, param, output, force)
-        return
+        return _sweep(arch, inputs, sweep or [], settings, budget_bytes, format, param, output, force)
     from archviz.estimate.report import cost_report
     from archviz.estimate.simulate import torch_size_overflow
     from archviz.render.cost import render_cost
@@ -100,10 +99,10 @@ def cost(
             f"{report.trace.arch} needs {format_bytes(found.batch1_peak_bytes)} at batch {found.smallest_batch} ({one}, {mode}, {optimizer}, {dtype}"
             f"{' + autocast' if amp else ''}, {device}), more than the budget of {format_bytes(budget_bytes)}."
         )
-    print(render_cost(report, format, by))
+    return render_cost(report, format, by)
 
 
-def _sweep(arch: str, inputs: Any, texts: list[str], settings: StepSettings, budget_bytes, format, param, output: Path | None, force: bool) -> None:
+def _sweep(arch: str, inputs: Any, texts: list[str], settings: StepSettings, budget_bytes, format, param, output: Path | None, force: bool) -> str:
     from archviz.estimate.simulate import torch_size_overflow
     from archviz.estimate.sweep import parse_sweeps, sweep_report
     from archviz.render.cost import SWEEP_MARK, render_sweep, sweep_curve_svg
@@ -119,4 +118,4 @@ def _sweep(arch: str, inputs: Any, texts: list[str], settings: StepSettings, bud
         report = sweep_report(load_arch(arch, param), inputs[0].shape if inputs else None, settings, batches=batches, sides=sides, budget_bytes=budget_bytes)
     if output is not None:
         write_text_atomic(output, sweep_curve_svg(report))
-    print(render_sweep(report, format))
+    return render_sweep(report, format)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -78,7 +77,7 @@ def diagram(
     title: TitleOpt = None,
     dpi: DpiOpt = None,
     scale: ScaleOpt = None,
-) -> None:
+) -> str | bytes:
     """Draw the dataflow with graphviz: blocks (--depth 1) or layers, their settings and params, shapes on the edges.
 
     With -o NAME.html (or --format html): one offline page where every block expands down to single layers,
@@ -108,36 +107,35 @@ def diagram(
             if exc.partial is None:
                 raise
             failure = exc
-    if failure is not None:  # outside user_code: a partial diagram on stdout must reach stdout
+    if failure is not None:  # a partial diagram, then the error
         if fmt is DiagramFormat.html:
-            where = _write_html(failure.partial, path, depth, direction, fold, force, (failure.failed_op, str(failure)))
+            drawn = _write_html(failure.partial, path, depth, direction, fold, force, (failure.failed_op, str(failure)))
         else:
             failed = Decoration(show=figures, title=loaded.title or None, failed=(failure.failed_op, str(failure)))
-            where = _write(failure.partial, path, fmt, depth, direction, fold, force, failed, resolution)
-        raise RunError(f"{str(failure).rstrip('.')}; the diagram up to that layer, marked in red, was written to {where}.")
+            drawn = _write(failure.partial, path, fmt, depth, direction, fold, force, failed, resolution)
+        error = RunError(f"{str(failure).rstrip('.')}; the diagram up to that layer, marked in red, was written to {drawn if path else 'stdout'}.")
+        error.output = None if path else drawn
+        raise error
     if fmt is DiagramFormat.html:
-        where = _write_html(trace, path, depth, direction, fold, force)
-        if path is not None:
-            print(f"wrote {where}")
-        return
-    written = _write(trace, path, fmt, depth, direction, fold, force, decoration, resolution)
-    if path is not None:
-        print(f"wrote {written}")
+        drawn = _write_html(trace, path, depth, direction, fold, force)
+    else:
+        drawn = _write(trace, path, fmt, depth, direction, fold, force, decoration, resolution)
+    return f"wrote {drawn}" if path else drawn
 
 
-def _write_html(trace, path: Path | None, depth: int, direction: Direction, fold: bool, force: bool, failed: tuple[str, str] | None = None) -> str:
+def _write_html(trace, path: Path | None, depth: int, direction: Direction, fold: bool, force: bool, failed: tuple[str, str] | None = None) -> str | bytes:
+    """The page for stdout (bytes) when ``path`` is None, else the path it was saved to."""
     from archviz.render.html import save_html, to_html
 
     if path is None:
-        sys.stdout.buffer.write(to_html(trace, depth, direction, fold, failed).encode("utf-8"))
-        sys.stdout.buffer.flush()
-        return "stdout"
+        return to_html(trace, depth, direction, fold, failed).encode("utf-8")
     return str(save_html(trace, path, depth, direction, fold, force=force, failed=failed))
 
 
-def _write(trace, path: Path | None, fmt: DiagramFormat, depth: int, direction: Direction, fold: bool, force: bool, decoration: Decoration, dpi: int) -> str:
+def _write(
+    trace, path: Path | None, fmt: DiagramFormat, depth: int, direction: Direction, fold: bool, force: bool, decoration: Decoration, dpi: int
+) -> str | bytes:
+    """The drawing for stdout (bytes) when ``path`` is None, else the path it was saved to."""
     if path is None:
-        sys.stdout.buffer.write(render(to_dot(trace, depth, direction, fold, decoration), fmt, dpi=dpi))
-        sys.stdout.buffer.flush()
-        return "stdout"
+        return render(to_dot(trace, depth, direction, fold, decoration), fmt, dpi=dpi)
     return str(save_diagram(trace, path, fmt, depth, direction, fold, force=force, decoration=decoration, dpi=dpi))

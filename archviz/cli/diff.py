@@ -50,7 +50,7 @@ def diff(
     peak: Annotated[bool, typer.Option("--peak/--no-peak", help="Predict both training peaks (as `archviz cost` does) for the totals.")] = True,
     compute: ComputeOpt = False,
     dpi: Annotated[int | None, typer.Option("--dpi", help="PNG resolution (default 144).", show_default=False)] = None,
-) -> None:
+) -> str:
     """Blocks added, removed and changed between A and B, with shape, params, MACs and memory deltas; totals are exact."""
     resolution = png_dpi(dpi)
     path = Path(output) if output else None
@@ -75,11 +75,12 @@ def diff(
         result = diff_traces(*traces)
         peaks = tuple(_peak(arch, trace) if peak else (None, "--no-peak") for arch, trace in zip(archs, traces, strict=True))
     report = diff_report(result, peaks)  # type: ignore[arg-type]
-    print(render_diff(report, format))
+    text = render_diff(report, format)
     if path is not None:
         assert fmt is not None
         save_diagram(traces[1], path, DiagramFormat(fmt), source=diff_dot(result, depth, direction), dpi=resolution, force=True)
         typer.echo(f"wrote {path}", err=True)
+    return text
 
 
 def _peak(arch: Arch, trace: Any) -> tuple[int | None, str | None]:

@@ -29,7 +29,7 @@ def explain(
     depth: DepthOpt = 1,
     format: Annotated[ExplainFormat, typer.Option("--format", "-f", help="Output format.")] = ExplainFormat.table,
     param: ParamOpt = None,
-) -> None:
+) -> str:
     """Walk through the network block by block (layer by layer with --depth): output sizes, parameters,
     MACs and receptive fields with the arithmetic that gives them, then what the numbers say."""
     from archviz.render.explain import render_explain
@@ -38,4 +38,4 @@ def explain(
     inputs = parse_inputs(input)
     with user_code():  # a user module's prints go to stderr: stdout stays the walkthrough or pure JSON
         trace = load_arch(arch, param).trace(inputs)
-    print(render_explain(walkthrough(trace, depth), format))
+    return render_explain(walkthrough(trace, depth), format)

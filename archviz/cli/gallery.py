@@ -15,7 +15,7 @@ from archviz.gallery import DEFAULT_DIR, write_gallery
 def gallery(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write the SVGs and README.md.")] = DEFAULT_DIR,
     force: Annotated[bool, typer.Option("--force", help="Replace files in DIR that archviz did not write (a README.md of yours, say).")] = False,
-) -> None:
+) -> str:
     """Write a block-level and a detailed SVG of every built-in, plus a README.md with its shape table, params and MACs."""
     written = write_gallery(directory, force=force)
-    print(f"wrote {len(written)} files to {directory}/")
+    return f"wrote {len(written)} files to {directory}/"

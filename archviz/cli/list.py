@@ -36,9 +36,9 @@ def builtin_rows(pattern: str = "*") -> list[dict]:
 def list_(
     pattern: Annotated[str, typer.Argument(help="Shell-style wildcard on the name.")] = "*",
     format: FormatOpt = Format.table,
-) -> None:
+) -> str:
     """List the built-in architectures with their default input and parameter count."""
     rows = builtin_rows(pattern)
     shown = [dict(r, default_input=format_shape(r["default_input"])) for r in rows]
     columns = [("name", "Name"), ("default_input", "Default input"), ("params", "Params"), ("description", "Description")]
-    print(render_rows(shown, columns, format, payload=rows))
+    return render_rows(shown, columns, format, payload=rows)

@@ -31,11 +31,11 @@ def shapes(
     param: ParamOpt = None,
     compute: ComputeOpt = False,
     title: TitleOpt = None,
-) -> None:
+) -> str:
     """Show each block's output shape and parameters, and every output, without running the network."""
     inputs = parse_inputs(input)
     with user_code():  # a user module's prints go to stderr: stdout stays the table or pure JSON
         trace = load_arch(arch, param).titled(title).trace(inputs, compute=compute)
     with paused_gc():  # one row object per layer: see archviz.spec.gcpause
         text = render_shapes(trace, depth, format)
-    print(text)
+    return text

@@ -12,13 +12,12 @@ from archviz.spec import dump_spec, resolve
 
 
 @command("spec", ["archviz spec lenet > my_lenet.yaml", "archviz spec vgg11 -p ratio=8"])
-def spec(name: str, param: ParamOpt = None) -> None:
+def spec(name: str, param: ParamOpt = None) -> str:
     """Print a built-in architecture's spec (YAML, with its comments); -p changes the defaults."""
     path = zoo.spec_path(name) if not name.endswith((".yaml", ".yml")) else None
     if path is None:
         raise UsageError(f"{name!r} is a file already; `archviz spec` prints built-ins (see `archviz list`).")
     if not param:
-        print(path.read_text(encoding="utf-8"), end="")
-        return
+        return path.read_text(encoding="utf-8")
     resolved = resolve(zoo.get_spec(name), param)
-    print(dump_spec(dataclasses.replace(resolved.spec, params=resolved.params, default_input=resolved.default_input)), end="")
+    return dump_spec(dataclasses.replace(resolved.spec, params=resolved.params, default_input=resolved.default_input))

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from archviz.cli.app import command
+from archviz.cli.app import Stop, command
 from archviz.cli.options import FormatOpt, ParamOpt
 from archviz.errors import RunError, UsageError
 from archviz.render import Format
@@ -86,7 +86,7 @@ def train(
     ] = None,
     param: ParamOpt = None,
     trust_code: TrustCodeOpt = False,
-) -> None:
+) -> str | None:
     """Train an architecture on Fashion-MNIST: per-epoch metrics, checkpoints and a learning curve in --out."""
     from archviz.train.inputs import parse_train_input
     from archviz.train.loop import run
@@ -138,10 +138,11 @@ def train(
     result = run(config, resume=bool(resume), reporter=PlainReporter() if plain else RichReporter(), force=force, trust_code=trusted)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
         return
-    print(_summary(result))
     if result.interrupted:
-        print(f"interrupted: {Path(result.out) / 'last.pt'} holds the run; continue it with `archviz train --resume {result.out}`.")
-        raise typer.Exit(130)
+        raise Stop(
+            f"{_summary(result)}\ninterrupted: {Path(result.out) / 'last.pt'} holds the run; continue it with `archviz train --resume {result.out}`.", 130
+        )
+    return _summary(result)
 
 
 def _resumed_config(resume: str, arch: str | None, out: str | None, param: list[str] | None, given: dict[str, Any]):
@@ -260,7 +261,7 @@ def evaluate(
         ),
     ] = None,
     trust_code: TrustCodeOpt = False,
-) -> None:
+) -> str:
     """Test accuracy, per-class accuracy and the confusion matrix of a trained checkpoint."""
     from archviz.train.evaluate import evaluate_checkpoint
 
@@ -275,4 +276,4 @@ def evaluate(
     columns = [("class", "True class"), ("accuracy", "Acc"), ("total", "Images")] + [(f"pred_{j}", name) for j, name in enumerate(SHORT_NAMES)]
     title = f"{report.arch}, {report.checkpoint} (epoch {report.epoch}): per-class accuracy and confusion matrix (columns: predicted class)"
     footer = [("test acc", f"{report.test_acc:.4f} on {report.num_images:,} images")]
-    print(render_rows(rows, columns, format, title=title, footer=footer, payload=report.to_dict()))
+    return render_rows(rows, columns, format, title=title, footer=footer, payload=report.to_dict())
