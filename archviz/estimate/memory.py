@@ -130,10 +130,9 @@ def predict_memory(
     facts = None if on_gpu else workspace.CpuFacts.here()
     kernel_scratch = None if facts is None else workspace.cpu_workspace(facts)
     rules = "cuDNN/cuBLAS workspaces are chosen at run time and not included" if facts is None else f"{facts.describe()}; {CPU_UNCERTAIN}"
-    weights_dtype, amp_dtype = settings.torch_dtypes()
     inputs = _simulated_inputs(trace, batch)
     common = dict(arch=arch.name, input_shape=shape, settings=settings)
-    inference = simulate.simulate_inference(_meta_model(arch, shape), inputs, dtype=weights_dtype, amp_dtype=amp_dtype, on_gpu=on_gpu, workspace=kernel_scratch)
+    inference = simulate.simulate_inference(_meta_model(arch, shape), inputs, settings, kernel_scratch)
     if settings.mode is Mode.eval:
         return MemoryEstimate(
             **common,
@@ -154,16 +153,7 @@ def predict_memory(
             peak_parts=inference.at_peak,
             inference_peak_parts=inference.at_peak,
         )
-    step = simulate.simulate_training(
-        _meta_model(arch, shape),
-        inputs,
-        settings.optimizer,
-        dtype=weights_dtype,
-        amp_dtype=amp_dtype,
-        on_gpu=on_gpu,
-        weight_decay=settings.weight_decay,
-        workspace=kernel_scratch,
-    )
+    step = simulate.simulate_training(_meta_model(arch, shape), inputs, settings, kernel_scratch)
     warnings = [unseen_warning(name, margin) for name, margin in sorted(step.unseen.items())]
     return MemoryEstimate(
         **common,

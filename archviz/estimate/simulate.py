@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archviz.choices import Optimizer
+from archviz.choices import TargetDevice
 from archviz.compat import (
     TorchDispatchMode,
     WeakIdKeyDictionary,
@@ -38,6 +38,7 @@ from archviz.compat import (
     tree_leaves,
 )
 from archviz.errors import RunError, TooLarge
+from archviz.estimate.settings import StepSettings
 from archviz.estimate.workspace import channels_last_conv, lstm_workspace_bytes
 from archviz.step import make_optimizer, train_step
 
@@ -406,10 +407,10 @@ def _at_peak(tracker: StorageTracker) -> tuple[tuple[str | None, str, str, int],
 
 
 @contextlib.contextmanager
-def _simulation(
-    model: nn.Module, dtype: torch.dtype, amp_dtype: torch.dtype | None, on_gpu: bool, workspace: Workspace | None, train: bool
-) -> Iterator[tuple[StorageTracker, str]]:
+def _simulation(model: nn.Module, settings: StepSettings, workspace: Workspace | None, train: bool) -> Iterator[tuple[StorageTracker, str]]:
     """Put ``model`` where a simulation runs it and track its weights; yields the tracker and the device."""
+    dtype, amp_dtype = settings.torch_dtypes()
+    on_gpu = settings.device is TargetDevice.cuda
     tracker = StorageTracker(rounding=512 if on_gpu else 1, count_host=not on_gpu, workspace=workspace)
     with contextlib.ExitStack() as stack:
         model.to(dtype)  # on meta: free
@@ -506,12 +507,7 @@ def _named_failures(tracker: StorageTracker) -> Iterator[None]:
 def simulate_training(
     model: nn.Module,
     inputs: Sequence[InputSpec],
-    optimizer: Optimizer,
-    *,
-    dtype: torch.dtype = torch.float32,
-    amp_dtype: torch.dtype | None = None,
-    on_gpu: bool = False,
-    weight_decay: float = 0.0,
+    settings: StepSettings,
     workspace: Workspace | None = None,
 ) -> StepRecord:
     """Two training steps (archviz.step.train_step) of ``model`` (on the meta device; it is changed) on ``inputs``.
@@ -521,10 +517,12 @@ def simulate_training(
     loss is :func:`simulated_loss`; a model without trainable parameters has no optimizer
     and no backward pass.
     """
-    with _simulation(model, dtype, amp_dtype, on_gpu, workspace, train=True) as (tracker, device):
+    dtype, amp_dtype = settings.torch_dtypes()
+    on_gpu = settings.device is TargetDevice.cuda
+    with _simulation(model, settings, workspace, train=True) as (tracker, device):
         X, y = _make_inputs(inputs, dtype, device, tracker)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        opt = make_optimizer(optimizer, trainable, weight_decay=weight_decay, on_gpu=on_gpu) if trainable else None
+        opt = make_optimizer(settings.optimizer, trainable, weight_decay=settings.weight_decay, on_gpu=on_gpu) if trainable else None
         autocast = (lambda: torch.autocast("cpu", dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
         unseen: dict[str, int] = {}
 
@@ -653,14 +651,12 @@ def _record(tracker: StorageTracker, window: int, forward_end: int) -> StepRecor
 def simulate_inference(
     model: nn.Module,
     inputs: Sequence[InputSpec],
-    *,
-    dtype: torch.dtype = torch.float32,
-    amp_dtype: torch.dtype | None = None,
-    on_gpu: bool = False,
+    settings: StepSettings,
     workspace: Workspace | None = None,
 ) -> StepRecord:
     """One eval-mode forward pass under ``torch.no_grad()`` (weights and input included in the peak)."""
-    with _simulation(model, dtype, amp_dtype, on_gpu, workspace, train=False) as (tracker, device):
+    dtype, amp_dtype = settings.torch_dtypes()
+    with _simulation(model, settings, workspace, train=False) as (tracker, device):
         X, _ = _make_inputs(inputs, dtype, device, tracker, labels=False)
         tracker.start_window()
         window = tracker.clock
