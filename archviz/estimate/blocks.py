@@ -46,10 +46,6 @@ def percent(part: int, whole: int) -> float:
     return round(100 * part / whole, 2) if whole else 0.0
 
 
-def _grow(record: Any, key: str, nbytes: int) -> None:
-    setattr(record, key, getattr(record, key) + nbytes)
-
-
 @dataclass
 class Memory:
     """The bytes alive at the peak one block (or layer kind) made, by what they are (MEMORY_KEYS), and its share of the peak."""
@@ -62,15 +58,15 @@ class Memory:
     peak_share_bytes: int = 0
     peak_percent: float = 0.0
 
+    to_dict = asdict  # the JSON keys are the field names
+
     def add(self, category: str, nbytes: int) -> None:
-        _grow(self, COLUMNS.get(category, "temporaries_bytes"), nbytes)
+        column = COLUMNS.get(category, "temporaries_bytes")
+        setattr(self, column, getattr(self, column) + nbytes)
         self.peak_share_bytes += nbytes
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-
-@dataclass
+@dataclass(frozen=True)
 class Remainder:
     """The bytes at the peak no block made, by where they come from (REMAINDER_TEXT); blocks + remainder = the peak."""
 
@@ -98,8 +94,7 @@ class KindCost:
     eval_memory: Memory | None = None  # at the eval forward's peak (mode both)
 
     def to_dict(self) -> dict[str, Any]:
-        row = asdict(self)
-        return row if self.eval_memory is not None else {k: v for k, v in row.items() if k != "eval_memory"}
+        return {k: v for k, v in asdict(self).items() if v is not None or k != "eval_memory"}
 
 
 def _remainder_key(module: str | None, category: str) -> str | None:
@@ -112,23 +107,22 @@ def _remainder_key(module: str | None, category: str) -> str | None:
     return None
 
 
-def _finish(groups: Iterable[Memory], remainder: Remainder, peak: int) -> Remainder:
+def _finish(groups: Iterable[Memory], counts: dict[str, int], peak: int) -> Remainder:
     for memory in groups:
         memory.peak_percent = percent(memory.peak_share_bytes, peak)
-    remainder.bytes = sum(getattr(remainder, k) for k in REMAINDER_TEXT)
-    remainder.percent = percent(remainder.bytes, peak)
-    return remainder
+    total = sum(counts.values())
+    return Remainder(**counts, bytes=total, percent=percent(total, peak))
 
 
 def memory_by_block(parts: Iterable[Part], blocks: list[Node], peak: int) -> tuple[dict[str, Memory], Remainder]:
     """Per block path, the bytes alive at the peak by column; and the remainder (see the module docstring)."""
     by_path = {b.path: Memory() for b in blocks}
-    remainder = Remainder()
+    remainder = dict.fromkeys(REMAINDER_TEXT, 0)  # bytes by remainder field
     for module, category, _op, nbytes in parts:
         key = _remainder_key(module, category)
         block = None if key else _enclosing(module or "", by_path)
         if block is None:
-            _grow(remainder, key or "between_blocks_bytes", nbytes)
+            remainder[key or "between_blocks_bytes"] += nbytes
         else:
             by_path[block].add(category, nbytes)
     return by_path, _finish(by_path.values(), remainder, peak)
@@ -172,11 +166,11 @@ def by_kind(trace: Trace, parts: Iterable[Part], peak: int) -> tuple[list[KindCo
     params["other"] += trace.total_params - sum(params.values())  # parameters a container holds itself (a class token)
     flops["other"] += trace.flops - sum(flops.values())
     memory = {k: Memory() for k in KINDS}
-    remainder = Remainder()
+    remainder = dict.fromkeys(REMAINDER_TEXT, 0)
     for module, category, op, nbytes in parts:
         key = _remainder_key(module, category)
         if key:
-            _grow(remainder, key, nbytes)
+            remainder[key] += nbytes
             continue
         kind = leaves.get(module or "") or ("other" if category in (PARAMS, BUFFERS, GRADS, OPTIMIZER) else _function_kind(op))
         memory[kind].add(category, nbytes)

@@ -56,21 +56,11 @@ class BlockCost:
 
     def to_dict(self) -> dict[str, Any]:
         node, rf = self.node, self.receptive_field
-        row = {
-            "name": node.path,
-            "type": node.type,
-            "depth": node.depth,
-            "output_shape": list(node.output_shape) if node.called else None,  # None: a container or unused module (issue 9)
-            "params": node.params,
-            "macs": node.macs,
-            "flops": node.flops,
-            "activation_bytes": self.activation_bytes,
-            "kept_bytes": self.kept_bytes,
-            "receptive_field": rf.to_dict() if rf is not None else None,
-            "params_percent": self.params_percent,
-            "macs_percent": self.macs_percent,
-            "memory": self.memory.to_dict(),
-        }
+        # output_shape None: a container or unused module (issue 9)
+        row = dict(name=node.path, type=node.type, depth=node.depth, output_shape=list(node.output_shape) if node.called else None, params=node.params)
+        row.update(macs=node.macs, flops=node.flops, activation_bytes=self.activation_bytes, kept_bytes=self.kept_bytes)
+        row.update(receptive_field=rf.to_dict() if rf is not None else None, params_percent=self.params_percent, macs_percent=self.macs_percent)
+        row.update(memory=self.memory.to_dict())
         return row if self.eval_memory is None else {**row, "eval_memory": self.eval_memory.to_dict()}
 
 
@@ -154,30 +144,14 @@ class CostReport:
         memory = {k: getattr(m, k) for k in _MEMORY_FIELDS}
         memory.update(loss=self.loss, kernel_scratch_bytes=m.kernel_scratch_bytes, kernel_rules=m.kernel_rules, batch=m.batch)
         memory.update(optimizer=str(s.optimizer), dtype=str(s.dtype), amp=s.amp, mode=str(s.mode), device=str(s.device))
-        report: dict[str, Any] = {
-            "arch": trace.arch,
-            "title": trace.display_name,  # what tables and diagrams call it (a callable's display name, or --title)
-            "input_shape": list(trace.input_shape),
-            "output_shape": list(trace.output_shape),
-            "inputs": [i.to_dict() for i in trace.inputs],
-            "outputs": [o.to_dict() for o in trace.outputs],
-            "total_params": trace.total_params,
-            "trainable_params": trace.trainable_params,
-            "macs": self.macs,
-            "flops": trace.flops,
-            "training_flops_per_image": self.training_flops_per_image,
-            "receptive_field": rf.to_dict() if rf is not None else None,
-            "memory": memory,
-            "budget": asdict(self.budget) if self.budget is not None else None,
-            "mode": str(self.settings.mode),
-            "blocks": [b.to_dict() for b in self.blocks],
-            "memory_remainder": self.memory_remainder.to_dict(),
-            "by_kind": [k.to_dict() for k in self.by_kind],
-            "by_kind_remainder": self.by_kind_remainder.to_dict(),
-            "uncounted_ops": self.uncounted_ops,
-            "receptive_field_unknown": self.receptive_field_unknown,
-            "conventions": CONVENTIONS,
-        }
+        report: dict[str, Any] = dict(arch=trace.arch, title=trace.display_name)  # title: what tables and diagrams call it (a callable's name, or --title)
+        report.update(input_shape=list(trace.input_shape), output_shape=list(trace.output_shape), inputs=[i.to_dict() for i in trace.inputs])
+        report.update(outputs=[o.to_dict() for o in trace.outputs], total_params=trace.total_params, trainable_params=trace.trainable_params)
+        report.update(macs=self.macs, flops=trace.flops, training_flops_per_image=self.training_flops_per_image)
+        report.update(receptive_field=rf.to_dict() if rf is not None else None, memory=memory, budget=asdict(self.budget) if self.budget is not None else None)
+        report.update(mode=str(self.settings.mode), blocks=[b.to_dict() for b in self.blocks], memory_remainder=self.memory_remainder.to_dict())
+        report.update(by_kind=[k.to_dict() for k in self.by_kind], by_kind_remainder=self.by_kind_remainder.to_dict(), uncounted_ops=self.uncounted_ops)
+        report.update(receptive_field_unknown=self.receptive_field_unknown, conventions=CONVENTIONS)
         if self.eval_memory_remainder is not None and self.eval_by_kind_remainder is not None:  # mode both
             report.update(eval_memory_remainder=self.eval_memory_remainder.to_dict(), eval_by_kind_remainder=self.eval_by_kind_remainder.to_dict())
         return report
@@ -251,8 +225,7 @@ class Comparison:
     device: str
     archs: list[CompareRow]
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    to_dict = asdict  # the JSON keys are the field names
 
 
 def compare_report(

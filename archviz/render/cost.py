@@ -54,15 +54,8 @@ def render_cost(report: CostReport, fmt: Format = Format.table, by: str = "block
             for b in report.blocks
         ]
         remainder, eval_remainder = report.memory_remainder, report.eval_memory_remainder
-        columns = [
-            ("name", "Name"),
-            ("type", "Type"),
-            ("output_shape", "Output shape"),
-            *_SHARES,
-            *_memory_columns(report.settings.mode),
-            ("rf_size", "RF"),
-            ("rf_jump", "RF jump"),
-        ]
+        columns = [("name", "Name"), ("type", "Type"), ("output_shape", "Output shape"), *_SHARES, *_memory_columns(report.settings.mode)]
+        columns += [("rf_size", "RF"), ("rf_jump", "RF jump")]
     rows.append(_rest_row(remainder, eval_remainder, size, text))
     title = f"{report.trace.display_name} @ {_tensors(report.trace.inputs)}" + (" by layer kind" if by == "kind" else "")
     footer = _footer(report, remainder, eval_remainder)
@@ -155,25 +148,12 @@ def _footer(report: CostReport, remainder: Remainder, eval_remainder: Remainder 
 
 def render_compare(report: Comparison, fmt: Format = Format.table) -> str:
     numbers = fmt in (Format.csv, Format.json)
-    rows = [
-        dict(
-            vars(r),  # the arch is shown literally (render_rows passes rich Text, never markup)
-            input=_tensors(r.inputs),
-            peak=r.peak_bytes if numbers else "n/a" if r.peak_bytes is None else format_bytes(r.peak_bytes),
-            smallest=format_shape(r.smallest_input) if r.smallest_input else "-",
-        )
-        for r in report.archs
-    ]
-    columns = [
-        ("arch", "Architecture"),
-        ("input", "Input"),
-        ("total_params", "Params"),
-        ("macs", "MACs"),
-        ("training_flops_per_image", "Train FLOPs/image"),
-        ("peak", "Train peak"),
-        ("output_shape", "Output shape"),
-        ("smallest", "Smallest input"),
-    ]
+    rows = []
+    for r in report.archs:  # the arch is shown literally (render_rows passes rich Text, never markup)
+        peak = r.peak_bytes if numbers else "n/a" if r.peak_bytes is None else format_bytes(r.peak_bytes)
+        rows.append(dict(vars(r), input=_tensors(r.inputs), peak=peak, smallest=format_shape(r.smallest_input) if r.smallest_input else "-"))
+    columns = [("arch", "Architecture"), ("input", "Input"), ("total_params", "Params"), ("macs", "MACs"), ("training_flops_per_image", "Train FLOPs/image")]
+    columns += [("peak", "Train peak"), ("output_shape", "Output shape"), ("smallest", "Smallest input")]
     footer = [
         ("Train peak", f"predicted peak of a training step at the input's batch size ({report.optimizer}, fp32, {report.device})"),
         ("MACs", "forward multiply-accumulates per batch; Train FLOPs/image = 3 x forward FLOPs per image (FLOPs = 2 x MACs)"),
@@ -213,15 +193,11 @@ def _sweep_view(report: SweepReport, text: bool) -> tuple[list[dict[str, Any]], 
             notes.append(reason)
         return f"see note {notes.index(reason) + 1}"
 
+    def peak(n: int | None) -> Any:
+        return size(n) if n is not None or not text else "n/a"
+
     rows = [
-        dict(
-            vars(r),
-            input=format_shape(r.input_shape),
-            train=size(r.train_peak_bytes) if r.train_peak_bytes is not None or not text else "n/a",
-            eval=size(r.eval_peak_bytes) if r.eval_peak_bytes is not None or not text else "n/a",
-            note=note(r.note),
-        )
-        for r in report.rows
+        dict(vars(r), input=format_shape(r.input_shape), train=peak(r.train_peak_bytes), eval=peak(r.eval_peak_bytes), note=note(r.note)) for r in report.rows
     ]
     columns = [("batch", "Batch"), ("input", "Input"), ("params", "Params"), ("macs", "MACs"), ("train", "Train peak"), ("eval", "Eval peak")]
     if report.budget_bytes is not None:
