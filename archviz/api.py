@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from archviz.shape import DTYPES, InputSpec, as_inputs
 
 if TYPE_CHECKING:
     from archviz.estimate.report import CostReport as Cost
+    from archviz.estimate.sweep import SweepReport
     from archviz.trace.record import Trace
     from archviz.walkthrough import Explanation
 
@@ -268,17 +269,15 @@ class CostReport:
 class Sweep:
     """What ``archviz cost --sweep`` shows: one row per (input size, batch) point; ``save_curve`` draws it."""
 
-    report: dict[str, Any] = field(repr=False)
+    report: SweepReport = field(repr=False)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
-        return self.to_dict()["rows"]
+        return [asdict(r) for r in self.report.rows]
 
     def to_dict(self) -> dict[str, Any]:
         """The same JSON as ``archviz cost --sweep ... --format json``."""
-        import copy
-
-        return copy.deepcopy(self.report)
+        return self.report.to_dict()
 
     def save_curve(self, path: str | os.PathLike, *, force: bool = False) -> Path:
         """Peak memory against batch size as SVG (as ``-o curve.svg``); an existing file archviz did not write is kept unless ``force``."""

@@ -255,7 +255,7 @@ def test_the_report_object_is_what_its_json_says():
         data["memory"]["peak_bytes"] == report.memory.peak_bytes and data["macs"] == report.macs == 8 * 281_640
     )  # LeNet: 281,640 MACs per image (batch norm adds none)
     assert [b["name"] for b in data["blocks"]] == [b.node.path for b in report.blocks] and len(report.blocks) > 2
-    assert [b["eval_memory"] for b in data["blocks"]] == [b.eval_memory for b in report.blocks]
+    assert [b["eval_memory"] for b in data["blocks"]] == [b.eval_memory.to_dict() for b in report.blocks]
     assert data["budget"] == {
         "budget_bytes": 2**22,
         "largest_batch": report.budget.largest_batch,

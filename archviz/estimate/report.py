@@ -1,19 +1,19 @@
 """The cost report: per-block FLOPs, bytes and receptive fields, totals, memory, budget.
 
 ``cost_report`` returns a :class:`CostReport` built from a trace (``to_dict()`` is the stable
-JSON contract of `archviz cost`); ``compare_report`` the rows of `archviz compare`. Rendering
-is archviz.render.cost.
+JSON contract of `archviz cost`); ``compare_report`` a :class:`Comparison`, the rows of `archviz compare`.
+Rendering is archviz.render.cost.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from archviz.choices import Mode
 from archviz.errors import NeedsValues, RunError
-from archviz.estimate.blocks import by_kind, memory_by_block, percent
+from archviz.estimate.blocks import KindCost, Memory, Remainder, by_kind, memory_by_block, percent
 from archviz.estimate.flops import training_flops_per_image, uncounted_ops
 from archviz.estimate.memory import MemoryEstimate, largest_batch, predict_memory
 from archviz.estimate.receptive import ReceptiveField, block_fields, receptive_fields, unknown_ops
@@ -21,7 +21,7 @@ from archviz.estimate.settings import StepSettings
 
 if TYPE_CHECKING:
     from archviz.arch import Arch
-    from archviz.trace.record import Node, Shape, Trace
+    from archviz.trace.record import Node, Shape, TensorInfo, Trace
 
 CONVENTIONS = {
     "macs": "multiply-accumulates of convolutions, linear layers and matrix products (attention included); "
@@ -51,27 +51,17 @@ class BlockCost:
     receptive_field: ReceptiveField | None
     params_percent: float
     macs_percent: float
-    memory: dict[str, Any]  # alive at the peak, by the block that made it (archviz.estimate.blocks)
-    eval_memory: dict[str, Any] | None = None  # the same at the eval forward's peak (mode both)
+    memory: Memory  # alive at the peak, by the block that made it (archviz.estimate.blocks)
+    eval_memory: Memory | None = None  # the same at the eval forward's peak (mode both)
 
     def to_dict(self) -> dict[str, Any]:
         node, rf = self.node, self.receptive_field
-        row = {
-            "name": node.path,
-            "type": node.type,
-            "depth": node.depth,
-            "output_shape": list(node.output_shape) if node.called else None,  # None: a container or unused module (issue 9)
-            "params": node.params,
-            "macs": node.macs,
-            "flops": node.flops,
-            "activation_bytes": self.activation_bytes,
-            "kept_bytes": self.kept_bytes,
-            "receptive_field": rf.to_dict() if rf is not None else None,
-            "params_percent": self.params_percent,
-            "macs_percent": self.macs_percent,
-            "memory": self.memory,
-        }
-        return row if self.eval_memory is None else {**row, "eval_memory": self.eval_memory}
+        # output_shape None: a container or unused module (issue 9)
+        row = dict(name=node.path, type=node.type, depth=node.depth, output_shape=list(node.output_shape) if node.called else None, params=node.params)
+        row.update(macs=node.macs, flops=node.flops, activation_bytes=self.activation_bytes, kept_bytes=self.kept_bytes)
+        row.update(receptive_field=rf.to_dict() if rf is not None else None, params_percent=self.params_percent, macs_percent=self.macs_percent)
+        row.update(memory=self.memory.to_dict())
+        return row if self.eval_memory is None else {**row, "eval_memory": self.eval_memory.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -93,16 +83,16 @@ class CostReport:
     settings: StepSettings
     memory: MemoryEstimate
     blocks: tuple[BlockCost, ...]
-    memory_remainder: dict[str, Any]  # the bytes at the peak no block made: blocks + remainder = peak
-    by_kind: list[dict[str, Any]]
-    by_kind_remainder: dict[str, Any]
+    memory_remainder: Remainder  # the bytes at the peak no block made: blocks + remainder = peak
+    by_kind: list[KindCost]
+    by_kind_remainder: Remainder
     receptive_field: ReceptiveField | None  # at the output
     receptive_field_unknown: list[str]
     training_flops_per_image: int  # 3 x forward FLOPs per image
     uncounted_ops: list[str]  # ops with no FLOP rule
     budget: Budget | None = None
-    eval_memory_remainder: dict[str, Any] | None = None  # mode both
-    eval_by_kind_remainder: dict[str, Any] | None = None
+    eval_memory_remainder: Remainder | None = None  # mode both
+    eval_by_kind_remainder: Remainder | None = None
 
     @classmethod
     def from_trace(cls, arch: Arch, trace: Trace, settings: StepSettings, budget_bytes: int | None = None, depth: int = 1) -> CostReport:
@@ -117,8 +107,7 @@ class CostReport:
         kinds, kinds_remainder = by_kind(trace, memory.peak_parts, memory.peak_bytes)
         eval_kinds, eval_kinds_remainder = by_kind(trace, memory.inference_peak_parts, memory.inference_peak_bytes)
         if both:
-            for row, eval_row in zip(kinds, eval_kinds, strict=True):
-                row["eval_memory"] = eval_row["memory"]
+            kinds = [replace(row, eval_memory=eval_row.memory) for row, eval_row in zip(kinds, eval_kinds, strict=True)]
         blocks = tuple(
             BlockCost(
                 node,
@@ -155,32 +144,16 @@ class CostReport:
         memory = {k: getattr(m, k) for k in _MEMORY_FIELDS}
         memory.update(loss=self.loss, kernel_scratch_bytes=m.kernel_scratch_bytes, kernel_rules=m.kernel_rules, batch=m.batch)
         memory.update(optimizer=str(s.optimizer), dtype=str(s.dtype), amp=s.amp, mode=str(s.mode), device=str(s.device))
-        report: dict[str, Any] = {
-            "arch": trace.arch,
-            "title": trace.display_name,  # what tables and diagrams call it (a callable's display name, or --title)
-            "input_shape": list(trace.input_shape),
-            "output_shape": list(trace.output_shape),
-            "inputs": [i.to_dict() for i in trace.inputs],
-            "outputs": [o.to_dict() for o in trace.outputs],
-            "total_params": trace.total_params,
-            "trainable_params": trace.trainable_params,
-            "macs": self.macs,
-            "flops": trace.flops,
-            "training_flops_per_image": self.training_flops_per_image,
-            "receptive_field": rf.to_dict() if rf is not None else None,
-            "memory": memory,
-            "budget": asdict(self.budget) if self.budget is not None else None,
-            "mode": str(self.settings.mode),
-            "blocks": [b.to_dict() for b in self.blocks],
-            "memory_remainder": self.memory_remainder,
-            "by_kind": self.by_kind,
-            "by_kind_remainder": self.by_kind_remainder,
-            "uncounted_ops": self.uncounted_ops,
-            "receptive_field_unknown": self.receptive_field_unknown,
-            "conventions": CONVENTIONS,
-        }
-        if self.settings.mode is Mode.both:
-            report.update(eval_memory_remainder=self.eval_memory_remainder, eval_by_kind_remainder=self.eval_by_kind_remainder)
+        report: dict[str, Any] = dict(arch=trace.arch, title=trace.display_name)  # title: what tables and diagrams call it (a callable's name, or --title)
+        report.update(input_shape=list(trace.input_shape), output_shape=list(trace.output_shape), inputs=[i.to_dict() for i in trace.inputs])
+        report.update(outputs=[o.to_dict() for o in trace.outputs], total_params=trace.total_params, trainable_params=trace.trainable_params)
+        report.update(macs=self.macs, flops=trace.flops, training_flops_per_image=self.training_flops_per_image)
+        report.update(receptive_field=rf.to_dict() if rf is not None else None, memory=memory, budget=asdict(self.budget) if self.budget is not None else None)
+        report.update(mode=str(self.settings.mode), blocks=[b.to_dict() for b in self.blocks], memory_remainder=self.memory_remainder.to_dict())
+        report.update(by_kind=[k.to_dict() for k in self.by_kind], by_kind_remainder=self.by_kind_remainder.to_dict(), uncounted_ops=self.uncounted_ops)
+        report.update(receptive_field_unknown=self.receptive_field_unknown, conventions=CONVENTIONS)
+        if self.eval_memory_remainder is not None and self.eval_by_kind_remainder is not None:  # mode both
+            report.update(eval_memory_remainder=self.eval_memory_remainder.to_dict(), eval_by_kind_remainder=self.eval_by_kind_remainder.to_dict())
         return report
 
 
@@ -227,9 +200,37 @@ def smallest_input(arch: Arch, input_shape: Shape) -> Shape | None:
     return smallest_square_input(arch.build(device="meta"), input_shape)
 
 
+@dataclass(frozen=True)
+class CompareRow:
+    """One architecture's row of `archviz compare`; the field names are its JSON keys."""
+
+    arch: str
+    input_shape: list[int]
+    inputs: list[TensorInfo]
+    total_params: int
+    macs: int
+    training_flops_per_image: int
+    peak_bytes: int | None  # None: it cannot train at this batch, peak_note says why
+    peak_note: str | None
+    batch: int
+    output_shape: list[int]
+    smallest_input: list[int] | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What `archviz compare` reports: the step's optimizer and device, one row per architecture."""
+
+    optimizer: str
+    device: str
+    archs: list[CompareRow]
+
+    to_dict = asdict  # the JSON keys are the field names
+
+
 def compare_report(
     archs: list[Arch], inputs: Any = None, settings: StepSettings = StepSettings(), *, labels: list[str] | None = None, batch: int | None = None
-) -> dict[str, Any]:
+) -> Comparison:
     """Side by side: params, MACs, training FLOPs per image, training peak, output, smallest input."""
     from archviz.estimate.simulate import BatchNormAtBatchOne
 
@@ -247,19 +248,6 @@ def compare_report(
             peak, peak_note = None, f"batch norm cannot train at batch {shape[0]} ({where} sees one value per channel); pass --batch 2 or more"
         plain = len(trace.inputs) == 1 and trace.inputs[0].dtype == "float32"
         smallest = smallest_input(arch, shape) if plain and len(shape) == 4 else None
-        rows.append(
-            {
-                "arch": labels[i] if labels else arch.name,
-                "input_shape": list(shape),
-                "inputs": [t.to_dict() for t in trace.inputs],
-                "total_params": trace.total_params,
-                "macs": trace.flops // 2,
-                "training_flops_per_image": training_flops_per_image(trace),
-                "peak_bytes": peak,
-                "peak_note": peak_note,
-                "batch": shape[0],
-                "output_shape": list(trace.output_shape),
-                "smallest_input": list(smallest) if smallest else None,
-            }
-        )
-    return {"optimizer": str(settings.optimizer), "device": str(settings.device), "archs": rows}
+        counts = (trace.total_params, trace.flops // 2, training_flops_per_image(trace), peak, peak_note, shape[0], list(trace.output_shape))
+        rows.append(CompareRow(labels[i] if labels else arch.name, list(shape), list(trace.inputs), *counts, list(smallest) if smallest else None))
+    return Comparison(str(settings.optimizer), str(settings.device), rows)

@@ -4,11 +4,12 @@ One trace per input size: the batch size changes neither whether a network runs 
 per-sample MACs, so every batch of one input size reads that trace (and the memory
 simulation reuses one meta model per input size, archviz.estimate.memory._meta_model). A point
 that cannot run or does not fit the budget is a row that says why; the sweep goes on.
-Plain data; rendering is archviz.render.cost.
+A :class:`SweepReport` of :class:`SweepRow` (``to_dict()``: the JSON); rendering is archviz.render.cost.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from archviz.choices import Mode
@@ -74,6 +75,38 @@ def _with_side(shape: Shape, side: Side | None) -> Shape:
     return (*shape[:2], *side)
 
 
+@dataclass
+class SweepRow:
+    """One (input size, batch) point; None where it cannot run, and the note says why. The field names are its JSON keys."""
+
+    batch: int
+    input_shape: list[int]
+    params: int | None = None
+    macs: int | None = None
+    train_peak_bytes: int | None = None
+    eval_peak_bytes: int | None = None
+    largest_batch: int | None = None  # within the budget, at this input size (0: not even one)
+    fits: bool | None = None  # the training step within the budget
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What `archviz cost --sweep` reports: the step's settings, what was swept and one row per point."""
+
+    arch: str
+    input_shape: list[int]
+    optimizer: str
+    dtype: str
+    amp: bool
+    device: str
+    budget_bytes: int | None
+    swept: list[str]
+    rows: list[SweepRow]
+
+    to_dict = asdict  # the JSON keys are the field names
+
+
 def sweep_report(
     arch: Arch,
     input_shape: Shape | None = None,
@@ -82,38 +115,26 @@ def sweep_report(
     batches: list[int] | None = None,
     sides: list[Side] | None = None,
     budget_bytes: int | None = None,
-) -> dict[str, Any]:
+) -> SweepReport:
     """One row per (input size, batch) point: params, MACs, train and eval peak, largest batch within ``budget_bytes`` (``settings.mode`` is not read)."""
     settings = settings.with_mode(Mode.train)
     base = tuple(input_shape or arch.default_input)
-    points = len(batches or [None]) * len(sides or [None])
-    if points > MAX_POINTS:
-        raise UsageError(f"the sweep has {points} points, more than the {MAX_POINTS} archviz runs at once; give fewer batch sizes or input sizes.")
     rows = []
     for side in sides or [None]:
         shape = _with_side(base, side)
         rows += _rows_for_size(arch, shape, batches or [shape[0]], settings, budget_bytes)
-    return {
-        "arch": arch.name,
-        "input_shape": list(base),
-        "optimizer": str(settings.optimizer),
-        "dtype": str(settings.dtype),
-        "amp": settings.amp,
-        "device": str(settings.device),
-        "budget_bytes": budget_bytes,
-        "swept": [k for k, v in (("batch", batches), ("input", sides)) if v],
-        "rows": rows,
-    }
+    swept = [k for k, v in (("batch", batches), ("input", sides)) if v]
+    return SweepReport(arch.name, list(base), str(settings.optimizer), str(settings.dtype), settings.amp, str(settings.device), budget_bytes, swept, rows)
 
 
-def _rows_for_size(arch: Arch, shape: Shape, batches: list[int], settings: StepSettings, budget_bytes: int | None) -> list[dict[str, Any]]:
+def _rows_for_size(arch: Arch, shape: Shape, batches: list[int], settings: StepSettings, budget_bytes: int | None) -> list[SweepRow]:
     traced_at = min(batches)
-    rows = [_row((b, *shape[1:])) for b in batches]
+    rows = [SweepRow(b, [b, *shape[1:]]) for b in batches]
     try:
         trace = arch.trace((traced_at, *shape[1:]))
     except (RunError, UsageError) as exc:  # this input size cannot run: every batch of it says why
         for row in rows:
-            row["note"] = str(exc)
+            row.note = str(exc)
         return rows
     fits: tuple[int, Any] | None | str = None
     if budget_bytes is not None:
@@ -122,48 +143,34 @@ def _rows_for_size(arch: Arch, shape: Shape, batches: list[int], settings: StepS
         except (RunError, UsageError) as exc:
             fits = str(exc)
     for row, batch in zip(rows, batches, strict=True):
-        row["params"] = trace.total_params
+        row.params = trace.total_params
         # MACs grow linearly with the batch; a network where they do not is traced at this batch
-        flops = trace.flops * batch // traced_at if trace.flops % traced_at == 0 else arch.trace(tuple(row["input_shape"])).flops
-        row["macs"] = flops // 2
+        flops = trace.flops * batch // traced_at if trace.flops % traced_at == 0 else arch.trace(tuple(row.input_shape)).flops
+        row.macs = flops // 2
         _memory(arch, row, trace, settings)
         if budget_bytes is not None:
             _budget(row, fits, budget_bytes)
     return rows
 
 
-def _row(shape: Shape) -> dict[str, Any]:
-    return {
-        "batch": shape[0],
-        "input_shape": list(shape),
-        "params": None,
-        "macs": None,
-        "train_peak_bytes": None,
-        "eval_peak_bytes": None,
-        "largest_batch": None,
-        "fits": None,
-        "note": "",
-    }
-
-
-def _memory(arch: Arch, row: dict[str, Any], trace: Any, settings: StepSettings) -> None:
+def _memory(arch: Arch, row: SweepRow, trace: Any, settings: StepSettings) -> None:
     try:
-        memory = predict_memory(arch, settings=settings, trace=trace, batch=row["batch"])
-        row["train_peak_bytes"], row["eval_peak_bytes"] = memory.peak_bytes, memory.inference_peak_bytes
+        memory = predict_memory(arch, settings=settings, trace=trace, batch=row.batch)
+        row.train_peak_bytes, row.eval_peak_bytes = memory.peak_bytes, memory.inference_peak_bytes
     except RunError as exc:  # batch norm at batch 1, a tensor too large for torch: eval may still run
-        row["note"] = str(exc)
+        row.note = str(exc)
         try:
-            row["eval_peak_bytes"] = predict_memory(arch, settings=settings.with_mode(Mode.eval), trace=trace, batch=row["batch"]).peak_bytes
+            row.eval_peak_bytes = predict_memory(arch, settings=settings.with_mode(Mode.eval), trace=trace, batch=row.batch).peak_bytes
         except RunError:
             pass
 
 
-def _budget(row: dict[str, Any], fits: Any, budget_bytes: int) -> None:
+def _budget(row: SweepRow, fits: Any, budget_bytes: int) -> None:
     if isinstance(fits, str):
-        row["note"] = row["note"] or fits
+        row.note = row.note or fits
         return
-    row["largest_batch"] = fits[0] if fits else 0
-    if row["train_peak_bytes"] is not None:
-        row["fits"] = row["train_peak_bytes"] <= budget_bytes
-        if not row["fits"]:
-            row["note"] = row["note"] or f"over budget: training needs {format_bytes(row['train_peak_bytes'])}"
+    row.largest_batch = fits[0] if fits else 0
+    if row.train_peak_bytes is not None:
+        row.fits = row.train_peak_bytes <= budget_bytes
+        if not row.fits:
+            row.note = row.note or f"over budget: training needs {format_bytes(row.train_peak_bytes)}"

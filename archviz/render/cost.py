@@ -6,16 +6,18 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from archviz.choices import Mode
-from archviz.estimate.blocks import MEMORY_KEYS, REMAINDER_KEYS
+from archviz.estimate.blocks import MEMORY_KEYS, REMAINDER_TEXT
 from archviz.estimate.units import format_bytes
 from archviz.render import Format
 from archviz.render.tables import human, render_html, render_rows
 from archviz.shape import format_shape
-from archviz.trace.record import TensorInfo
 
 if TYPE_CHECKING:
+    from archviz.estimate.blocks import KindCost, Remainder
     from archviz.estimate.receptive import ReceptiveField
-    from archviz.estimate.report import CostReport
+    from archviz.estimate.report import BlockCost, Comparison, CostReport
+    from archviz.estimate.sweep import SweepReport, SweepRow
+    from archviz.trace.record import TensorInfo
 
 _CATEGORY_ORDER = ("params", "buffers", "grads", "optimizer", "activations", "temporaries", "input")
 
@@ -35,10 +37,7 @@ def render_cost(report: CostReport, fmt: Format = Format.table, by: str = "block
     text = table or fmt is Format.markdown
     size = format_bytes if text else (lambda n: n)
     if by == "kind":
-        rows = [
-            dict(k, name=k["kind"], **_memory_cells(k["memory"], k.get("eval_memory"), k["params_percent"], k["macs_percent"], size, text))
-            for k in report.by_kind
-        ]
+        rows = [dict(name=k.kind, params=k.params, macs=k.macs, **_memory_cells(k, size, text)) for k in report.by_kind]
         remainder, eval_remainder = report.by_kind_remainder, report.eval_by_kind_remainder
         columns = [("name", "Kind"), *_SHARES, *_memory_columns(report.settings.mode)]
     else:
@@ -50,20 +49,13 @@ def render_cost(report: CostReport, fmt: Format = Format.table, by: str = "block
                 params=b.node.params,
                 macs=b.node.macs,
                 **dict(zip(("rf_size", "rf_jump"), _rf(b.receptive_field), strict=True)),
-                **_memory_cells(b.memory, b.eval_memory, b.params_percent, b.macs_percent, size, text),
+                **_memory_cells(b, size, text),
             )
             for b in report.blocks
         ]
         remainder, eval_remainder = report.memory_remainder, report.eval_memory_remainder
-        columns = [
-            ("name", "Name"),
-            ("type", "Type"),
-            ("output_shape", "Output shape"),
-            *_SHARES,
-            *_memory_columns(report.settings.mode),
-            ("rf_size", "RF"),
-            ("rf_jump", "RF jump"),
-        ]
+        columns = [("name", "Name"), ("type", "Type"), ("output_shape", "Output shape"), *_SHARES, *_memory_columns(report.settings.mode)]
+        columns += [("rf_size", "RF"), ("rf_jump", "RF jump")]
     rows.append(_rest_row(remainder, eval_remainder, size, text))
     title = f"{report.trace.display_name} @ {_tensors(report.trace.inputs)}" + (" by layer kind" if by == "kind" else "")
     footer = _footer(report, remainder, eval_remainder)
@@ -90,31 +82,29 @@ def _memory_columns(mode: Mode) -> list[tuple[str, str]]:
     return [*split, ("peak_share", "At peak"), ("peak_pct", "Peak %")]
 
 
-def _memory_cells(m: dict[str, Any], e: dict[str, Any] | None, params_percent: float, macs_percent: float, size: Any, text: bool) -> dict[str, Any]:
-    cells = {key.removesuffix("_bytes"): size(m[key]) for key in MEMORY_KEYS} | {key: m[key] for key in MEMORY_KEYS}
-    cells["peak_share_bytes"] = m["peak_share_bytes"]
-    cells.update(params_pct=_pct(params_percent, text), macs_pct=_pct(macs_percent, text))
-    cells.update(peak_share=size(m["peak_share_bytes"]), peak_pct=_pct(m["peak_percent"], text))
+def _memory_cells(row: BlockCost | KindCost, size: Any, text: bool) -> dict[str, Any]:
+    m, e = row.memory, row.eval_memory
+    cells = {key.removesuffix("_bytes"): size(getattr(m, key)) for key in MEMORY_KEYS} | {key: getattr(m, key) for key in MEMORY_KEYS}
+    cells.update(params_pct=_pct(row.params_percent, text), macs_pct=_pct(row.macs_percent, text))
+    cells.update(peak_share=size(m.peak_share_bytes), peak_share_bytes=m.peak_share_bytes, peak_pct=_pct(m.peak_percent, text))
     if e is not None:
-        cells.update(eval_share=size(e["peak_share_bytes"]), eval_share_bytes=e["peak_share_bytes"], eval_pct=_pct(e["peak_percent"], text))
+        cells.update(eval_share=size(e.peak_share_bytes), eval_share_bytes=e.peak_share_bytes, eval_pct=_pct(e.peak_percent, text))
     return cells
 
 
-def _rest_row(remainder: dict[str, Any], eval_remainder: dict[str, Any] | None, size: Any, text: bool) -> dict[str, Any]:
+def _rest_row(remainder: Remainder, eval_remainder: Remainder | None, size: Any, text: bool) -> dict[str, Any]:
     """The bytes at the peak no block made (input batch, loss, ...): blocks + this row = the peak."""
-    row: dict[str, Any] = {"name": "(rest)", "peak_share": size(remainder["bytes"]), "peak_share_bytes": remainder["bytes"]}
-    row["peak_pct"] = _pct(remainder["percent"], text)
+    row = {"name": "(rest)", "peak_share": size(remainder.bytes), "peak_share_bytes": remainder.bytes, "peak_pct": _pct(remainder.percent, text)}
     if eval_remainder is not None:
-        row.update(eval_share=size(eval_remainder["bytes"]), eval_share_bytes=eval_remainder["bytes"], eval_pct=_pct(eval_remainder["percent"], text))
+        row.update(eval_share=size(eval_remainder.bytes), eval_share_bytes=eval_remainder.bytes, eval_pct=_pct(eval_remainder.percent, text))
     return row
 
 
-def _rest_text(remainder: dict[str, Any]) -> str:
-    parts = [f"{remainder['text'][k]} {format_bytes(remainder[k])}" for k in REMAINDER_KEYS if remainder[k]]
-    return " + ".join(parts) or "nothing"
+def _rest_text(remainder: Remainder) -> str:
+    return " + ".join(f"{text} {format_bytes(getattr(remainder, k))}" for k, text in REMAINDER_TEXT.items() if getattr(remainder, k)) or "nothing"
 
 
-def _footer(report: CostReport, remainder: dict[str, Any], eval_remainder: dict[str, Any] | None) -> list[tuple[str, str]]:
+def _footer(report: CostReport, remainder: Remainder, eval_remainder: Remainder | None) -> list[tuple[str, str]]:
     m, s, trace = report.memory, report.memory.settings, report.trace
     precision = f"fp32 weights, {'fp16' if s.dtype == 'fp16' else 'bf16'} autocast" if s.amp else s.dtype
     mode = "train and eval" if report.settings.mode is Mode.both else s.mode
@@ -156,34 +146,20 @@ def _footer(report: CostReport, remainder: dict[str, Any], eval_remainder: dict[
     return footer
 
 
-def render_compare(report: dict[str, Any], fmt: Format = Format.table) -> str:
+def render_compare(report: Comparison, fmt: Format = Format.table) -> str:
     numbers = fmt in (Format.csv, Format.json)
-    rows = [
-        dict(
-            r,
-            arch=r["arch"],  # shown literally (render_rows passes rich Text, never markup)
-            input=_tensors(TensorInfo(**t) for t in r["inputs"]),
-            peak=r["peak_bytes"] if numbers else "n/a" if r["peak_bytes"] is None else format_bytes(r["peak_bytes"]),
-            smallest=format_shape(r["smallest_input"]) if r["smallest_input"] else "-",
-        )
-        for r in report["archs"]
-    ]
-    columns = [
-        ("arch", "Architecture"),
-        ("input", "Input"),
-        ("total_params", "Params"),
-        ("macs", "MACs"),
-        ("training_flops_per_image", "Train FLOPs/image"),
-        ("peak", "Train peak"),
-        ("output_shape", "Output shape"),
-        ("smallest", "Smallest input"),
-    ]
+    rows = []
+    for r in report.archs:  # the arch is shown literally (render_rows passes rich Text, never markup)
+        peak = r.peak_bytes if numbers else "n/a" if r.peak_bytes is None else format_bytes(r.peak_bytes)
+        rows.append(dict(vars(r), input=_tensors(r.inputs), peak=peak, smallest=format_shape(r.smallest_input) if r.smallest_input else "-"))
+    columns = [("arch", "Architecture"), ("input", "Input"), ("total_params", "Params"), ("macs", "MACs"), ("training_flops_per_image", "Train FLOPs/image")]
+    columns += [("peak", "Train peak"), ("output_shape", "Output shape"), ("smallest", "Smallest input")]
     footer = [
-        ("Train peak", f"predicted peak of a training step at the input's batch size ({report['optimizer']}, fp32, {report['device']})"),
+        ("Train peak", f"predicted peak of a training step at the input's batch size ({report.optimizer}, fp32, {report.device})"),
         ("MACs", "forward multiply-accumulates per batch; Train FLOPs/image = 3 x forward FLOPs per image (FLOPs = 2 x MACs)"),
     ]
-    footer += [(f"Train peak of {r['arch']}", f"n/a because {r['peak_note']}") for r in report["archs"] if r.get("peak_note")]
-    return render_rows(rows, columns, fmt, footer=footer, payload=report)
+    footer += [(f"Train peak of {r.arch}", f"n/a because {r.peak_note}") for r in report.archs if r.peak_note]
+    return render_rows(rows, columns, fmt, footer=footer, payload=report.to_dict() if fmt is Format.json else None)
 
 
 def _tensors(tensors: Iterable[TensorInfo]) -> str:
@@ -194,19 +170,19 @@ def _tensors(tensors: Iterable[TensorInfo]) -> str:
 SWEEP_MARK = "archviz cost sweep curve"  # in every curve archviz writes, so a rerun may replace its own file
 
 
-def render_sweep(report: dict[str, Any], fmt: Format = Format.table) -> str:
+def render_sweep(report: SweepReport, fmt: Format = Format.table) -> str:
     """One row per sweep point; a point that cannot run or does not fit says why in Note."""
     rows, columns, footer, title = _sweep_view(report, fmt in (Format.table, Format.markdown))
-    return render_rows(rows, columns, fmt, title=title, footer=footer, payload=report)
+    return render_rows(rows, columns, fmt, title=title, footer=footer, payload=report.to_dict() if fmt is Format.json else None)
 
 
-def render_sweep_html(report: dict[str, Any]) -> str:
+def render_sweep_html(report: SweepReport) -> str:
     """The sweep as an HTML table (Jupyter): the terminal table's cells, each peak's exact bytes as its title."""
     rows, columns, footer, title = _sweep_view(report, True)
     return render_html(rows, columns, title=title, footer=footer, exact={"train": "train_peak_bytes", "eval": "eval_peak_bytes"})
 
 
-def _sweep_view(report: dict[str, Any], text: bool) -> tuple[list[dict[str, Any]], list[tuple[str, str]], list[tuple[str, str]], str]:
+def _sweep_view(report: SweepReport, text: bool) -> tuple[list[dict[str, Any]], list[tuple[str, str]], list[tuple[str, str]], str]:
     size = format_bytes if text else (lambda n: n)
     notes: list[str] = []  # long reasons go under the table, once each, so the table stays narrow
 
@@ -217,54 +193,48 @@ def _sweep_view(report: dict[str, Any], text: bool) -> tuple[list[dict[str, Any]
             notes.append(reason)
         return f"see note {notes.index(reason) + 1}"
 
+    def peak(n: int | None) -> Any:
+        return size(n) if n is not None or not text else "n/a"
+
     rows = [
-        dict(
-            r,
-            input=format_shape(r["input_shape"]),
-            train=size(r["train_peak_bytes"]) if r["train_peak_bytes"] is not None or not text else "n/a",
-            eval=size(r["eval_peak_bytes"]) if r["eval_peak_bytes"] is not None or not text else "n/a",
-            note=note(r["note"]),
-        )
-        for r in report["rows"]
+        dict(vars(r), input=format_shape(r.input_shape), train=peak(r.train_peak_bytes), eval=peak(r.eval_peak_bytes), note=note(r.note)) for r in report.rows
     ]
     columns = [("batch", "Batch"), ("input", "Input"), ("params", "Params"), ("macs", "MACs"), ("train", "Train peak"), ("eval", "Eval peak")]
-    if report["budget_bytes"] is not None:
+    if report.budget_bytes is not None:
         columns.append(("largest_batch", "Largest batch"))
     columns.append(("note", "Note"))
-    precision = f"fp32 weights, {'fp16' if report['dtype'] == 'fp16' else 'bf16'} autocast" if report["amp"] else report["dtype"]
+    precision = f"fp32 weights, {'fp16' if report.dtype == 'fp16' else 'bf16'} autocast" if report.amp else report.dtype
     footer = [
-        ("Memory", f"predicted peak of a training step ({report['optimizer']}, {precision}, {report['device']}) and of an eval forward under no_grad"),
+        ("Memory", f"predicted peak of a training step ({report.optimizer}, {precision}, {report.device}) and of an eval forward under no_grad"),
         ("MACs", "forward multiply-accumulates of the whole batch (FLOPs = 2 x MACs)"),
     ]
-    if report["budget_bytes"] is not None:
-        footer.append(
-            ("Largest batch", f"the largest batch whose training step fits in {format_bytes(report['budget_bytes'])} at that input size (0: not even one)")
-        )
+    if report.budget_bytes is not None:
+        fits = f"the largest batch whose training step fits in {format_bytes(report.budget_bytes)} at that input size (0: not even one)"
+        footer.append(("Largest batch", fits))
     footer += [(f"Note {i}", reason) for i, reason in enumerate(notes, 1)]
-    swept = " and ".join(report["swept"]) or "nothing"
-    return rows, columns, footer, f"{report['arch']}: sweep over {swept}"
+    return rows, columns, footer, f"{report.arch}: sweep over {' and '.join(report.swept) or 'nothing'}"
 
 
-def sweep_curve_svg(report: dict[str, Any]) -> str:
+def sweep_curve_svg(report: SweepReport) -> str:
     """Peak memory against the batch size, one line per input size (train solid, eval dashed), and the budget."""
     from archviz.train.plot import COLOURS, Level, Series, line_chart_svg
 
-    sizes: dict[str, list[dict[str, Any]]] = {}
-    for r in report["rows"]:
-        sizes.setdefault(format_shape(r["input_shape"][2:]), []).append(r)  # the spatial size: H x W
+    sizes: dict[str, list[SweepRow]] = {}
+    for r in report.rows:
+        sizes.setdefault(format_shape(r.input_shape[2:]), []).append(r)  # the spatial size: H x W
     series = []
     for i, (size, rows) in enumerate(sizes.items()):
         colour = COLOURS[i % len(COLOURS)]
         label = f" {size}" if len(sizes) > 1 else ""
-        series.append(Series([(r["batch"], r["train_peak_bytes"]) for r in rows if r["train_peak_bytes"] is not None], f"train{label}", colour))
-        series.append(Series([(r["batch"], r["eval_peak_bytes"]) for r in rows if r["eval_peak_bytes"] is not None], f"eval{label}", colour, "2,3"))
-    budget = report["budget_bytes"]
+        series.append(Series([(r.batch, r.train_peak_bytes) for r in rows if r.train_peak_bytes is not None], f"train{label}", colour))
+        series.append(Series([(r.batch, r.eval_peak_bytes) for r in rows if r.eval_peak_bytes is not None], f"eval{label}", colour, "2,3"))
+    budget = report.budget_bytes
     levels = [Level(budget, f"budget {format_bytes(budget)}")] if budget is not None else []
     values = [y for s in series for _, y in s.points] + [lv.value for lv in levels]
-    batches = sorted({r["batch"] for r in report["rows"]})
+    batches = sorted({r.batch for r in report.rows})
     return line_chart_svg(
         series,
-        title=f"{report['arch']}: peak memory against batch size ({report['optimizer']}, {report['device']})",
+        title=f"{report.arch}: peak memory against batch size ({report.optimizer}, {report.device})",
         x_label="batch size",
         x_range=(0, batches[-1]),
         x_ticks=batches,
