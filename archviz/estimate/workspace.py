@@ -73,6 +73,11 @@ class CpuFacts:
         return ONEDNN_ISAS.index(self.onednn) >= ONEDNN_ISAS.index("avx512_core_bf16")
 
     @property
+    def amx(self) -> bool:
+        """Whether oneDNN runs bf16 convolutions and matmuls on AMX tiles (its brgemm kernels)."""
+        return ONEDNN_ISAS.index(self.onednn) >= ONEDNN_ISAS.index("avx10_1_512_amx")
+
+    @property
     def block(self) -> int:
         """oneDNN's channel block: 16 floats in an AVX-512 register, 8 in an AVX/AVX2 one."""
         return 16 if ONEDNN_ISAS.index(self.onednn) >= ONEDNN_ISAS.index("avx512_core") else 8
@@ -86,7 +91,11 @@ def onednn_isa() -> str:
     from archviz.compat import cpu_isa_flags
 
     flags = cpu_isa_flags()
-    if flags["avx512_bf16"]:
+    if flags["avx512_bf16"] and flags["amx_tile"]:
+        # oneDNN's avx512_core_amx wants AMX tiles, AMX-BF16, AMX-INT8 and AVX512-FP16 (cpu_isa_traits.hpp, mayiuse); torch asks
+        # cpuinfo for the tiles and AMX-FP16 only, and every CPU with AMX tiles so far (Sapphire Rapids on) has the other three
+        hardware = "avx10_1_512_amx_fp16" if flags["amx_fp16"] else "avx10_1_512_amx"
+    elif flags["avx512_bf16"]:
         hardware = "avx512_core_bf16"
     elif flags["avx512"]:
         hardware = "avx512_core"
