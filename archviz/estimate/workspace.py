@@ -14,7 +14,8 @@ under the CPU's own ISA and under AVX2, with 1 and 2 threads.
   input reordered when its channel count is a whole number of blocks. Backward runs
   backward-data and backward-weights one after the other, each with its own blocked copies
   (``_conv_backward`` says which kernel blocks what). Below AVX-512 BF16, oneDNN runs bf16
-  convolutions with its gemm kernels (im2col columns).
+  convolutions with its gemm kernels (im2col columns). With AMX (``CpuFacts.amx``) it runs them
+  with its brgemm kernels in NHWC: ``_amx_conv_forward`` and ``_amx_conv_backward``.
   ``slow_conv2d`` unfolds its input into columns (Cin x k x k rows, one per output pixel).
 - Batch norm's CPU backward makes one copy the size of its input.
 
