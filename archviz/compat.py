@@ -205,7 +205,7 @@ def profiler_event_tree(prof: Any) -> list:
 
 
 def cpu_isa_flags() -> dict[str, bool]:
-    """What the CPU itself supports (cpuinfo, not capped by ATEN_CPU_CAPABILITY): avx2, avx512, avx512_bf16."""
+    """What the CPU itself supports (cpuinfo, not capped by ATEN_CPU_CAPABILITY): avx2, avx512, avx512_bf16, amx_tile, amx_fp16."""
     import torch.cpu
 
     try:
@@ -213,6 +213,8 @@ def cpu_isa_flags() -> dict[str, bool]:
             "avx2": bool(torch.cpu._is_avx2_supported()),
             "avx512": bool(torch.cpu._is_avx512_supported()),
             "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
+            "amx_tile": bool(torch.cpu._is_amx_tile_supported()),
+            "amx_fp16": bool(torch.cpu._is_amx_fp16_supported()),
         }
     except AttributeError as exc:
         raise _missing("CPU feature queries (torch.cpu._is_avx2_supported and friends)", exc) from None

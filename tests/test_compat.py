@@ -280,8 +280,9 @@ def test_every_torch_load_refuses_pickled_code():
 
 def test_cpu_feature_queries_answer_for_the_memory_model():
     flags = compat.cpu_isa_flags()
-    assert set(flags) == {"avx2", "avx512", "avx512_bf16"} and all(isinstance(v, bool) for v in flags.values())
+    assert set(flags) == {"avx2", "avx512", "avx512_bf16", "amx_tile", "amx_fp16"} and all(isinstance(v, bool) for v in flags.values())
     assert not flags["avx512_bf16"] or flags["avx512"]  # bf16 instructions come with AVX-512
+    assert not flags["amx_fp16"] or flags["amx_tile"]  # AMX-FP16 runs on AMX tiles
     assert isinstance(compat.mkldnn_bf16_supported(), bool)
 
 

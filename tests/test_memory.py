@@ -27,6 +27,7 @@ ROWS = [
     ("lenet_bn", (8, 1, 28, 28), "adamw", False),
     ("lenet_bn", (16, 1, 28, 28), "sgd", True),
     ("nin", (2, 1, 64, 64), "sgd", False),
+    ("nin", (2, 1, 64, 64), "sgd", True),  # held out from the AMX rules' fitting
 ]
 _COMPARE = """
 import json, sys, torch

@@ -14,7 +14,8 @@ under the CPU's own ISA and under AVX2, with 1 and 2 threads.
   input reordered when its channel count is a whole number of blocks. Backward runs
   backward-data and backward-weights one after the other, each with its own blocked copies
   (``_conv_backward`` says which kernel blocks what). Below AVX-512 BF16, oneDNN runs bf16
-  convolutions with its gemm kernels (im2col columns).
+  convolutions with its gemm kernels (im2col columns). With AMX (``CpuFacts.amx``) it runs them
+  with its brgemm kernels in NHWC: ``_amx_conv_forward`` and ``_amx_conv_backward``.
   ``slow_conv2d`` unfolds its input into columns (Cin x k x k rows, one per output pixel).
 - Batch norm's CPU backward makes one copy the size of its input.
 
@@ -25,6 +26,7 @@ run time; it is not modelled (docs/limits.md).
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,22 +57,29 @@ class CpuFacts:
     obeys ``ATEN_CPU_CAPABILITY``). ``onednn``: the ISA oneDNN runs (the CPU's, capped by
     ``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA`` as oneDNN caps it). ``threads``: torch's
     intra-op threads. ``bf16``: whether ATen hands bf16 convolutions and matmuls to oneDNN
-    (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, the check ATen itself makes).
+    (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, the check ATen itself makes). ``l2``: the
+    per-core L2 cache in bytes, which oneDNN's AMX kernels block by (2 MiB when the OS does not say).
     """
 
     aten: str
     onednn: str
     threads: int
     bf16: bool
+    l2: int = 2 << 20
 
     @classmethod
     def here(cls) -> CpuFacts:
-        return cls(torch.backends.cpu.get_cpu_capability(), onednn_isa(), torch.get_num_threads(), _mkldnn_bf16())
+        return cls(torch.backends.cpu.get_cpu_capability(), onednn_isa(), torch.get_num_threads(), _mkldnn_bf16(), _l2_bytes())
 
     @property
     def native_bf16(self) -> bool:
         """Whether oneDNN's bf16 kernels are native here (AVX-512 BF16 and up); below, it runs gemm kernels."""
         return ONEDNN_ISAS.index(self.onednn) >= ONEDNN_ISAS.index("avx512_core_bf16")
+
+    @property
+    def amx(self) -> bool:
+        """Whether oneDNN runs bf16 convolutions and matmuls on AMX tiles (its brgemm kernels)."""
+        return ONEDNN_ISAS.index(self.onednn) >= ONEDNN_ISAS.index("avx10_1_512_amx")
 
     @property
     def block(self) -> int:
@@ -86,7 +95,11 @@ def onednn_isa() -> str:
     from archviz.compat import cpu_isa_flags
 
     flags = cpu_isa_flags()
-    if flags["avx512_bf16"]:
+    if flags["avx512_bf16"] and flags["amx_tile"]:
+        # oneDNN's avx512_core_amx wants AMX tiles, AMX-BF16, AMX-INT8 and AVX512-FP16 (cpu_isa_traits.hpp, mayiuse); torch asks
+        # cpuinfo for the tiles and AMX-FP16 only, and every CPU with AMX tiles so far (Sapphire Rapids on) has the other three
+        hardware = "avx10_1_512_amx_fp16" if flags["amx_fp16"] else "avx10_1_512_amx"
+    elif flags["avx512_bf16"]:
         hardware = "avx512_core_bf16"
     elif flags["avx512"]:
         hardware = "avx512_core"
@@ -99,6 +112,16 @@ def onednn_isa() -> str:
     if cap in ONEDNN_ISAS and ONEDNN_ISAS.index(cap) < ONEDNN_ISAS.index(hardware):
         return cap
     return hardware
+
+
+def _l2_bytes() -> int:
+    """The per-core L2 cache (Linux sysfs, as oneDNN's ``platform::get_per_core_cache_size(2)`` reads it by cpuid); 2 MiB elsewhere."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
+            text = f.read().strip().upper()
+        return int(text[:-1]) * {"K": 1 << 10, "M": 1 << 20}[text[-1]] if text[-1] in "KM" else int(text)
+    except (OSError, ValueError):
+        return 2 << 20
 
 
 def _mkldnn_bf16() -> bool:
@@ -145,6 +168,8 @@ def _conv_forward(args: tuple, facts: CpuFacts) -> int:
         return 0 if pointwise else e * n * c * kh * kw * ho * wo  # im2col columns
     if x.dtype in (torch.bfloat16, torch.float16) and not facts.native_bf16:
         return 0 if (kh == kw == 1 and all(st == 1 for st in stride)) else e * n * c * kh * kw * ho * wo  # oneDNN's gemm kernel: im2col
+    if x.dtype in (torch.bfloat16, torch.float16) and facts.amx and groups == 1 and not channels_last_conv(x, w):
+        return _amx_conv_forward(x, w, padding, e * n * o * ho * wo, facts)
     b = facts.block
     if channels_last_conv(x, w):
         return _conv_forward_channels_last(o, i, kh, kw, groups, e, b, _one_weight_copy(kh, kw, b, facts))
@@ -245,6 +270,8 @@ def _conv_backward(args: tuple, facts: CpuFacts) -> int:
         if pointwise:
             return 4 * grad.numel() if x.dtype in (torch.bfloat16, torch.float16) else 0  # bf16 accumulates the gradient in fp32
         return e * n * c * kh * kw * grad.shape[2] * grad.shape[3]
+    if x.dtype in (torch.bfloat16, torch.float16) and facts.amx and groups == 1 and not channels_last_conv(x, w):
+        return _amx_conv_backward(grad, x, w, stride, padding, mask, args[3] is not None and mask[2], facts)
     b = facts.block
     out_pixels = grad.shape[2] * grad.shape[3]
     if channels_last_conv(x, w) and x.dtype in (torch.bfloat16, torch.float16) and facts.native_bf16 and i == 1 and groups == o and mask[1] and kh * kw > 9:
@@ -296,6 +323,131 @@ def _conv_backward(args: tuple, facts: CpuFacts) -> int:
         working = e * n * _blocked(o, b) * out_pixels + src + weight_grad + reduction
         peak = max(peak, grad_input + working, outputs + weight_grad)
     return copy + max(peak - outputs, 0)
+
+
+def _f32(v: float) -> float:
+    """Round to a C float: oneDNN's thread balancing compares float costs, and ties decide."""
+    return struct.unpack("f", struct.pack("f", v))[0]
+
+
+def _up(a: int, b: int) -> int:
+    return -(-a // b) * b
+
+
+def _amx_bwd_w_threads(n: int, c: int, o: int, ih: int, oh: int, kh: int, kw: int, sh: int, sw: int, tr_iw: int, tr_ow: int, threads: int) -> tuple:
+    """How oneDNN's AMX backward-weights splits its threads: ``balance_bwd_w`` (src/cpu/x64/jit_brgemm_conv_utils.cpp), its
+    memory-cost search over (batch x rows, output-channel, input-channel) splits. Its two empirical overrides (1x1 kernels
+    with 28+ threads, and batches of at most half the threads with 64+ channels) are not followed.
+    Returns (threads used, batch split, output-channel split, input-channel split)."""
+    nb_ic, nb_oc = -(-c // 16), -(-o // 16)
+    ic_blk, oc_blk = (2 if nb_ic > 1 else 1), (2 if nb_oc > 1 else 1)
+    os_chunks, oc_chunks, ic_chunks = n * oh, -(-nb_oc // oc_blk), -(-nb_ic // ic_blk)
+    src_sp, dst_sp = n * ih * tr_iw, n * oh * tr_ow
+    comp = _f32(_f32(0.5 * (dst_sp * o * 2 + src_sp * c * 2)) / (o * c * kh * kw * 4))
+    ratio = _f32(oc_chunks / ic_chunks)
+    src_coef = max(_f32(1 / ratio), 1.0) * (4 if comp < 1 else 1)
+    dst_coef, wei_coef = max(ratio, 1.0), max(comp, 1.0)
+
+    def cost(mb: int, ocb: int, icb: int) -> float:
+        thr_mb = -(-os_chunks // mb)
+        ic_amount = -(-ic_chunks // icb) * 16 * ic_blk
+        oc_amount = -(-oc_chunks // (16 * oc_blk * ocb)) * 16 * oc_blk
+        src_v = _f32(_f32(2 * src_coef) * ic_amount * (thr_mb * (src_sp // os_chunks) // sh // sw))
+        dst_v = _f32(_f32(2 * dst_coef) * oc_amount * thr_mb * (dst_sp // os_chunks))
+        wei_v = _f32(_f32(_f32(4 * wei_coef) * oc_amount) * ic_amount * kh * kw)
+        return _f32(_f32(src_v + dst_v) + wei_v)
+
+    best, split = cost(1, 1, 1), (1, 1, 1)
+    for mb in range(1, min(threads, os_chunks) + 1):
+        for ocb in range(1, min(threads // mb, oc_chunks) + 1):
+            icb = min(threads // mb // ocb, nb_ic // ic_blk)
+            if (v := cost(mb, ocb, icb)) <= best:
+                best, split = v, (mb, ocb, icb)
+    mb, ocb, icb = split
+    if threads // 2 < mb < threads:
+        mb = min(os_chunks, threads)
+    return mb * ocb * icb, mb, ocb, icb
+
+
+# Bytes of oneDNN's AMX backward-weights scratchpad beyond the buffers init_scratchpad_bwd_w books: measured (torch.profiler)
+# at 16,856-16,920 on every shape tried, 1 and 2 threads; the registry's alignment padding and its context, not traced here.
+AMX_BWD_W_EXTRA = 16_920
+
+
+def _amx_bwd_w_scratchpad(x: torch.Tensor, o: int, kh: int, kw: int, stride, padding, oh: int, ow: int, bias: bool, facts: CpuFacts) -> int:
+    """The scratchpad of oneDNN's AMX backward-weights (``brgemm_convolution_bwd_weights_t``), as ``init_conf_bwd_w`` and
+    ``init_scratchpad_bwd_w`` (src/cpu/x64/jit_brgemm_conv_utils.cpp) size it: the input transposed into rows of ``tr_iw``
+    (the padded width rounded to 32) by 16 channels, one copy per batch split and input-channel block; the output gradient
+    transposed likewise (rows of ``tr_ow``); one fp32 weight (and bias) gradient per batch split, to reduce; a page of
+    brgemm batch descriptors and two pages of AMX tile buffer per thread. Measured (torch.profiler, bf16, 1 and 2 threads,
+    14 shapes): within 64 bytes of AMX_BWD_W_EXTRA plus these buffers."""
+    n, c, h, w = x.shape
+    sh, sw = stride
+    pad_l, pad_r = padding[1], max(0, (ow - 1) * sw + kw - w - padding[1])
+    if kh == kw == 1 and sh == sw == 1 and not any(padding) and w <= 28:
+        w, h, ow, oh = h * w, 1, oh * ow, 1  # small 1x1 convolutions run as 1-d ones
+    tr_iw = _up(-(-(w + pad_l + pad_r) // sw), 32) * sw
+    tr_ow = _up(ow, 2)
+    if tr_ow > 32:  # a width that splits into the fewest row blocks of at most 32
+        tr_ow = min(range(tr_ow, _up(tr_ow, 32) + 1, 2), key=lambda t: (t // max(i for i in range(32, 0, -2) if t % i == 0), t))
+    nthr, mb, ocb, icb = _amx_bwd_w_threads(n, c, o, h, oh, kh, kw, sh, sw, tr_iw, tr_ow, facts.threads)
+    nb_ic, nb_oc = -(-c // 16), -(-o // 16)
+    irow, orow = 4 * tr_iw * 16 * -(-nb_ic // icb), 4 * tr_ow * 16 * -(-nb_oc // ocb)
+    oh_block = max(1, int(max(0.0, 0.8 * facts.l2 - kh * irow) / (irow + orow)))
+    oh_block = min(oh, -(-oh // -(-oh // oh_block)))
+    ih_block = min(h, sh * min(h, (oh_block - 1) * min(kh, sh) + kh))
+    tr_src = 2 * (mb * nb_ic * tr_iw * 16 * ih_block + _up(max(pad_l, pad_r + 1), 32))
+    tr_dst = 2 * (mb * nb_oc * tr_ow * 16 * oh_block + tr_iw * 16)
+    reduction = 4 * mb * (nb_oc * 16 * nb_ic * 16 * kh * kw + (nb_oc * 16 if bias else 0))
+    return tr_src + tr_dst + reduction + 64 + nthr * (_up(oh * 32, 4096) + 2 * 4096) + AMX_BWD_W_EXTRA
+
+
+def _amx_fwd_scratchpad(c: int, h: int, w: int, kh: int, kw: int, padding, facts: CpuFacts) -> int:
+    """oneDNN's AMX forward (and stride-1 backward-data, which runs as one) scratchpad: ESTIMATED, not derived. Per thread
+    two pages of AMX tile buffer and a page of batch descriptors (as in the backward-weights one) and, for kernels larger
+    than 1x1, one padded image with channels in blocks of 16; plus two pages. The blocking that sizes the real buffers
+    (``brg_blocking_t``) is not modelled: measured per-thread parts were 0.5-1.6x this (12 shapes, 1 and 2 threads)."""
+    image = 2 * _blocked(c, 16) * (h + 2 * padding[0]) * (w + 2 * padding[1]) if kh * kw > 1 else 0
+    return 2 * 4096 + facts.threads * (3 * 4096 + image)
+
+
+def _amx_conv_forward(x: torch.Tensor, w: torch.Tensor, padding, out_bytes: int, facts: CpuFacts) -> int:
+    """oneDNN's AMX bf16 forward (brgemm convolution, src/cpu/x64/jit_brgemm_conv.cpp), plain NCHW tensors from ATen: the
+    input reordered to NHWC (no copy with one channel, where both layouts agree), the weights reordered (output channels
+    padded to 16, an estimate: 16-64), the scratchpad, the NHWC output; then ideep copies the output back to NCHW through one
+    more output-sized buffer. Measured with torch.profiler (bf16, 12 shapes, 1 and 2 threads): the buffer sequence and
+    every size but the scratchpad's (see ``_amx_fwd_scratchpad``) and the weights' padding."""
+    n, c, h, wd = x.shape
+    o, i, kh, kw = w.shape
+    e = x.element_size()
+    copies = (e * x.numel() if c > 1 else 0) + e * _blocked(o, 16) * i * kh * kw
+    return max(copies + _amx_fwd_scratchpad(c, h, wd, kh, kw, padding, facts), 2 * out_bytes)
+
+
+def _amx_conv_backward(grad: torch.Tensor, x: torch.Tensor, w: torch.Tensor, stride, padding, mask: Any, bias: bool, facts: CpuFacts) -> int:
+    """oneDNN's AMX bf16 backward, plain NCHW tensors from ATen. Backward-data: the output gradient reordered to NHWC, the
+    weights reordered (input channels padded to 16, an estimate), the NHWC input gradient and the scratchpad (estimated by
+    ``_amx_fwd_scratchpad``); then the input gradient copied out to NCHW through one more buffer. Backward-weights
+    (``brgemm_convolution_bwd_weights_t``): the output gradient and the input (unless it has one channel) reordered to
+    NHWC, the weight gradient in OIhw16i16o2i (output channels padded to 16, input channels to 32), the scratchpad
+    (``_amx_bwd_w_scratchpad``, from oneDNN's source) and the bias gradient. Measured with torch.profiler (bf16, 12 shapes,
+    1 and 2 threads): the buffer sequence and every size but the backward-data scratchpad's and weights' padding."""
+    n, c, h, wd = x.shape
+    o, i, kh, kw = w.shape
+    e = x.element_size()
+    out = e * grad.numel()
+    grad_input = e * x.numel() if mask[0] else 0
+    outputs = grad_input + (e * w.numel() if mask[1] else 0) + (e * o if mask[2] else 0)
+    peak = 0
+    if mask[0]:
+        weights = e * _blocked(i, 16) * o * kh * kw
+        peak = max(out + weights + grad_input + _amx_fwd_scratchpad(o, *grad.shape[2:], kh, kw, padding, facts), 3 * grad_input)
+    if mask[1]:
+        src = e * x.numel() if c > 1 else 0
+        weight_grad = e * _blocked(o, 16) * _blocked(i, 32) * kh * kw
+        scratch = _amx_bwd_w_scratchpad(x, o, kh, kw, stride, padding, grad.shape[2], grad.shape[3], bias, facts)
+        peak = max(peak, grad_input + out + src + weight_grad + scratch + (e * o if bias else 0))
+    return max(peak - outputs, 0)
 
 
 def _onednn_ld(n: int) -> int:
