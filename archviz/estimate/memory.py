@@ -48,6 +48,7 @@ CPU_UNCERTAIN = (
     "estimated: bf16 channels-last depthwise backward's per-image scratchpad (within 8% from 14x14 up, 22% under at 7x7), "
     "LSTM backward's weight copies at hidden sizes of 200 and more (fitted on three shapes)"
 )
+AMX_UNCERTAIN = "; estimated: the AMX bf16 convolutions' forward and backward-data scratchpad (one padded image per thread)"
 
 # What is predicted, in a few words (the JSON's ``memory.step``; archviz.step has the code).
 STEP = "2nd step of zero_grad(set_to_none) -> forward -> backward -> optimizer.step (d2l order)"
@@ -129,7 +130,9 @@ def predict_memory(
     on_gpu = settings.device is TargetDevice.cuda
     facts = None if on_gpu else workspace.CpuFacts.here()
     kernel_scratch = None if facts is None else workspace.cpu_workspace(facts)
-    rules = "cuDNN/cuBLAS workspaces are chosen at run time and not included" if facts is None else f"{facts.describe()}; {CPU_UNCERTAIN}"
+    rules = "cuDNN/cuBLAS workspaces are chosen at run time and not included"
+    if facts is not None:
+        rules = f"{facts.describe()}; {CPU_UNCERTAIN}{AMX_UNCERTAIN if facts.amx else ''}"
     inputs = _simulated_inputs(trace, batch)
     common = dict(arch=arch.name, input_shape=shape, settings=settings)
     inference = simulate.simulate_inference(_meta_model(arch, shape), inputs, settings, kernel_scratch)
