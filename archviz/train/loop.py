@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -77,27 +77,13 @@ class TrainResult:
     data_bytes: int = 0  # the dataset on the device (counted in the peak, not in the prediction)
 
 
-class Reporter(Protocol):
-    """Where progress goes; the CLI prints it, the library never does."""
+class Reporter:
+    """Where progress goes: nowhere here (the library never prints); the CLI's reporters print it."""
 
     def info(self, text: str) -> None: ...
     def start_epoch(self, epoch: int, num_epochs: int, total_batches: int) -> None: ...
     def advance(self, batches: int = 1) -> None: ...
     def end_epoch(self, record: EpochRecord) -> None: ...
-
-
-class Silent:
-    def info(self, text: str) -> None:
-        pass
-
-    def start_epoch(self, epoch: int, num_epochs: int, total_batches: int) -> None:
-        pass
-
-    def advance(self, batches: int = 1) -> None:
-        pass
-
-    def end_epoch(self, record: EpochRecord) -> None:
-        pass
 
 
 def run(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None, force: bool = False, trust_code: bool | None = None) -> TrainResult:
@@ -141,7 +127,7 @@ def train(
     """Train ``config.arch`` on Fashion-MNIST, writing metrics and checkpoints to ``config.out``."""
     dist = dist or distributed.Dist()
     check_batch_split(config.batch_size, dist.world_size)  # torchrun's process count is known only here
-    reporter = reporter if (reporter is not None and dist.is_main) else Silent()
+    reporter = reporter if (reporter is not None and dist.is_main) else Reporter()
     s = setup(config, resume, reporter, dist, trusted)  # device, data, model, loss, optimizer
     where = resume_from(s, reporter) if resume else Progress()  # weights, optimizer, epoch, batch, RNG
     if not resume and dist.is_main:
