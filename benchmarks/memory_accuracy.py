@@ -118,6 +118,11 @@ CUDA_ROWS = [
 ]
 
 
+def _isa_label(isa: str) -> str:
+    """The results' name: "native" is "amx" where oneDNN runs its AMX kernels, beside the AVX-512 BF16 machine's native table."""
+    return "amx" if isa == "native" and CpuFacts.here().amx else isa
+
+
 def _reexec_with_isa(isa: str) -> int | None:
     """Run this script again with the ISA variables set (they must be set before torch loads)."""
     wanted = ISA_ENV.get(isa, {})
@@ -323,7 +328,7 @@ def main() -> int:
     print(report)
     if not args.no_save and args.only == "*":
         RESULTS.mkdir(exist_ok=True)
-        stem = f"memory_accuracy_{args.device}" + (f"_{args.isa}_{args.threads}t" if args.device == "cpu" else "")
+        stem = f"memory_accuracy_{args.device}" + (f"_{_isa_label(args.isa)}_{args.threads}t" if args.device == "cpu" else "")
         (RESULTS / f"{stem}.md").write_text(report + "\n")
         (RESULTS / f"{stem}.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2) + "\n")
     return 0
@@ -367,7 +372,7 @@ def kernel_main(args) -> int:
     print(report)
     if not args.no_save and args.only == "*":
         RESULTS.mkdir(exist_ok=True)
-        stem = f"memory_accuracy_kernels_cpu_{args.isa}_{args.threads}t"
+        stem = f"memory_accuracy_kernels_cpu_{_isa_label(args.isa)}_{args.threads}t"
         (RESULTS / f"{stem}.md").write_text(report + "\n")
         (RESULTS / f"{stem}.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2) + "\n")
     return 0
