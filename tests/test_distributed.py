@@ -31,7 +31,7 @@ from archviz.train.recipes import make_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--limit-train", "1000", "--limit-test", "500", "--batch-size", "100", "--threads", "1"]
-TIMEOUT_S = 180  # two nodes together: 5-25 s when healthy on the shared 2-core machine, over 90 s when other test runs load it; a hung rendezvous ends at join_timeout (30 s)
+TIMEOUT_S = 180  # two nodes together: 5-25 s on the shared 2-core machine; a hung rendezvous ends at join_timeout (30 s); a worker that died in teardown (fixed: cli/app.py) left torchrun at its exit barrier past this
 
 
 def metrics(run_dir: Path) -> list[dict]:
