@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from archviz.choices import TargetDevice
 from archviz.errors import RunError
 from archviz.estimate.settings import StepSettings
 from archviz.estimate.simulate import simulated_loss
@@ -50,7 +49,7 @@ def measure_training_peak(arch: Arch | str, input_shape: tuple[int, ...] | None 
     trace = arch.trace(shape)
     classes = trace.output_shape[-1] if trace.output_shape else 1
     weights_dtype, amp_dtype = settings.torch_dtypes()
-    on_gpu = device is TargetDevice.cuda
+    on_gpu = settings.on_gpu
     if on_gpu and not torch.cuda.is_available():
         raise RunError("measuring on CUDA needs a GPU, and torch sees none; measure on the CPU or predict without measuring.")
     torch.manual_seed(seed)

@@ -127,7 +127,7 @@ def predict_memory(
     settings = settings.with_mode(Mode.train) if settings.mode is Mode.both else settings  # the training step; its eval forward comes with it
     batch = batch if batch is not None else trace.input_shape[0] if trace.input_shape else 1
     shape = (batch, *trace.input_shape[1:]) if trace.input_shape else ()
-    on_gpu = settings.device is TargetDevice.cuda
+    on_gpu = settings.on_gpu
     facts = None if on_gpu else workspace.CpuFacts.here()
     kernel_scratch = None if facts is None else workspace.cpu_workspace(facts)
     rules = "cuDNN/cuBLAS workspaces are chosen at run time and not included"

@@ -49,6 +49,10 @@ class StepSettings:
             float(weight_decay),
         )
 
+    @property
+    def on_gpu(self) -> bool:
+        return self.device is TargetDevice.cuda
+
     def with_mode(self, mode: Mode) -> StepSettings:
         return dataclasses.replace(self, mode=mode)
 

@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from archviz.choices import TargetDevice
 from archviz.compat import (
     TorchDispatchMode,
     WeakIdKeyDictionary,
@@ -410,7 +409,7 @@ def _at_peak(tracker: StorageTracker) -> tuple[tuple[str | None, str, str, int],
 def _simulation(model: nn.Module, settings: StepSettings, workspace: Workspace | None, train: bool) -> Iterator[tuple[StorageTracker, str]]:
     """Put ``model`` where a simulation runs it and track its weights; yields the tracker and the device."""
     dtype, amp_dtype = settings.torch_dtypes()
-    on_gpu = settings.device is TargetDevice.cuda
+    on_gpu = settings.on_gpu
     tracker = StorageTracker(rounding=512 if on_gpu else 1, count_host=not on_gpu, workspace=workspace)
     with contextlib.ExitStack() as stack:
         model.to(dtype)  # on meta: free
@@ -518,7 +517,7 @@ def simulate_training(
     and no backward pass.
     """
     dtype, amp_dtype = settings.torch_dtypes()
-    on_gpu = settings.device is TargetDevice.cuda
+    on_gpu = settings.on_gpu
     with _simulation(model, settings, workspace, train=True) as (tracker, device):
         X, y = _make_inputs(inputs, dtype, device, tracker)
         trainable = [p for p in model.parameters() if p.requires_grad]

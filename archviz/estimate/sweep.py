@@ -116,7 +116,9 @@ def sweep_report(
     sides: list[Side] | None = None,
     budget_bytes: int | None = None,
 ) -> SweepReport:
-    """One row per (input size, batch) point: params, MACs, train and eval peak, largest batch within ``budget_bytes`` (``settings.mode`` is not read)."""
+    """One row per (input size, batch) point: params, MACs, train and eval peak, largest batch within ``budget_bytes`` (``settings.mode`` is not read).
+
+    ``batches`` and ``sides`` come from :func:`parse_sweeps`, which bounds their points (MAX_POINTS)."""
     settings = settings.with_mode(Mode.train)
     base = tuple(input_shape or arch.default_input)
     rows = []

@@ -25,6 +25,7 @@ run time; it is not modelled (docs/limits.md).
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ def onednn_isa() -> str:
     return hardware
 
 
+@functools.cache
 def _l2_bytes() -> int:
     """The per-core L2 cache (Linux sysfs, as oneDNN's ``platform::get_per_core_cache_size(2)`` reads it by cpuid); 2 MiB elsewhere."""
     try:
@@ -330,10 +332,6 @@ def _f32(v: float) -> float:
     return struct.unpack("f", struct.pack("f", v))[0]
 
 
-def _up(a: int, b: int) -> int:
-    return -(-a // b) * b
-
-
 def _amx_bwd_w_threads(n: int, c: int, o: int, ih: int, oh: int, kh: int, kw: int, sh: int, sw: int, tr_iw: int, tr_ow: int, threads: int) -> tuple:
     """How oneDNN's AMX backward-weights splits its threads: ``balance_bwd_w`` (src/cpu/x64/jit_brgemm_conv_utils.cpp), its
     memory-cost search over (batch x rows, output-channel, input-channel) splits. Its two empirical overrides (1x1 kernels
@@ -386,20 +384,20 @@ def _amx_bwd_w_scratchpad(x: torch.Tensor, o: int, kh: int, kw: int, stride, pad
     pad_l, pad_r = padding[1], max(0, (ow - 1) * sw + kw - w - padding[1])
     if kh == kw == 1 and sh == sw == 1 and not any(padding) and w <= 28:
         w, h, ow, oh = h * w, 1, oh * ow, 1  # small 1x1 convolutions run as 1-d ones
-    tr_iw = _up(-(-(w + pad_l + pad_r) // sw), 32) * sw
-    tr_ow = _up(ow, 2)
+    tr_iw = _blocked(-(-(w + pad_l + pad_r) // sw), 32) * sw
+    tr_ow = _blocked(ow, 2)
     if tr_ow > 32:  # a width that splits into the fewest row blocks of at most 32
-        tr_ow = min(range(tr_ow, _up(tr_ow, 32) + 1, 2), key=lambda t: (t // max(i for i in range(32, 0, -2) if t % i == 0), t))
+        tr_ow = min(range(tr_ow, _blocked(tr_ow, 32) + 1, 2), key=lambda t: (t // max(i for i in range(32, 0, -2) if t % i == 0), t))
     nthr, mb, ocb, icb = _amx_bwd_w_threads(n, c, o, h, oh, kh, kw, sh, sw, tr_iw, tr_ow, facts.threads)
     nb_ic, nb_oc = -(-c // 16), -(-o // 16)
     irow, orow = 4 * tr_iw * 16 * -(-nb_ic // icb), 4 * tr_ow * 16 * -(-nb_oc // ocb)
     oh_block = max(1, int(max(0.0, 0.8 * facts.l2 - kh * irow) / (irow + orow)))
     oh_block = min(oh, -(-oh // -(-oh // oh_block)))
     ih_block = min(h, sh * min(h, (oh_block - 1) * min(kh, sh) + kh))
-    tr_src = 2 * (mb * nb_ic * tr_iw * 16 * ih_block + _up(max(pad_l, pad_r + 1), 32))
+    tr_src = 2 * (mb * nb_ic * tr_iw * 16 * ih_block + _blocked(max(pad_l, pad_r + 1), 32))
     tr_dst = 2 * (mb * nb_oc * tr_ow * 16 * oh_block + tr_iw * 16)
     reduction = 4 * mb * (nb_oc * 16 * nb_ic * 16 * kh * kw + (nb_oc * 16 if bias else 0))
-    return tr_src + tr_dst + reduction + 64 + nthr * (_up(oh * 32, 4096) + 2 * 4096) + AMX_BWD_W_EXTRA
+    return tr_src + tr_dst + reduction + 64 + nthr * (_blocked(oh * 32, 4096) + 2 * 4096) + AMX_BWD_W_EXTRA
 
 
 def _amx_fwd_scratchpad(c: int, h: int, w: int, kh: int, kw: int, padding, facts: CpuFacts) -> int:
